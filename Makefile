@@ -1,0 +1,44 @@
+# One entry point for everything CI runs: `make test`. `make demo` runs the product on
+# embedded defaults (SQLite + the built-in provider emulator).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: test lint typecheck unit integration system demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint typecheck
+	$(PY) -m pytest
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+integration: $(STAMP)
+	$(PY) -m pytest tests/integration
+
+system: $(STAMP)
+	$(PY) -m pytest tests/system
+
+demo: $(STAMP)
+	$(VENV)/bin/receiptd demo
+
+bench: $(STAMP)
+	$(PY) bench/emulator.py
+	$(PY) bench/consumer.py
+	$(PY) bench/compensator.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache receiptd.db receiptd.db-*

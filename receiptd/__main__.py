@@ -1,0 +1,5 @@
+"""`python -m receiptd` runs the CLI."""
+
+from receiptd.cli import main
+
+main()

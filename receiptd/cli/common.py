@@ -1,0 +1,79 @@
+"""Helpers every command shares: settings, logging, database, exit codes."""
+
+from __future__ import annotations
+
+import sys
+from typing import NoReturn
+
+import click
+
+from receiptd import config, logs
+from receiptd.db.engine import create_db_engine
+from receiptd.db.sends import SendStore
+from receiptd.db.store import SqlStore
+
+# Documented exit codes (README "Exit codes").
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_DATABASE = 3
+EXIT_PROVIDER = 4
+
+
+def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
+    click.echo(f"receiptd: {message}", err=True)
+    sys.exit(code)
+
+
+def settings(ctx: click.Context) -> config.Settings:
+    """The settings, loaded once per process; an invalid value exits 2 naming the key."""
+    obj = ctx.find_root().obj
+    if "settings" not in obj:
+        try:
+            obj["settings"] = config.load_settings(obj.get("config_file"))
+        except config.ConfigError as exc:
+            fail(str(exc), EXIT_CONFIG)
+        s = obj["settings"]
+        logs.configure(
+            level=s.log_level,
+            fmt=s.log_format,
+            secrets=secret_values(s),
+            mask_phones=not s.log_show_phone_numbers,
+            stream=sys.stderr,
+        )
+    result: config.Settings = obj["settings"]
+    return result
+
+
+def secret_values(s: config.Settings) -> list[str]:
+    """Every configured secret value, for the log redactor."""
+    from sqlalchemy.engine import make_url
+
+    values = [
+        s.aliyun_access_key_secret.get_secret_value(),
+        s.aliyun_security_token.get_secret_value(),
+        s.huawei_secret_access_key.get_secret_value(),
+    ]
+    if s.status_api_token is not None:
+        values.append(s.status_api_token.get_secret_value())
+    password = make_url(s.database_url).password
+    if password:
+        values.append(str(password))
+    return [v for v in values if v]
+
+
+def stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
+    store = SqlStore(create_db_engine(s.database_url))
+    return store, SendStore(store, s.timezone)
+
+
+def not_yet(name: str, issue: str) -> click.Command:
+    """A command whose capability has not landed: says so and exits non-zero."""
+
+    @click.command(name, context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def command(args: tuple[str, ...]) -> None:
+        fail(f"'{name}' is not available yet (planned: {issue})", EXIT_FAILURE)
+
+    command.help = f"Not available yet ({issue})."
+    return command

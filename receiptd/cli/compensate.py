@@ -1,0 +1,7 @@
+"""`receiptd compensate`: compensator."""
+
+from __future__ import annotations
+
+from receiptd.cli.common import not_yet
+
+commands = [not_yet("compensate", "compensator")]

@@ -1,0 +1,183 @@
+"""The schema. Table and column names are a public contract: applications read them.
+
+Timestamps are stored as UTC (naive columns on every backend, converted at the boundary by
+:class:`UTCDateTime`); text is full Unicode (utf8mb4 with a binary collation on MariaDB so
+identifiers compare exactly as on PostgreSQL and SQLite).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeEngine
+
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetimes in, aware UTC datetimes out; stored naive UTC with microseconds."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
+        return dialect.type_descriptor(DateTime())
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+ID = BigInteger().with_variant(Integer(), "sqlite")
+BIG_TEXT = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+RAW_BYTES = LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class SmsSend(Base):
+    """One recipient of one send: the row whose status receiptd keeps."""
+
+    __tablename__ = "sms_send"
+    __table_args__ = (
+        UniqueConstraint("provider", "biz_id", "phone_number"),
+        Index(None, "status", "next_check_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    biz_id: Mapped[str] = mapped_column(String(64))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    out_id: Mapped[str | None] = mapped_column(String(128))
+    template_code: Mapped[str | None] = mapped_column(String(64))
+    sign_name: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    send_date: Mapped[date] = mapped_column(Date())
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    err_code: Mapped[str | None] = mapped_column(String(64))
+    err_msg: Mapped[str | None] = mapped_column(String(512))
+    settled_by: Mapped[str | None] = mapped_column(String(16))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    check_count: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SmsReportRow(Base):
+    """One delivery receipt per recipient of a send, exactly as the provider reported it."""
+
+    __tablename__ = "sms_report"
+    __table_args__ = (UniqueConstraint("biz_id", "phone_number"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    mns_message_id: Mapped[str | None] = mapped_column(String(64))
+    biz_id: Mapped[str] = mapped_column(String(64))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    success: Mapped[bool] = mapped_column(Boolean())
+    out_id: Mapped[str | None] = mapped_column(String(128))
+    send_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    report_time: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    err_code: Mapped[str | None] = mapped_column(String(64))
+    err_msg: Mapped[str | None] = mapped_column(String(512))
+    sms_size: Mapped[int | None] = mapped_column(Integer)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SmsInboundRow(Base):
+    """One reply from a handset (SmsUp)."""
+
+    __tablename__ = "sms_inbound"
+    __table_args__ = (
+        UniqueConstraint("phone_number", "sequence_id", "dest_code", "send_time"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    mns_message_id: Mapped[str | None] = mapped_column(String(64))
+    phone_number: Mapped[str] = mapped_column(String(32))
+    content: Mapped[str] = mapped_column(BIG_TEXT)
+    send_time: Mapped[datetime] = mapped_column(UTCDateTime())
+    dest_code: Mapped[str] = mapped_column(String(64))
+    sequence_id: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeadLetter(Base):
+    """A queue message receiptd could not store, kept byte for byte with the reason."""
+
+    __tablename__ = "dead_letter"
+    __table_args__ = (UniqueConstraint("queue", "mns_message_id"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    queue: Mapped[str] = mapped_column(String(128))
+    mns_message_id: Mapped[str] = mapped_column(String(64))
+    raw_body: Mapped[bytes] = mapped_column(RAW_BYTES)
+    error: Mapped[str] = mapped_column(Text())
+    first_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_seen: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_count: Mapped[int] = mapped_column(Integer, default=1)
+    replayed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CompensatorRun(Base):
+    """One compensation cycle of one replica, for ``receiptd status`` and operators."""
+
+    __tablename__ = "compensator_run"
+    __table_args__ = (MYSQL_TABLE_ARGS,)
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    replica: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed: Mapped[int] = mapped_column(Integer, default=0)
+    calls: Mapped[int] = mapped_column(Integer, default=0)
+    settled: Mapped[int] = mapped_column(Integer, default=0)
+    expired: Mapped[int] = mapped_column(Integer, default=0)
+    errors: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# Core tables for the store's bulk statements (typed as Table for mypy).
+SEND = cast(Table, SmsSend.__table__)
+REPORT = cast(Table, SmsReportRow.__table__)
+INBOUND = cast(Table, SmsInboundRow.__table__)
+DEAD = cast(Table, DeadLetter.__table__)
+RUN = cast(Table, CompensatorRun.__table__)

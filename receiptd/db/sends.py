@@ -1,0 +1,298 @@
+"""The send registry: registering sends, claiming due ones, settling them, summaries."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+
+from receiptd import domain, ports
+from receiptd.db import upsert
+from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND
+from receiptd.db.store import SqlStore, settle_from_reports
+
+PENDING = domain.SendStatus.PENDING.value
+CLAIM_LEASE = timedelta(minutes=15)
+
+
+class SendStore:
+    """Sends on top of :class:`SqlStore`; every method is one short transaction."""
+
+    def __init__(self, store: SqlStore, tz: Any = domain.CHINA_TZ) -> None:
+        self.store = store
+        self.tz = tz
+
+    # --- registration ----------------------------------------------------------------------
+
+    def register(self, sends: Sequence[ports.NewSend], now: datetime) -> int:
+        """Insert new sends (existing ones are left alone) and settle any that already have a
+        stored receipt (a receipt can beat its send's registration). Returns rows inserted."""
+        return self.store.run(lambda conn: self._register(conn, sends, now))
+
+    def _register(self, conn: Connection, sends: Sequence[ports.NewSend], now: datetime) -> int:
+        rows = [self._send_row(s, now) for s in sends]
+        inserted = upsert.insert_ignore(conn, SEND, rows, ("provider", "biz_id", "phone_number"))
+        aliyun = {(s.biz_id, s.phone_number) for s in sends if s.provider is domain.Provider.ALIYUN}
+        if aliyun:
+            biz_ids = sorted({biz for biz, _ in aliyun})
+            stored = conn.execute(select(REPORT).where(REPORT.c.biz_id.in_(biz_ids))).all()
+            reports = [
+                _report_of(r._mapping) for r in stored if (r.biz_id, r.phone_number) in aliyun
+            ]
+            settle_from_reports(conn, reports, now)
+        return inserted
+
+    def _send_row(self, send: ports.NewSend, now: datetime) -> dict[str, Any]:
+        return {
+            "provider": send.provider.value,
+            "biz_id": send.biz_id,
+            "phone_number": send.phone_number,
+            "out_id": send.out_id,
+            "template_code": send.template_code,
+            "sign_name": send.sign_name,
+            "sent_at": send.sent_at,
+            "send_date": domain.provider_send_date(send.sent_at, self.tz),
+            "status": PENDING,
+            "check_count": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    # --- compensation ----------------------------------------------------------------------
+
+    def claim_due(
+        self,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        lease: timedelta = CLAIM_LEASE,
+    ) -> list[ports.PendingSend]:
+        """Claim up to ``limit`` due pending sends for this replica.
+
+        ``FOR UPDATE SKIP LOCKED`` keeps concurrent replicas off each other's rows on
+        PostgreSQL/MariaDB; the conditional UPDATE with a fresh token makes the claim exact
+        everywhere (SQLite ignores SKIP LOCKED but has a single writer).
+        """
+        token = uuid.uuid4().hex
+        return self.store.run(
+            lambda conn: self._claim(conn, provider, now, grace, limit, now + lease, token)
+        )
+
+    def _claim(
+        self,
+        conn: Connection,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        until: datetime,
+        token: str,
+    ) -> list[ports.PendingSend]:
+        free = or_(SEND.c.claimed_until.is_(None), SEND.c.claimed_until < now)
+        due = and_(
+            SEND.c.provider == provider.value,
+            SEND.c.status == PENDING,
+            SEND.c.sent_at <= now - grace,
+            or_(SEND.c.next_check_at.is_(None), SEND.c.next_check_at <= now),
+            free,
+        )
+        ids_query = select(SEND.c.id).where(due).order_by(SEND.c.sent_at).limit(limit)
+        ids = list(conn.execute(ids_query.with_for_update(skip_locked=True)).scalars())
+        if not ids:
+            return []
+        for chunk in _chunks(ids, 500):
+            conn.execute(
+                update(SEND)
+                .where(SEND.c.id.in_(chunk), free, SEND.c.status == PENDING)
+                .values(claimed_by=token, claimed_until=until)
+            )
+        claimed = conn.execute(select(SEND).where(SEND.c.claimed_by == token)).all()
+        return [_pending_of(r._mapping) for r in claimed]
+
+    def expire_outside_window(
+        self, provider: domain.Provider, oldest_date: Any, now: datetime
+    ) -> int:
+        """Settle as expired every pending send older than the provider's query window."""
+        stmt = (
+            update(SEND)
+            .where(
+                SEND.c.provider == provider.value,
+                SEND.c.status == PENDING,
+                SEND.c.send_date < oldest_date,
+            )
+            .values(
+                status=domain.SendStatus.EXPIRED.value,
+                settled_by=domain.SettledBy.WINDOW.value,
+                settled_at=now,
+                claimed_by=None,
+                claimed_until=None,
+                updated_at=now,
+            )
+        )
+        return self.store.run(lambda conn: max(int(conn.execute(stmt).rowcount), 0))
+
+    def settle(
+        self,
+        settlements: Sequence[ports.Settlement],
+        pending: Sequence[ports.PendingSend],
+        now: datetime,
+        base_backoff: float,
+        max_backoff: float,
+    ) -> int:
+        """Apply final statuses; every other claimed send gets its next check pushed back.
+
+        Returns the number of sends that reached a final status.
+        """
+        final = [s for s in settlements if s.status.is_final]
+        done = {s.send_id for s in final}
+        retry = [
+            {
+                "b_id": p.id,
+                "b_next": now
+                + timedelta(seconds=domain.backoff_delay(p.check_count, base_backoff, max_backoff)),
+                "b_now": now,
+            }
+            for p in pending
+            if p.id not in done
+        ]
+        return self.store.run(lambda conn: _apply(conn, final, retry, now))
+
+    # --- runs and summaries ----------------------------------------------------------------
+
+    def start_run(self, replica: str, now: datetime) -> int:
+        stmt = RUN.insert().values(
+            replica=replica, started_at=now, claimed=0, calls=0, settled=0, expired=0, errors=0
+        )
+        return self.store.run(lambda conn: int(conn.execute(stmt).inserted_primary_key[0]))  # type: ignore[index]
+
+    def finish_run(self, run_id: int, now: datetime, **counts: int) -> None:
+        stmt = update(RUN).where(RUN.c.id == run_id).values(finished_at=now, **counts)
+        self.store.run(lambda conn: conn.execute(stmt))
+
+    def summary(self) -> ports.StatusSummary:
+        return self.store.run(_summary)
+
+    def by_biz_id(self, biz_id: str) -> list[dict[str, Any]]:
+        query = select(SEND).where(SEND.c.biz_id == biz_id).order_by(SEND.c.phone_number)
+        return self.store.run(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+
+
+_SETTLE = (
+    update(SEND)
+    .where(SEND.c.id == bindparam("b_id"), SEND.c.status == PENDING)
+    .values(
+        status=bindparam("b_status"),
+        settled_by=bindparam("b_by"),
+        err_code=bindparam("b_err_code"),
+        err_msg=bindparam("b_err_msg"),
+        settled_at=bindparam("b_now"),
+        check_count=SEND.c.check_count + 1,
+        claimed_by=None,
+        claimed_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+_RETRY = (
+    update(SEND)
+    .where(SEND.c.id == bindparam("b_id"), SEND.c.status == PENDING)
+    .values(
+        next_check_at=bindparam("b_next"),
+        check_count=SEND.c.check_count + 1,
+        claimed_by=None,
+        claimed_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def _apply(
+    conn: Connection,
+    final: Sequence[ports.Settlement],
+    retry: list[dict[str, Any]],
+    now: datetime,
+) -> int:
+    settled = 0
+    if final:
+        params = [
+            {
+                "b_id": s.send_id,
+                "b_status": s.status.value,
+                "b_by": s.settled_by.value,
+                "b_err_code": s.err_code,
+                "b_err_msg": (s.err_msg or None) and s.err_msg[:512],
+                "b_now": now,
+            }
+            for s in final
+        ]
+        settled = max(int(conn.execute(_SETTLE, params).rowcount), 0)
+    if retry:
+        conn.execute(_RETRY, retry)
+    return settled
+
+
+def _summary(conn: Connection) -> ports.StatusSummary:
+    counts = {
+        (row.provider, row.status): int(row.n)
+        for row in conn.execute(
+            select(SEND.c.provider, SEND.c.status, func.count().label("n")).group_by(
+                SEND.c.provider, SEND.c.status
+            )
+        )
+    }
+    oldest = {
+        row.provider: row.oldest
+        for row in conn.execute(
+            select(SEND.c.provider, func.min(SEND.c.sent_at).label("oldest"))
+            .where(SEND.c.status == PENDING)
+            .group_by(SEND.c.provider)
+        )
+    }
+    last = conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(1)).first()
+    return ports.StatusSummary(
+        counts=counts,
+        oldest_pending=oldest,
+        last_run_started=last.started_at if last else None,
+        last_run_finished=last.finished_at if last else None,
+        dead_letters=_count(conn, DEAD.c.replayed_at.is_(None)),
+        inbound=_count(conn, None, INBOUND),
+    )
+
+
+def _count(conn: Connection, where: Any, table: Any = None) -> int:
+    query = select(func.count()).select_from(DEAD if table is None else table)
+    if where is not None:
+        query = query.where(where)
+    return int(conn.execute(query).scalar_one())
+
+
+def _chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _report_of(row: Any) -> domain.SmsReport:
+    return domain.SmsReport(
+        biz_id=row["biz_id"],
+        phone_number=row["phone_number"],
+        success=bool(row["success"]),
+        send_time=row["send_time"],
+        err_code=row["err_code"],
+        err_msg=row["err_msg"],
+    )
+
+
+def _pending_of(row: Any) -> ports.PendingSend:
+    return ports.PendingSend(
+        id=row["id"],
+        provider=domain.Provider(row["provider"]),
+        biz_id=row["biz_id"],
+        phone_number=row["phone_number"],
+        sent_at=row["sent_at"],
+        send_date=row["send_date"],
+        out_id=row["out_id"],
+        template_code=row["template_code"],
+        check_count=row["check_count"],
+    )

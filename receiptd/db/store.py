@@ -1,0 +1,205 @@
+"""The consumer's store: receipts, replies and dead letters, one transaction per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from receiptd import domain, ports
+from receiptd.db import upsert
+from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
+
+T = TypeVar("T")
+
+
+@contextmanager
+def translate_errors() -> Iterator[None]:
+    """Driver errors become the two store errors the core understands."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if exc.connection_invalidated or _is_connection_error(exc):
+            raise ports.StoreUnavailable(_describe(exc)) from exc
+        raise ports.StoreWriteError(_describe(exc)) from exc
+    except SQLAlchemyError as exc:
+        raise ports.StoreUnavailable(_describe(exc)) from exc
+
+
+def _is_connection_error(exc: DBAPIError) -> bool:
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _describe(exc: SQLAlchemyError) -> str:
+    orig = getattr(exc, "orig", None)
+    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:300]}"
+
+
+class SqlStore:
+    """Everything the consumer and the status commands need from the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def run(self, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction with errors translated for the core."""
+        with translate_errors(), self.engine.begin() as conn:
+            return work(conn)
+
+    def ping(self) -> None:
+        with translate_errors(), self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    # --- consumer --------------------------------------------------------------------------
+
+    def write_batch(self, batch: ports.Batch, now: datetime) -> ports.BatchResult:
+        return self.run(lambda conn: self._write_batch(conn, batch, now))
+
+    def _write_batch(
+        self, conn: Connection, batch: ports.Batch, now: datetime
+    ) -> ports.BatchResult:
+        reports_new = upsert.insert_ignore(
+            conn, REPORT, [_report_row(r, now) for r in batch.reports], ("biz_id", "phone_number")
+        )
+        settled = settle_from_reports(conn, [r.report for r in batch.reports], now)
+        inbound_new = upsert.insert_ignore(
+            conn,
+            INBOUND,
+            [_inbound_row(r, now) for r in batch.inbound],
+            ("phone_number", "sequence_id", "dest_code", "send_time"),
+        )
+        dead_new = sum(self._dead_letter(conn, d, now) for d in batch.dead)
+        return ports.BatchResult(reports_new, inbound_new, dead_new, settled)
+
+    @staticmethod
+    def _dead_letter(conn: Connection, dead: ports.DeadRecord, now: datetime) -> int:
+        row = {
+            "queue": dead.queue,
+            "mns_message_id": dead.message_id,
+            "raw_body": dead.raw_body,
+            "error": dead.error,
+            "first_seen": now,
+            "last_seen": now,
+            "seen_count": 1,
+        }
+        new = upsert.upsert_count(
+            conn, DEAD, row, ("queue", "mns_message_id"), "seen_count", ("last_seen", "error")
+        )
+        return int(new)
+
+    # --- dead letters ----------------------------------------------------------------------
+
+    def dead_letters(
+        self, limit: int = 100, include_replayed: bool = False
+    ) -> list[DeadLetterView]:
+        query = select(DEAD).order_by(DEAD.c.id).limit(limit)
+        if not include_replayed:
+            query = query.where(DEAD.c.replayed_at.is_(None))
+        return self.run(lambda conn: [DeadLetterView(**r._mapping) for r in conn.execute(query)])
+
+    def dead_letter(self, dead_id: int) -> DeadLetterView | None:
+        query = select(DEAD).where(DEAD.c.id == dead_id)
+        row = self.run(lambda conn: conn.execute(query).first())
+        return None if row is None else DeadLetterView(**row._mapping)
+
+    def mark_replayed(self, dead_id: int, now: datetime) -> None:
+        stmt = update(DEAD).where(DEAD.c.id == dead_id).values(replayed_at=now)
+        self.run(lambda conn: conn.execute(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterView:
+    id: int
+    queue: str
+    mns_message_id: str
+    raw_body: bytes
+    error: str
+    first_seen: datetime
+    last_seen: datetime
+    seen_count: int
+    replayed_at: datetime | None
+
+
+def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
+    r = record.report
+    return {
+        "mns_message_id": record.message_id,
+        "biz_id": r.biz_id,
+        "phone_number": r.phone_number,
+        "success": r.success,
+        "out_id": r.out_id,
+        "send_time": r.send_time,
+        "report_time": r.report_time,
+        "err_code": r.err_code,
+        "err_msg": r.err_msg,
+        "sms_size": r.sms_size,
+        "received_at": now,
+    }
+
+
+def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
+    u = record.reply
+    return {
+        "mns_message_id": record.message_id,
+        "phone_number": u.phone_number,
+        "content": u.content,
+        "send_time": u.send_time,
+        "dest_code": u.dest_code,
+        "sequence_id": u.sequence_id,
+        "received_at": now,
+    }
+
+
+_SETTLE_FROM_REPORT = (
+    update(SEND)
+    .where(
+        and_(
+            SEND.c.provider == domain.Provider.ALIYUN.value,
+            SEND.c.biz_id == bindparam("b_biz_id"),
+            SEND.c.phone_number == bindparam("b_phone"),
+            SEND.c.status == domain.SendStatus.PENDING.value,
+        )
+    )
+    .values(
+        status=bindparam("b_status"),
+        err_code=bindparam("b_err_code"),
+        err_msg=bindparam("b_err_msg"),
+        settled_by=domain.SettledBy.RECEIPT.value,
+        settled_at=bindparam("b_now"),
+        claimed_by=None,
+        claimed_until=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
+def settle_from_reports(
+    conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
+) -> int:
+    """Settle the pending sends these receipts describe; final statuses never change."""
+    if not reports:
+        return 0
+    params = [
+        {
+            "b_biz_id": r.biz_id,
+            "b_phone": r.phone_number,
+            "b_status": r.status.value,
+            "b_err_code": r.err_code,
+            "b_err_msg": r.err_msg,
+            "b_now": now,
+        }
+        for r in reports
+    ]
+    result = conn.execute(_SETTLE_FROM_REPORT, params)
+    return max(int(result.rowcount), 0)
+
+
+def count_rows(conn: Connection, table: Any) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())

@@ -1,0 +1,247 @@
+"""The pure core: receipt values, body decoding, time zones and the send status rules.
+
+Nothing here does I/O. Every malformed input raises :class:`BodyError` (a ``ValueError``) whose
+message says what is wrong, so the consumer can dead-letter exactly that message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+from zoneinfo import ZoneInfo
+
+CHINA_TZ = ZoneInfo("Asia/Shanghai")
+ALIYUN_QUERY_WINDOW_DAYS = 30
+_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S")
+# Longest value per field, matching the columns (receiptd.db.models); longer is malformed.
+_MAX_LENGTH = {"biz_id": 64, "phone_number": 32, "out_id": 128, "err_code": 64, "err_msg": 512}
+_MAX_LENGTH.update(dest_code=64, sequence_id=64, content=65536)
+_DEFAULT_MAX_LENGTH = 64
+
+
+class BodyError(ValueError):
+    """A queue message body that cannot become a typed receipt."""
+
+
+class MessageType(enum.StrEnum):
+    REPORT = "SmsReport"
+    UP = "SmsUp"
+
+
+class SendStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+    @property
+    def is_final(self) -> bool:
+        return self is not SendStatus.PENDING
+
+
+class SettledBy(enum.StrEnum):
+    RECEIPT = "receipt"
+    QUERY = "query"
+    WINDOW = "window"
+
+
+class Provider(enum.StrEnum):
+    ALIYUN = "aliyun"
+    HUAWEI = "huawei"
+
+
+@dataclass(frozen=True, slots=True)
+class SmsReport:
+    """A delivery receipt (SmsReport body). Times are UTC."""
+
+    biz_id: str
+    phone_number: str
+    success: bool
+    send_time: datetime
+    out_id: str | None = None
+    report_time: datetime | None = None
+    err_code: str | None = None
+    err_msg: str | None = None
+    sms_size: int | None = None
+
+    @property
+    def status(self) -> SendStatus:
+        return SendStatus.DELIVERED if self.success else SendStatus.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class SmsUp:
+    """An inbound reply (SmsUp body). ``send_time`` is UTC."""
+
+    phone_number: str
+    content: str
+    send_time: datetime
+    dest_code: str
+    sequence_id: str
+
+
+def decode_json_body(raw: str | bytes) -> dict[str, Any]:
+    """base64 → UTF-8 → JSON object, as Alicom encodes every queue body."""
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise BodyError("body is not valid base64") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError("decoded body is not UTF-8") from None
+    try:
+        obj = json.loads(text)
+    except (json.JSONDecodeError, RecursionError):
+        raise BodyError("decoded body is not JSON") from None
+    if not isinstance(obj, dict):
+        raise BodyError(f"decoded body is a JSON {type(obj).__name__}, not an object")
+    return obj
+
+
+def parse_provider_time(value: str, tz: tzinfo = CHINA_TZ) -> datetime:
+    """A zone-less provider time (either Alicom format) read in ``tz`` and returned in UTC."""
+    for fmt in _TIME_FORMATS:
+        try:
+            local = datetime.strptime(value.strip(), fmt)
+        except ValueError:
+            continue
+        return local.replace(tzinfo=tz).astimezone(UTC)
+    raise ValueError(f"{value!r} is not 'yyyy-MM-dd HH:mm:ss' or 'yyyyMMddHHmmss'")
+
+
+class _Fields:
+    """Typed access to a decoded body; every failure names the field."""
+
+    def __init__(self, data: Mapping[str, Any], tz: tzinfo) -> None:
+        self._data = data
+        self._tz = tz
+
+    def text(self, name: str) -> str | None:
+        value = self._data.get(name)
+        if value is None or value == "":
+            return None
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise BodyError(f"field {name!r} must be a string, got {type(value).__name__}")
+        text = str(value)
+        limit = _MAX_LENGTH.get(name, _DEFAULT_MAX_LENGTH)
+        if len(text) > limit:
+            raise BodyError(f"field {name!r} is longer than {limit} characters")
+        return text
+
+    def required_text(self, name: str) -> str:
+        value = self.text(name)
+        if value is None:
+            raise BodyError(f"required field {name!r} is missing")
+        return value
+
+    def required_time(self, name: str) -> datetime:
+        value = self.time(name)
+        if value is None:
+            raise BodyError(f"required field {name!r} is missing")
+        return value
+
+    def time(self, name: str) -> datetime | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        try:
+            return parse_provider_time(value, self._tz)
+        except ValueError as exc:
+            raise BodyError(f"field {name!r}: {exc}") from None
+
+    def boolean(self, name: str) -> bool:
+        value = self._data.get(name)
+        if isinstance(value, bool):
+            return value
+        if value is None:
+            raise BodyError(f"required field {name!r} is missing")
+        raise BodyError(f"field {name!r} must be a boolean, got {type(value).__name__}")
+
+    def count(self, name: str) -> int | None:
+        value = self.text(name)
+        if value is None:
+            return None
+        if not value.isascii() or not value.isdigit() or len(value) > 6:
+            raise BodyError(f"field {name!r} must be a small whole number, got {value!r}")
+        return int(value)
+
+
+def parse_report(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsReport:
+    """A raw SmsReport queue body to a typed receipt, or BodyError."""
+    fields = _Fields(decode_json_body(raw), tz)
+    send_time = fields.required_time("send_time")
+    return SmsReport(
+        biz_id=fields.required_text("biz_id"),
+        phone_number=fields.text("phone_number") or "",
+        success=fields.boolean("success"),
+        send_time=send_time,
+        out_id=fields.text("out_id"),
+        report_time=fields.time("report_time"),
+        err_code=fields.text("err_code"),
+        err_msg=fields.text("err_msg"),
+        sms_size=fields.count("sms_size"),
+    )
+
+
+def parse_up(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsUp:
+    """A raw SmsUp queue body to a typed reply, or BodyError."""
+    fields = _Fields(decode_json_body(raw), tz)
+    send_time = fields.required_time("send_time")
+    return SmsUp(
+        phone_number=fields.text("phone_number") or "",
+        content=fields.required_text("content"),
+        send_time=send_time,
+        dest_code=fields.required_text("dest_code"),
+        sequence_id=fields.required_text("sequence_id"),
+    )
+
+
+def encode_body(fields: Mapping[str, Any]) -> str:
+    """The inverse of :func:`decode_json_body`: how Alicom puts a body on the queue."""
+    return base64.b64encode(json.dumps(fields, ensure_ascii=False).encode("utf-8")).decode()
+
+
+def format_provider_time(moment: datetime, tz: tzinfo = CHINA_TZ) -> str:
+    return moment.astimezone(tz).strftime(_TIME_FORMATS[0])
+
+
+# --- send status rules ---------------------------------------------------------------------
+
+
+def next_status(current: SendStatus, observed: SendStatus) -> SendStatus:
+    """Monotonic: a final status never changes; pending moves to whatever was observed."""
+    return current if current.is_final else observed
+
+
+def provider_send_date(sent_at: datetime, tz: tzinfo = CHINA_TZ) -> date:
+    """The provider's calendar date of a send (23:59 UTC on day D is D+1 in China)."""
+    if sent_at.tzinfo is None:
+        raise ValueError("sent_at must be timezone-aware")
+    return sent_at.astimezone(tz).date()
+
+
+def in_query_window(
+    send_date: date, now: datetime, tz: tzinfo = CHINA_TZ, days: int = ALIYUN_QUERY_WINDOW_DAYS
+) -> bool:
+    """QuerySendDetails accepts a SendDate from today back ``days`` days (provider dates)."""
+    today = now.astimezone(tz).date()
+    return today - timedelta(days=days) <= send_date <= today
+
+
+def backoff_delay(check_count: int, base: float = 300.0, cap: float = 6 * 3600.0) -> float:
+    """Seconds until a still-pending send is queried again: doubles per check, capped."""
+    return float(min(cap, base * 2 ** min(check_count, 30)))
+
+
+def mask_phone(number: str) -> str:
+    """Keep the first 3 and last 4 digits: 13812345678 → 138****5678."""
+    if len(number) <= 7:
+        return "*" * len(number)
+    return f"{number[:3]}{'*' * (len(number) - 7)}{number[-4:]}"

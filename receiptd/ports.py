@@ -1,0 +1,215 @@
+"""The small interfaces between the core (consumer, compensator) and the outside world.
+
+Adapters (``receiptd.db``, ``receiptd.providers.*``) implement them; ``receiptd.testing`` has
+in-memory twins. No SDK or driver exception type crosses these boundaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Protocol
+
+from receiptd import domain
+
+# --- queues -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    """One received queue message; ``body`` is the raw text exactly as the queue holds it."""
+
+    message_id: str
+    receipt_handle: str
+    body: str
+    dequeue_count: int = 1
+    enqueued_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteFailure:
+    receipt_handle: str
+    code: str
+    message: str
+
+
+class QueueError(Exception):
+    """The queue could not be reached or answered with an error; retry with backoff."""
+
+
+class QueueAuthError(QueueError):
+    """Credentials were refused (expired or revoked token); refresh them before retrying."""
+
+
+class QueueNotFound(QueueError):
+    """The queue does not exist: a configuration error, not a transient one."""
+
+
+class ReceiptQueue(Protocol):
+    """A receipt queue: an empty queue is ``[]``, never an exception."""
+
+    @property
+    def name(self) -> str: ...
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[QueueMessage]: ...
+
+    def delete(self, receipt_handles: Sequence[str]) -> list[DeleteFailure]: ...
+
+    def close(self) -> None: ...
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReportRecord:
+    message_id: str
+    report: domain.SmsReport
+
+
+@dataclass(frozen=True, slots=True)
+class InboundRecord:
+    message_id: str
+    reply: domain.SmsUp
+
+
+@dataclass(frozen=True, slots=True)
+class DeadRecord:
+    queue: str
+    message_id: str
+    raw_body: bytes
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one received batch turns into; written in one transaction."""
+
+    reports: Sequence[ReportRecord] = ()
+    inbound: Sequence[InboundRecord] = ()
+    dead: Sequence[DeadRecord] = ()
+
+    def __len__(self) -> int:
+        return len(self.reports) + len(self.inbound) + len(self.dead)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    reports_new: int = 0
+    inbound_new: int = 0
+    dead_new: int = 0
+    sends_settled: int = 0
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached right now; nothing was written."""
+
+
+class StoreWriteError(Exception):
+    """The database refused the data itself (while reachable); nothing was written."""
+
+
+class ReceiptSink(Protocol):
+    """Where the consumer writes; every write is idempotent."""
+
+    def write_batch(self, batch: Batch, now: datetime) -> BatchResult: ...
+
+    def ping(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewSend:
+    """A send to register: one row per recipient."""
+
+    provider: domain.Provider
+    biz_id: str
+    phone_number: str
+    sent_at: datetime
+    out_id: str | None = None
+    template_code: str | None = None
+    sign_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingSend:
+    """A claimed pending send the compensator must look up."""
+
+    id: int
+    provider: domain.Provider
+    biz_id: str
+    phone_number: str
+    sent_at: datetime
+    send_date: date
+    out_id: str | None
+    template_code: str | None
+    check_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What a lookup found for one send: a final status, or ``PENDING`` (try again later)."""
+
+    send_id: int
+    status: domain.SendStatus
+    settled_by: domain.SettledBy = domain.SettledBy.QUERY
+    err_code: str | None = None
+    err_msg: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSummary:
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, status) → n
+    oldest_pending: dict[str, datetime] = field(default_factory=dict)  # provider → sent_at
+    last_run_started: datetime | None = None
+    last_run_finished: datetime | None = None
+    dead_letters: int = 0
+    inbound: int = 0
+
+
+# --- status lookups (QuerySendDetails, KooMessage send-details) -----------------------------
+
+
+class LookupFailed(Exception):
+    """A status lookup failed for a reason that will not pass by waiting (bad request, auth)."""
+
+
+class LookupThrottled(Exception):
+    """The provider asked us to slow down; back off and try again in a later cycle."""
+
+
+class LookupUnavailable(Exception):
+    """The provider is unreachable or answered 5xx; try again later."""
+
+
+@dataclass(frozen=True, slots=True)
+class LookupResult:
+    settlements: list[Settlement]
+    calls: dict[str, int]  # result ("ok", "throttled", "error", ...) → number of API calls
+
+
+class RateLimiter(Protocol):
+    def acquire(self) -> None:
+        """Block until one more request is allowed."""
+
+
+class StatusLookup(Protocol):
+    """One provider's way of finding final statuses of pending sends.
+
+    A third provider implements this and registers it; the compensator core does not change.
+    """
+
+    @property
+    def provider(self) -> domain.Provider: ...
+
+    def in_window(self, send: PendingSend, now: datetime) -> bool:
+        """Whether the provider can still answer for this send (else it expires)."""
+        ...
+
+    def lookup(self, sends: Sequence[PendingSend], limiter: RateLimiter) -> LookupResult:
+        """Settlements for the sends it could match exactly; the rest stay pending.
+
+        Raises LookupThrottled / LookupUnavailable / LookupFailed only when nothing could be
+        looked up; partial progress is returned with the error counted in ``calls``.
+        """
+        ...

@@ -1,0 +1,118 @@
+"""Shared fixtures: a fresh database per test session on SQLite, PostgreSQL and MariaDB.
+
+Every backend is reached over a real connection. Locally a backend that is down is skipped;
+under ``CI=true`` it is a failure (``.ci/run`` starts the services first).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from receiptd.db import migrate
+from receiptd.db.engine import create_db_engine
+from receiptd.db.models import Base
+
+SERVERS = {
+    "postgresql": os.environ.get(
+        "RECEIPTD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get(
+        "RECEIPTD_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"
+    ),
+}
+BACKENDS = ("sqlite", "postgresql", "mariadb")
+IN_CI = os.environ.get("CI") == "true"
+
+
+def _unavailable(backend: str, exc: Exception) -> None:
+    message = f"{backend} unavailable: {exc}"
+    if IN_CI:
+        pytest.fail(message + " (CI requires every database)")
+    pytest.skip(message)
+
+
+def _create_server_database(backend: str) -> str:
+    admin_url = make_url(SERVERS[backend])
+    name = f"receiptd_t_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            if backend == "mariadb":
+                conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+            else:
+                conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+def _drop_server_database(backend: str, url: str) -> None:
+    admin = sa.create_engine(make_url(SERVERS[backend]), isolation_level="AUTOCOMMIT")
+    name = make_url(url).database
+    try:
+        with admin.connect() as conn:
+            if backend == "postgresql":
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            else:
+                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Lazily created, migrated databases; dropped at the end of the session."""
+    created: dict[str, str] = {}
+    yield created
+    for backend, url in created.items():
+        if backend != "sqlite":
+            _drop_server_database(backend, url)
+
+
+def _ensure_database(backend: str, urls: dict[str, str], tmp: Path) -> str:
+    if backend not in urls:
+        if backend == "sqlite":
+            url = f"sqlite:///{tmp / 'receiptd-test.db'}"
+        else:
+            try:
+                url = _create_server_database(backend)
+            except sa.exc.OperationalError as exc:
+                _unavailable(backend, exc)
+        engine = create_db_engine(url)
+        try:
+            migrate.upgrade(engine)
+        finally:
+            engine.dispose()
+        urls[backend] = url
+    return urls[backend]
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(
+    request: pytest.FixtureRequest,
+    database_urls: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """A migrated database per backend, emptied before each test."""
+    backend: str = request.param
+    url = _ensure_database(backend, database_urls, tmp_path_factory.getbasetemp())
+    engine = create_db_engine(url)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
+    engine.dispose()
+    yield url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    eng = create_db_engine(db_url)
+    yield eng
+    eng.dispose()
