@@ -1,0 +1,91 @@
+"""Prometheus metrics. Names and labels are a documented interface (docs/operations.md).
+
+Recording a metric never fails message processing: prometheus-client does not raise on
+``inc``/``observe`` with valid labels, and every label value used here is a fixed word.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from receiptd import __version__
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+MESSAGES = Counter(
+    "receiptd_messages",
+    "Queue messages handled, by queue (report|up) and outcome "
+    "(stored|duplicate|dead_letter|delete_failed).",
+    ["queue", "outcome"],
+    registry=REGISTRY,
+)
+BATCH_DURATION = Histogram(
+    "receiptd_batch_duration_seconds",
+    "Time from a batch's receipt to its deletion, by queue.",
+    ["queue"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY,
+)
+DEAD_LETTERS = Counter(
+    "receiptd_dead_letters",
+    "Messages written to dead_letter, by queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
+DELETE_FAILURES = Counter(
+    "receiptd_delete_failures",
+    "Receipt handles the queue refused to delete (redelivery follows; writes are idempotent).",
+    ["queue"],
+    registry=REGISTRY,
+)
+LOOP_ERRORS = Counter(
+    "receiptd_loop_errors",
+    "Errors a loop recovered from by backing off, by loop and kind (queue|database|auth).",
+    ["loop", "kind"],
+    registry=REGISTRY,
+)
+SENDS = Gauge(
+    "receiptd_sends",
+    "Sends by provider and status (refreshed each compensation cycle).",
+    ["provider", "status"],
+    registry=REGISTRY,
+)
+OLDEST_PENDING = Gauge(
+    "receiptd_oldest_pending_seconds",
+    "Age of the oldest pending send, by provider.",
+    ["provider"],
+    registry=REGISTRY,
+)
+COMPENSATOR_CALLS = Counter(
+    "receiptd_compensator_calls",
+    "Status-query API calls, by provider and result (ok|throttled|error|unavailable).",
+    ["provider", "result"],
+    registry=REGISTRY,
+)
+SETTLED = Counter(
+    "receiptd_sends_settled",
+    "Sends that reached a final status, by provider and path (receipt|query|window).",
+    ["provider", "path"],
+    registry=REGISTRY,
+)
+COMPENSATOR_RUNS = Counter(
+    "receiptd_compensator_runs",
+    "Compensation cycles, by result (ok|error).",
+    ["result"],
+    registry=REGISTRY,
+)
+TOKEN_REFRESHES = Counter(
+    "receiptd_token_refreshes",
+    "QueryTokenForMnsQueue calls, by message type and result.",
+    ["message_type", "result"],
+    registry=REGISTRY,
+)
+HEARTBEAT_AGE = Gauge(
+    "receiptd_loop_heartbeat_age_seconds",
+    "Seconds since each loop last reported progress.",
+    ["loop"],
+    registry=REGISTRY,
+)
+READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)
+BUILD = Info("receiptd_build", "receiptd build information.", registry=REGISTRY)
+BUILD.info({"version": __version__})
