@@ -1,0 +1,61 @@
+"""Malformed input: >100,000 fuzzed bodies only ever raise the typed BodyError."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from receiptd import domain
+
+FUZZ = Path(__file__).parent.parent / "fuzz"
+RUNS = 200_000
+
+pytestmark = pytest.mark.system
+
+
+def test_atheris_coverage_guided(tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    shutil.copytree(FUZZ / "corpus", corpus)  # atheris adds inputs to its corpus directory
+    proc = subprocess.run(
+        [sys.executable, str(FUZZ / "fuzz_decode.py"), f"-runs={RUNS}", str(corpus)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"Done {RUNS} runs" in proc.stderr
+
+
+FIELD_NAMES = ["phone_number", "success", "biz_id", "out_id", "send_time", "report_time",
+               "err_code", "err_msg", "sms_size", "content", "dest_code", "sequence_id"]
+hostile_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.sampled_from(
+    ["'; DROP TABLE sms_send; --", "\x00", "\u202e", "𝄞" * 20, "2017-13-45 25:61:61", "9" * 30]
+)
+values = st.none() | st.booleans() | st.integers() | st.floats() | hostile_text | st.lists(
+    st.integers(), max_size=2
+)
+
+
+@settings(max_examples=20_000, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.dictionaries(st.sampled_from(FIELD_NAMES), values, max_size=12))
+def test_hypothesis_field_level(fields: dict[str, Any]) -> None:
+    import json
+
+    try:
+        raw = base64.b64encode(json.dumps(fields).encode())
+    except ValueError:  # NaN etc. are not JSON; json.dumps allows them, keep going
+        return
+    for parse in (domain.parse_report, domain.parse_up):
+        try:
+            parse(raw)
+        except domain.BodyError:
+            pass
