@@ -109,7 +109,8 @@ def parse_provider_time(value: str, tz: tzinfo = CHINA_TZ) -> datetime:
     """A zone-less provider time (either Alicom format) read in ``tz`` and returned in UTC."""
     for fmt in _TIME_FORMATS:
         try:
-            local = datetime.strptime(value.strip(), fmt)
+            # The provider's times carry no zone; it is attached below.
+            local = datetime.strptime(value.strip(), fmt)  # noqa: DTZ007
         except ValueError:
             continue
         return local.replace(tzinfo=tz).astimezone(UTC)

@@ -26,8 +26,15 @@ Check = Callable[[], tuple[bool, str]]
 SendLookup = Callable[[str], list[dict[str, Any]]]
 
 MAX_BIZ_ID = 64
-_STATUS_TEXT = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                405: "Method Not Allowed", 413: "Payload Too Large", 503: "Service Unavailable"}
+_STATUS_TEXT = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    413: "Payload Too Large",
+    503: "Service Unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -57,8 +64,9 @@ class OpsApp:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
         if method not in ("GET", "HEAD"):
-            return _json(start_response, 405, {"error": "method not allowed"},
-                         [("Allow", "GET, HEAD")])
+            return _json(
+                start_response, 405, {"error": "method not allowed"}, [("Allow", "GET, HEAD")]
+            )
         if _declared_body(environ) > 0:
             return _json(start_response, 413, {"error": "GET requests carry no body"})
         if path == "/healthz":
@@ -67,8 +75,9 @@ class OpsApp:
             code_body = self._probe(start_response, self._probes.readiness)
             return code_body
         if path == "/metrics":
-            return _send(start_response, 200, generate_latest(metrics.REGISTRY),
-                         CONTENT_TYPE_LATEST)
+            return _send(
+                start_response, 200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST
+            )
         if path.startswith("/v1/sends/"):
             return self._send_status(environ, start_response, path.removeprefix("/v1/sends/"))
         return _json(start_response, 404, {"error": "not found"})
@@ -87,8 +96,12 @@ class OpsApp:
         if self._token is None or self._lookup is None:
             return _json(start_response, 404, {"error": "not found"})
         if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
-            return _json(start_response, 401, {"error": "missing or wrong bearer token"},
-                         [("WWW-Authenticate", 'Bearer realm="receiptd"')])
+            return _json(
+                start_response,
+                401,
+                {"error": "missing or wrong bearer token"},
+                [("WWW-Authenticate", 'Bearer realm="receiptd"')],
+            )
         if not biz_id or len(biz_id) > MAX_BIZ_ID or "/" in biz_id:
             return _json(start_response, 400, {"error": "invalid biz_id"})
         try:
@@ -98,12 +111,13 @@ class OpsApp:
             return _json(start_response, 503, {"error": "database unavailable"})
         if not rows:
             return _json(start_response, 404, {"error": "unknown biz_id"})
-        return _json(start_response, 200, {"biz_id": biz_id,
-                                           "recipients": [self._public(r) for r in rows]})
+        return _json(
+            start_response, 200, {"biz_id": biz_id, "recipients": [self._public(r) for r in rows]}
+        )
 
     def _authorized(self, header: str) -> bool:
         scheme, _, presented = header.partition(" ")
-        assert self._token is not None  # noqa: S101 - checked by the caller
+        assert self._token is not None
         # Constant-time comparison: the token never leaks through response timing.
         return scheme.lower() == "bearer" and hmac.compare_digest(
             presented.strip().encode(), self._token
@@ -160,8 +174,12 @@ def _send(
 ) -> list[bytes]:
     start_response(
         f"{status} {_STATUS_TEXT.get(status, 'Error')}",
-        [("Content-Type", content_type), ("Content-Length", str(len(data))),
-         ("Cache-Control", "no-store"), *(headers or [])],
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(data))),
+            ("Cache-Control", "no-store"),
+            *(headers or []),
+        ],
     )
     return [data]
 

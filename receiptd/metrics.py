@@ -6,11 +6,12 @@ Recording a metric never fails message processing: prometheus-client does not ra
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 from receiptd import __version__
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)  # process_* (silently absent where /proc is hidden)
 
 MESSAGES = Counter(
     "receiptd_messages",

@@ -45,7 +45,9 @@ def _create_server_database(backend: str) -> str:
     try:
         with admin.connect() as conn:
             if backend == "mariadb":
-                conn.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"))
+                conn.execute(
+                    sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+                )
             else:
                 conn.execute(sa.text(f"CREATE DATABASE {name}"))
     finally:

@@ -16,7 +16,11 @@ def receiptd(db_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
     env["RECEIPTD_DATABASE_URL"] = db_url
     return subprocess.run(
-        [sys.executable, "-m", "receiptd", *args], capture_output=True, text=True, env=env, check=False
+        [sys.executable, "-m", "receiptd", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
 
 
@@ -54,3 +58,28 @@ def test_fresh_database_upgrades_from_empty(db_url: str, engine: sa.Engine) -> N
     assert out.stdout.startswith("upgraded <empty> -> ")
     again = receiptd(fresh, "db", "upgrade")
     assert again.stdout.startswith("already at ")
+
+
+def test_concurrent_upgrades_are_serialised(db_url: str, engine: sa.Engine) -> None:
+    """Replicas starting together with --migrate: all succeed, one schema results."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            from receiptd.db.engine import create_db_engine
+
+            eng = create_db_engine(db_url)
+            migrate.upgrade(eng)
+            eng.dispose()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert migrate.is_up_to_date(engine)

@@ -68,7 +68,9 @@ def test_receipt_settles_send_and_never_regresses(engine: sa.Engine) -> None:
 def test_receipt_before_registration_is_linked(engine: sa.Engine) -> None:
     store = SqlStore(engine)
     store.write_batch(ports.Batch(reports=[report("b2", "13800000002")]), NOW)
-    inserted = SendStore(store).register([send("b2", "13800000002"), send("b2", "13800000003")], NOW)
+    inserted = SendStore(store).register(
+        [send("b2", "13800000002"), send("b2", "13800000003")], NOW
+    )
     assert inserted == 2
     statuses = {r.phone_number: r.status for r in rows(engine, SEND)}
     assert statuses == {"13800000002": "delivered", "13800000003": "pending"}

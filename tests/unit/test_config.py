@@ -29,14 +29,18 @@ def test_defaults() -> None:
 
 def test_toml_tables_flatten_and_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     toml = tmp_path / "r.toml"
-    toml.write_text('log_level = "DEBUG"\n[aliyun]\naccess_key_id = "AK"\nqueue_prefix = "Alicom-Queue-1-"\n')
+    toml.write_text(
+        'log_level = "DEBUG"\n[aliyun]\naccess_key_id = "AK"\nqueue_prefix = "Alicom-Queue-1-"\n'
+    )
     monkeypatch.setenv("RECEIPTD_LOG_LEVEL", "WARNING")
     s = config.load_settings(toml)
     assert (s.aliyun_access_key_id, s.log_level) == ("AK", "WARNING")
     assert (s.report_queue, s.up_queue) == ("Alicom-Queue-1-SmsReport", "Alicom-Queue-1-SmsUp")
 
 
-def test_secret_from_file_and_credentials_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secret_from_file_and_credentials_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     creds = tmp_path / "creds"
     creds.mkdir()
     (creds / "aliyun_access_key_secret").write_text("from-credential\n")

@@ -49,7 +49,11 @@ def server(state: dict[str, Any]) -> Iterator[OpsServer]:
 
 
 def call(
-    srv: OpsServer, method: str, path: str, headers: dict[str, str] | None = None, body: bytes | None = None
+    srv: OpsServer,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
 ) -> tuple[int, bytes, http.client.HTTPResponse]:
     conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
     conn.request(method, path, body=body, headers=headers or {})
@@ -113,7 +117,9 @@ def test_status_lookup_masks_phone(server: OpsServer) -> None:
     assert payload["recipients"][0]["status"] == "delivered"
     assert call(server, "GET", "/v1/sends/unknown", {"Authorization": f"Bearer {TOKEN}"})[0] == 404
     long_id = "b" * 65
-    assert call(server, "GET", f"/v1/sends/{long_id}", {"Authorization": f"Bearer {TOKEN}"})[0] == 400
+    assert (
+        call(server, "GET", f"/v1/sends/{long_id}", {"Authorization": f"Bearer {TOKEN}"})[0] == 400
+    )
 
 
 def test_status_lookup_off_without_token() -> None:

