@@ -1,7 +1,90 @@
-"""`receiptd compensate`: compensator."""
+"""`receiptd compensate --once`: one compensation cycle in the foreground (or its plan)."""
 
 from __future__ import annotations
 
-from receiptd.cli.common import not_yet
+import os
+import socket
+import sys
+from datetime import timedelta
 
-commands = [not_yet("compensate", "compensator")]
+import click
+
+from receiptd import compensator, domain, ports, ratelimit
+from receiptd.cli import common
+from receiptd.db.sends import SendStore
+
+
+@click.command("compensate")
+@click.option("--once", is_flag=True, help="Run one cycle and exit (the daemon schedules cycles).")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds a send is left to its receipt (default: compensator_grace).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the call plan; claim and call nothing.")
+@click.pass_context
+def compensate(ctx: click.Context, once: bool, grace: float | None, dry_run: bool) -> None:
+    """Look up pending sends whose receipts never came and settle them."""
+    if not once and not dry_run:
+        common.fail("use --once (the daemon 'receiptd run' schedules cycles)", common.EXIT_CONFIG)
+    settings = common.settings(ctx)
+    _, sends = common.stores(settings)
+    limiter = ratelimit.TokenBucket(
+        settings.compensator_rate_limit, ratelimit.default_burst(settings.compensator_rate_limit)
+    )
+    replica = f"{socket.gethostname()}:{os.getpid()}"
+    comp = compensator.from_settings(
+        settings,
+        sends,
+        limiter,
+        replica=replica,
+        grace=None if grace is None else timedelta(seconds=grace),
+    )
+    if not comp.lookups:
+        common.fail("no provider is configured (set aliyun_access_key_id)", common.EXIT_CONFIG)
+    try:
+        if dry_run:
+            _print_plan(comp.plan(), mask=not settings.log_show_phone_numbers)
+        else:
+            _run(comp, sends)
+    except ports.StoreUnavailable as exc:
+        common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
+    finally:
+        sends.store.engine.dispose()
+
+
+def _run(comp: compensator.Compensator, sends: SendStore) -> None:
+    pending = sum(n for (_, status), n in sends.summary().counts.items() if status == "pending")
+    with click.progressbar(length=pending, label="compensating", file=sys.stderr) as bar:
+        summary = comp.run_once(progress=bar.update)
+    click.echo(f"claimed:       {summary.claimed}")
+    click.echo(f"calls:         {_pairs(summary.calls)}")
+    click.echo(f"settled:       {_pairs(summary.settled)}")
+    click.echo(f"expired:       {summary.expired}")
+    click.echo(f"still pending: {summary.still_pending}")
+    for cycle in summary.providers:
+        if cycle.error:
+            click.echo(f"{cycle.provider}: lookup error: {cycle.error}", err=True)
+
+
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
+
+
+def _print_plan(plans: list[compensator.ProviderPlan], *, mask: bool) -> None:
+    for plan in plans:
+        by_out_id = sum(1 for q in plan.queries if q.biz_id is None)
+        click.echo(
+            f"{plan.provider}: {plan.due} due, {plan.expire} to expire without a call, "
+            f"{len(plan.queries)} queries ({len(plan.queries) - by_out_id} by BizId, "
+            f"{by_out_id} by OutId group)"
+        )
+        for query in plan.queries:
+            phone = domain.mask_phone(query.phone_number) if mask else query.phone_number
+            what = f"BizId={query.biz_id}" if query.biz_id else "OutId match"
+            day = query.send_date.strftime("%Y%m%d")
+            click.echo(f"  {phone} SendDate={day} {what} ({len(query.sends)} send(s))")
+
+
+commands = [compensate]

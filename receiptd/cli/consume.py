@@ -1,7 +1,119 @@
-"""`receiptd consume`: receipt consumer."""
+"""`receiptd consume`: run the receipt consumer in the foreground (or until the queues are idle)."""
 
 from __future__ import annotations
 
-from receiptd.cli.common import not_yet
+import signal
+from types import FrameType
 
-commands = [not_yet("consume", "receipt consumer")]
+import click
+
+from receiptd import domain
+from receiptd.cli import common
+from receiptd.config import Settings
+from receiptd.consumer import Consumer, ConsumeStats
+from receiptd.db import migrate
+from receiptd.db.store import SqlStore
+from receiptd.health import Health
+from receiptd.providers.aliyun import mns
+
+KINDS = {"report": domain.MessageType.REPORT, "up": domain.MessageType.UP}
+
+
+def check_database(store: SqlStore) -> None:
+    """Exit 3 unless the database answers and its schema is at the head revision."""
+    try:
+        store.ping()
+        current = migrate.is_up_to_date(store.engine)
+    except Exception as exc:  # StoreUnavailable, or a driver error alembic lets through
+        common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
+    if not current:
+        common.fail("database schema is not up to date: run 'receiptd db upgrade'", 3)
+
+
+def build_consumers(
+    settings: Settings, store: SqlStore, kinds: list[domain.MessageType], health: Health
+) -> list[Consumer]:
+    threads = {
+        domain.MessageType.REPORT: settings.consumer_report_threads,
+        domain.MessageType.UP: settings.consumer_up_threads,
+    }
+    return [
+        Consumer(
+            kind,
+            mns.queue_factory(settings, kind),
+            store,
+            health,
+            threads=max(threads[kind], 1),  # an explicitly chosen queue always gets a thread
+            batch_size=settings.consumer_batch_size,
+            wait_seconds=settings.consumer_wait_seconds,
+            tz=settings.timezone,
+        )
+        for kind in kinds
+    ]
+
+
+@click.command("consume")
+@click.option(
+    "--queue",
+    "queue",
+    type=click.Choice(["report", "up", "all"]),
+    default="all",
+    show_default=True,
+    help="Which Alicom queue to consume.",
+)
+@click.option("--until-idle", is_flag=True, help="Stop once a receive comes back empty.")
+@click.pass_context
+def consume(ctx: click.Context, queue: str, until_idle: bool) -> None:
+    """Consume SmsReport/SmsUp messages into the database (Ctrl-C stops after the batch)."""
+    settings = common.settings(ctx)
+    store, _ = common.stores(settings)
+    kinds = list(KINDS.values()) if queue == "all" else [KINDS[queue]]
+    try:
+        check_database(store)
+        consumers = build_consumers(settings, store, kinds, Health())
+        stats = _run(consumers, until_idle, settings.shutdown_timeout)
+    finally:
+        store.engine.dispose()
+    click.echo(_summary(stats))
+    if any(c.failed is not None for c in consumers):
+        common.fail("a consumer loop failed: " + "; ".join(_failures(consumers)))
+
+
+def _run(consumers: list[Consumer], until_idle: bool, grace: float) -> ConsumeStats:
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        for c in consumers:
+            c.stop()
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for c in consumers:
+            c.start(until_idle=until_idle)
+        # Wake up regularly so signals are handled promptly; stop when every loop exited.
+        while any(c.alive for c in consumers):
+            for c in consumers:
+                c.join(0.2)
+        for c in consumers:
+            c.stop()
+            c.join(grace)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    total = ConsumeStats()
+    for c in consumers:
+        total.add(c.stats)
+    return total
+
+
+def _summary(stats: ConsumeStats) -> str:
+    return (
+        f"received={stats.received} stored={stats.stored} duplicates={stats.duplicates} "
+        f"dead_letters={stats.dead_letters} deleted={stats.deleted} "
+        f"delete_failures={stats.delete_failures} errors={stats.errors}"
+    )
+
+
+def _failures(consumers: list[Consumer]) -> list[str]:
+    return [f"{c.label}: {exc!r}" for c in consumers for exc in c.failures]
+
+
+commands = [consume]

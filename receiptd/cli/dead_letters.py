@@ -1,7 +1,148 @@
-"""`receiptd dead-letters`: dead-letter tools."""
+"""`receiptd dead-letters`: list, show and replay messages the consumer could not store."""
 
 from __future__ import annotations
 
-from receiptd.cli.common import not_yet
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import TypeVar
 
-commands = [not_yet("dead-letters", "dead-letter tools")]
+import click
+
+from receiptd import domain, ports
+from receiptd.cli import common
+from receiptd.config import Settings
+from receiptd.db.store import DeadLetterView, SqlStore
+
+T = TypeVar("T")
+
+
+def kind_of(queue: str, settings: Settings) -> domain.MessageType:
+    """The message type of a dead letter's queue (its name, as the consumer recorded it)."""
+    if queue == settings.up_queue or queue.endswith(domain.MessageType.UP.value):
+        return domain.MessageType.UP
+    if queue == settings.report_queue or queue.endswith(domain.MessageType.REPORT.value):
+        return domain.MessageType.REPORT
+    raise ValueError(f"cannot tell the message type of queue {queue!r}")
+
+
+def replay_one(
+    store: SqlStore, letter: DeadLetterView, settings: Settings, now: datetime
+) -> str | None:
+    """Re-parse and store one dead letter; None on success, else the (new) error text."""
+    tz = settings.timezone
+    try:
+        if kind_of(letter.queue, settings) is domain.MessageType.REPORT:
+            report = domain.parse_report(letter.raw_body, tz)
+            batch = ports.Batch(reports=[ports.ReportRecord(letter.mns_message_id, report)])
+        else:
+            reply = domain.parse_up(letter.raw_body, tz)
+            batch = ports.Batch(inbound=[ports.InboundRecord(letter.mns_message_id, reply)])
+    except ValueError as exc:  # BodyError, or an unknown queue
+        return str(exc)
+    try:
+        store.write_batch(batch, now)  # idempotent: a replay interrupted here can be re-run
+    except ports.StoreWriteError as exc:
+        return f"store refused: {exc}"
+    store.mark_replayed(letter.id, now)
+    return None
+
+
+def _line(d: DeadLetterView) -> str:
+    replayed = f" replayed={d.replayed_at.isoformat()}" if d.replayed_at else ""
+    return (
+        f"{d.id}\t{d.queue}\t{d.mns_message_id}\tseen={d.seen_count}\t"
+        f"last={d.last_seen.isoformat()}\t{d.error}{replayed}"
+    )
+
+
+@click.group("dead-letters")
+def dead_letters() -> None:
+    """Messages whose body could not be stored (raw body + reason)."""
+
+
+@dead_letters.command("list")
+@click.option("--all", "include_replayed", is_flag=True, help="Include replayed letters.")
+@click.option("--limit", default=100, show_default=True)
+@click.pass_context
+def list_cmd(ctx: click.Context, include_replayed: bool, limit: int) -> None:
+    """One line per dead letter: id, queue, message id, times seen, last seen, error."""
+    with _store(common.settings(ctx)) as store:
+        letters = _guard(lambda: store.dead_letters(limit, include_replayed))
+    for letter in letters:
+        click.echo(_line(letter))
+    if not letters:
+        click.echo("no dead letters")
+
+
+@dead_letters.command("show")
+@click.argument("dead_id", type=int)
+@click.pass_context
+def show_cmd(ctx: click.Context, dead_id: int) -> None:
+    """Everything about one dead letter, with its raw body."""
+    with _store(common.settings(ctx)) as store:
+        letter = _guard(lambda: store.dead_letter(dead_id))
+    if letter is None:
+        common.fail(f"no dead letter {dead_id}")
+    click.echo(_line(letter))
+    click.echo(f"first_seen\t{letter.first_seen.isoformat()}")
+    click.echo("raw_body\t" + letter.raw_body.decode("utf-8", errors="backslashreplace"))
+
+
+@dead_letters.command("replay")
+@click.argument("ids", type=int, nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every unreplayed letter.")
+@click.pass_context
+def replay_cmd(ctx: click.Context, ids: tuple[int, ...], replay_all: bool) -> None:
+    """Parse stored bodies again (after a parser fix) and store the ones that now parse."""
+    if bool(ids) == replay_all:
+        common.fail("give dead-letter IDs or --all (not both)", common.EXIT_CONFIG)
+    settings = common.settings(ctx)
+    now = datetime.now(UTC)
+    failed = 0
+    with _store(settings) as store:
+        letters = _guard(lambda: _selected(store, ids, replay_all))
+        for letter in letters:
+            error = _replay_guarded(store, letter, settings, now)
+            failed += error is not None
+            click.echo(f"{letter.id}\t" + ("replayed" if error is None else f"still bad: {error}"))
+    click.echo(f"replayed={len(letters) - failed} still_bad={failed}")
+    if failed:
+        raise SystemExit(common.EXIT_FAILURE)
+
+
+@contextmanager
+def _store(settings: Settings) -> Iterator[SqlStore]:
+    store, _ = common.stores(settings)
+    try:
+        yield store
+    finally:
+        store.engine.dispose()
+
+
+def _selected(store: SqlStore, ids: tuple[int, ...], replay_all: bool) -> list[DeadLetterView]:
+    if replay_all:
+        return store.dead_letters(limit=1_000_000)
+    letters = []
+    for dead_id in ids:
+        letter = store.dead_letter(dead_id)
+        if letter is None:
+            common.fail(f"no dead letter {dead_id}")
+        letters.append(letter)
+    return letters
+
+
+def _replay_guarded(
+    store: SqlStore, letter: DeadLetterView, settings: Settings, now: datetime
+) -> str | None:
+    return _guard(lambda: replay_one(store, letter, settings, now))
+
+
+def _guard(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except ports.StoreUnavailable as exc:
+        common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
+
+
+commands = [dead_letters]

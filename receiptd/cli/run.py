@@ -24,7 +24,9 @@ log = get_logger(__name__)
 
 
 @click.command("run")
-@click.option("--migrate", "migrate_first", is_flag=True, help="Upgrade the schema before starting.")
+@click.option(
+    "--migrate", "migrate_first", is_flag=True, help="Upgrade the schema before starting."
+)
 @click.pass_context
 def run(ctx: click.Context, migrate_first: bool) -> None:
     """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
@@ -36,8 +38,12 @@ def run(ctx: click.Context, migrate_first: bool) -> None:
         service, ready = _build(settings, store, sends, health)
     except OSError as exc:
         common.fail(f"cannot listen on http_addr {settings.http_addr}: {exc.strerror}", 1)
-    log.info("service_starting", mode="token" if settings.token_mode else "direct",
-             http_addr=settings.http_addr, report_queue=settings.report_queue)
+    log.info(
+        "service_starting",
+        mode="token" if settings.token_mode else "direct",
+        http_addr=settings.http_addr,
+        report_queue=settings.report_queue,
+    )
     with on_stop_signals(service.stop):
         code = service.run(ready)
     sys.exit(code)
@@ -49,8 +55,11 @@ def _prepare_database(store: SqlStore, migrate_first: bool) -> None:
         if migrate_first:
             migrate.upgrade(store.engine)
         if not migrate.is_up_to_date(store.engine):
-            common.fail("database schema is not at the head revision; run `receiptd db upgrade` "
-                        "or start with --migrate", common.EXIT_DATABASE)
+            common.fail(
+                "database schema is not at the head revision; run `receiptd db upgrade` "
+                "or start with --migrate",
+                common.EXIT_DATABASE,
+            )
     except ports.StoreUnavailable as exc:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
 
@@ -64,34 +73,57 @@ def _build(
     from receiptd.ratelimit import TokenBucket
 
     consumers = []
-    for kind, threads in ((domain.MessageType.REPORT, settings.consumer_report_threads),
-                          (domain.MessageType.UP, settings.consumer_up_threads)):
+    for kind, threads in (
+        (domain.MessageType.REPORT, settings.consumer_report_threads),
+        (domain.MessageType.UP, settings.consumer_up_threads),
+    ):
         if threads and settings.aliyun_configured:
-            consumers.append(consumption.Consumer(
-                kind, mns.queue_factory(settings, kind), store, health, threads=threads,
-                batch_size=settings.consumer_batch_size,
-                wait_seconds=settings.consumer_wait_seconds, tz=settings.timezone))
+            consumers.append(
+                consumption.Consumer(
+                    kind,
+                    mns.queue_factory(settings, kind),
+                    store,
+                    health,
+                    threads=threads,
+                    batch_size=settings.consumer_batch_size,
+                    wait_seconds=settings.consumer_wait_seconds,
+                    tz=settings.timezone,
+                )
+            )
     compensate = None
     lookups = compensation.build_lookups(settings)
     if settings.compensator_enabled and lookups:
         comp = compensation.Compensator(
-            sends, lookups, TokenBucket(settings.compensator_rate_limit),
+            sends,
+            lookups,
+            TokenBucket(settings.compensator_rate_limit),
             grace=timedelta(seconds=settings.compensator_grace),
-            batch_size=settings.compensator_batch_size, base_backoff=settings.compensator_grace,
-            max_backoff=settings.compensator_max_backoff, replica=socket.gethostname())
+            batch_size=settings.compensator_batch_size,
+            base_backoff=settings.compensator_grace,
+            max_backoff=settings.compensator_max_backoff,
+            replica=socket.gethostname(),
+        )
         compensate = comp.run_once
     readiness = {"database": _database_check(store), "queues": _queues_check(health)}
     token = settings.status_api_token
     app = OpsApp(
         Probes({"loops": _liveness_check(health, settings.heartbeat_timeout)}, readiness),
         status_token=token.get_secret_value() if token else None,
-        lookup=sends.by_biz_id, show_phone_numbers=settings.log_show_phone_numbers)
+        lookup=sends.by_biz_id,
+        show_phone_numbers=settings.log_show_phone_numbers,
+    )
     host, port = config.split_host_port(settings.http_addr)
     parts = ServiceParts(
-        consumers=consumers, compensate=compensate,
-        compensator_interval=settings.compensator_interval, server=OpsServer(app, host, port),
-        health=health, notifier=Notifier(), heartbeat_timeout=settings.heartbeat_timeout,
-        shutdown_timeout=settings.shutdown_timeout, dispose=store.engine.dispose)
+        consumers=consumers,
+        compensate=compensate,
+        compensator_interval=settings.compensator_interval,
+        server=OpsServer(app, host, port),
+        health=health,
+        notifier=Notifier(),
+        heartbeat_timeout=settings.heartbeat_timeout,
+        shutdown_timeout=settings.shutdown_timeout,
+        dispose=store.engine.dispose,
+    )
 
     def ready() -> bool:
         return all(check()[0] for check in readiness.values())

@@ -47,9 +47,8 @@ class FaultSpec:
 
     @property
     def active(self) -> bool:
-        return (
-            self.error_rate + self.throttle_rate + self.reset_rate > 0
-            or (self.latency > 0 and self.latency_rate > 0)
+        return self.error_rate + self.throttle_rate + self.reset_rate > 0 or (
+            self.latency > 0 and self.latency_rate > 0
         )
 
 

@@ -88,14 +88,3 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     outcome: str = "OK"
     reset: bool = False
-
-
-def json_response(
-    status: int, body: bytes, *, outcome: str = "OK", request_id_header: tuple[str, str]
-) -> Response:
-    return Response(
-        status,
-        body,
-        [("Content-Type", "application/json;charset=utf-8"), request_id_header],
-        outcome=outcome,
-    )

@@ -31,7 +31,7 @@ class Route:
     """One API family's entry point.
 
     matches: does this route take the request?
-    classify: (api name, params) for the call log and QPS limits, e.g. ("MNS.ReceiveMessage", {...}).
+    classify: (api name, params) for the call log and QPS limits, e.g. "MNS.ReceiveMessage".
     handle: answer the request (given the api name from `classify`).
     fault_response: the family's answer to an injected ERROR or THROTTLE.
     group: fault group (see `faults.GROUPS`); `recorded=False` keeps it out of the call log.

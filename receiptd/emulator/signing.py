@@ -56,7 +56,9 @@ class MnsVerifier:
         credential = self._store.get(access_key_id)
         if credential is None or credential.kind is KeyKind.ACCOUNT:
             # The customer's own key does not exist in Alicom's MNS account.
-            raise AuthError(403, "InvalidAccessKeyId", "The AccessKey Id you provided is not exist.")
+            raise AuthError(
+                403, "InvalidAccessKeyId", "The AccessKey Id you provided is not exist."
+            )
         self._check_token(request, credential)
         expected = mns_signature(request, credential.access_key_secret)
         if not hmac.compare_digest(expected, signature):
@@ -74,7 +76,9 @@ class MnsVerifier:
             try:
                 sent = email.utils.parsedate_to_datetime(date).timestamp()
             except (TypeError, ValueError, IndexError):
-                raise AuthError(400, "InvalidDateHeader", "The Date header format is invalid.") from None
+                raise AuthError(
+                    400, "InvalidDateHeader", "The Date header format is invalid."
+                ) from None
             self._date_cache = (date, sent)  # dates change once a second: parse each once
         if abs(self._clock() - sent) > MAX_CLOCK_SKEW:
             raise AuthError(408, "TimeExpired", "The http request you sent is expired.")
@@ -84,7 +88,9 @@ class MnsVerifier:
             return
         token = request.header("security-token")
         if not hmac.compare_digest(token, credential.security_token):
-            raise AuthError(403, "InvalidSecurityToken", "The security token you provided is invalid.")
+            raise AuthError(
+                403, "InvalidSecurityToken", "The security token you provided is invalid."
+            )
         if self._store.is_expired(credential):
             raise AuthError(
                 403, "SecurityTokenExpired", "The security token you provided has expired."
@@ -187,7 +193,9 @@ class PopVerifier:
     def _credential(self, access_key_id: str) -> Credential:
         credential = self._store.get(access_key_id)
         if credential is None or credential.kind is not KeyKind.ACCOUNT:
-            raise AuthError(400, "InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+            raise AuthError(
+                400, "InvalidAccessKeyId.NotFound", "Specified access key is not found."
+            )
         return credential
 
     def _check_time_and_nonce(self, timestamp: str, nonce: str) -> None:
@@ -204,7 +212,9 @@ class PopVerifier:
                 400, "InvalidTimeStamp.Expired", "Specified time stamp or date value is expired."
             )
         if not self._nonces.use(nonce):
-            raise AuthError(400, "SignatureNonceUsed", "Specified signature nonce was used already.")
+            raise AuthError(
+                400, "SignatureNonceUsed", "Specified signature nonce was used already."
+            )
 
     def _verify_v3(self, request: Request, params: Mapping[str, str], header: str) -> Credential:
         fields = _acs3_fields(header)
@@ -226,7 +236,9 @@ class PopVerifier:
             raise AuthError(400, "SignatureDoesNotMatch", "x-acs-content-sha256 does not match.")
         expected = acs3_signature(request, signed, payload_hash, credential.access_key_secret)
         if not hmac.compare_digest(expected, fields["Signature"]):
-            raise AuthError(400, "SignatureDoesNotMatch", "Specified signature does not match our calculation.")
+            raise AuthError(
+                400, "SignatureDoesNotMatch", "Specified signature does not match our calculation."
+            )
         return credential
 
     def _verify_rpc(self, request: Request, params: Mapping[str, str]) -> Credential:
@@ -239,7 +251,9 @@ class PopVerifier:
         credential = self._credential(params["AccessKeyId"])
         expected = rpc_signature(request.method, params, credential.access_key_secret)
         if not hmac.compare_digest(expected, params["Signature"]):
-            raise AuthError(400, "SignatureDoesNotMatch", "Specified signature does not match our calculation.")
+            raise AuthError(
+                400, "SignatureDoesNotMatch", "Specified signature does not match our calculation."
+            )
         return credential
 
 
@@ -250,7 +264,9 @@ def _acs3_fields(header: str) -> dict[str, str]:
         fields.get(k) for k in ("Credential", "SignedHeaders", "Signature")
     ):
         raise AuthError(
-            400, "IncompleteSignature", "The request signature does not conform to Aliyun standards."
+            400,
+            "IncompleteSignature",
+            "The request signature does not conform to Aliyun standards.",
         )
     return fields
 

@@ -183,3 +183,34 @@ def test_gauges_follow_the_summary(sends: SendStore) -> None:
     compensator(sends, FakeLookup()).run_once()
     assert metrics.SENDS.labels("aliyun", "pending")._value.get() == 1
     assert metrics.OLDEST_PENDING.labels("aliyun")._value.get() == pytest.approx(3600, abs=1)
+
+
+def test_stop_ends_the_cycle_without_further_calls_and_releases_claims(sends: SendStore) -> None:
+    specs = [(f"s{i}^0", f"1380000{i:04d}", timedelta(hours=2)) for i in range(25)]
+    register(sends, *specs)
+    lookup = FakeLookup({(b, p): Truth(3, "DELIVERED") for b, p, _ in specs})
+
+    class StopAfter(CountingLimiter):
+        def acquire(self) -> None:
+            super().acquire()
+            if self.acquired == 3:
+                comp.stop()
+
+    limiter = StopAfter()
+    comp = Compensator(
+        sends,
+        [lookup],
+        limiter,
+        grace=timedelta(0),
+        batch_size=10,
+        base_backoff=300.0,
+        max_backoff=3600.0,
+        replica="test",
+        clock=lambda: NOW,
+    )
+    summary = comp.run_once()
+
+    assert limiter.acquired == 3 and len(lookup.calls) == 3
+    assert summary.providers[0].error is None
+    rows = [r for b, _, _ in specs for r in sends.by_biz_id(b)]
+    assert all(r["status"] == "pending" and r["claimed_by"] is None for r in rows)

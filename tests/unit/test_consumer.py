@@ -79,7 +79,7 @@ def test_up_messages_become_inbound_rows() -> None:
                 "dest_code": "01",
                 "sequence_id": "7",
             }
-        )  # fmt: skip
+        )
     )
     consumer(queue, sink, kind=domain.MessageType.UP).run_until_idle()
     [reply] = sink.inbound.values()

@@ -1,0 +1,194 @@
+"""Compensator benchmark: QuerySendDetails calls per settled send, and time to settle at a rate.
+
+    .venv/bin/python bench/compensator.py                     # defaults below, SQLite
+    .venv/bin/python bench/compensator.py --sends 100000 --rate 2000 --sdk-sends 20000
+
+1. *mix*: a realistic mix of pending sends (singles, order notifications grouped by phone with
+   unique OutIds, groups without OutIds, multi-recipient batches) through the real Dysmsapi SDK
+   against the emulator: calls per settled send (target <= 1.0).
+2. *throughput*: N pending single sends (one call each, the worst case) settled at a configured
+   rate by the in-memory lookup: wall time versus the ideal N / rate (target <= 1.05x). This
+   measures the compensator's own overhead (claims, settles, planning) against the limiter.
+3. *sdk throughput* (optional, --sdk-sends): the same through the real SDK and the emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from receiptd import domain, ports
+from receiptd.compensator import Compensator
+from receiptd.db import migrate
+from receiptd.db.engine import create_db_engine
+from receiptd.db.sends import SendStore
+from receiptd.db.store import SqlStore
+from receiptd.emulator import Emulator, Profile, SeedSend
+from receiptd.providers.aliyun.dysms import AliyunStatusLookup
+from receiptd.providers.aliyun.openapi import tea_config
+from receiptd.ratelimit import TokenBucket, default_burst
+from receiptd.testing.lookups import FakeLookup, Truth
+
+NOW = datetime.now(UTC)
+
+
+def fresh_store(url: str | None, tmp: Path, name: str) -> SendStore:
+    engine = create_db_engine(url or f"sqlite:///{tmp / name}")
+    migrate.upgrade(engine)
+    return SendStore(SqlStore(engine))
+
+
+def compensator(store: SendStore, lookup: object, rate: float, batch: int) -> Compensator:
+    return Compensator(
+        store,
+        [lookup],  # type: ignore[list-item]
+        TokenBucket(rate, default_burst(rate)),
+        grace=timedelta(0),
+        batch_size=batch,
+        base_backoff=600.0,
+        max_backoff=3600.0,
+        replica="bench",
+    )
+
+
+def mix_seeds(n: int, emu: Emulator, rng: random.Random) -> list[SeedSend]:
+    """~50 % singles, ~30 % grouped by phone with unique OutIds, ~10 % grouped without OutIds,
+    ~10 % recipients of 5-number batch sends."""
+    info, seeds, phone = emu.info, [], 13000000000
+    sent = NOW - timedelta(hours=2)
+
+    def one(out_id: str = "", biz_id: str | None = None) -> SeedSend:
+        outcome = "delivered" if rng.random() < 0.9 else "failed"
+        return SeedSend(
+            str(phone), info.sign_name, info.template_code, out_id, sent, outcome, biz_id=biz_id
+        )
+
+    while len(seeds) < n:
+        phone += 1
+        kind = rng.random()
+        if kind < 0.5:
+            seeds.append(one(f"o{len(seeds)}"))
+        elif kind < 0.8:
+            seeds.extend(one(f"o{len(seeds)}-{k}") for k in range(rng.randint(2, 4)))
+        elif kind < 0.9:
+            seeds.extend(one() for _ in range(rng.randint(2, 3)))
+        else:
+            biz = f"{phone}^batch"
+            for _ in range(5):
+                seeds.append(one("campaign-7", biz))
+                phone += 1
+    return seeds[:n]
+
+
+def register_seeded(store: SendStore, seeds: list[SeedSend], biz_ids: list[str]) -> None:
+    sends = [
+        ports.NewSend(domain.Provider.ALIYUN, b, s.phone, s.send_time or NOW, s.out_id or None)
+        for s, b in zip(seeds, biz_ids, strict=True)
+    ]
+    for i in range(0, len(sends), 10_000):
+        store.register(sends[i : i + 10_000], NOW)
+
+
+def sdk_lookup(emu: Emulator, concurrency: int) -> AliyunStatusLookup:
+    from alibabacloud_dysmsapi20170525.client import Client
+
+    info = emu.info
+    config = tea_config(
+        info.dysms_endpoint, info.access_key_id, info.access_key_secret, "cn-hangzhou", 10
+    )
+    return AliyunStatusLookup(Client(config), concurrency=concurrency)
+
+
+def bench_mix(n: int, url: str | None, tmp: Path, concurrency: int) -> dict[str, float]:
+    rng = random.Random(42)
+    with Emulator(profile=Profile.load("lossy").with_overrides(seed=1)) as emu:
+        seeds = mix_seeds(n, emu, rng)
+        store = fresh_store(url, tmp, "mix.db")
+        register_seeded(store, seeds, emu.seed_sends(seeds))
+        summary = compensator(store, sdk_lookup(emu, concurrency), 5000, 5000).run_once()
+        calls = len(emu.calls("QuerySendDetails"))
+    settled = sum(summary.settled.values())
+    return {"sends": n, "calls": calls, "settled": settled, "per_send": calls / settled}
+
+
+def bench_fake(n: int, rate: float, url: str | None, tmp: Path, batch: int) -> dict[str, float]:
+    store = fresh_store(url, tmp, "fake.db")
+    sends = [
+        ports.NewSend(domain.Provider.ALIYUN, f"{i}^0", f"138{i:08d}", NOW - timedelta(hours=1))
+        for i in range(n)
+    ]
+    for i in range(0, n, 10_000):
+        store.register(sends[i : i + 10_000], NOW)
+    truths = {(s.biz_id, s.phone_number): Truth(3, "DELIVERED") for s in sends}
+    return timed(compensator(store, FakeLookup(truths), rate, batch), n, rate)
+
+
+def bench_sdk(
+    n: int, rate: float, url: str | None, tmp: Path, concurrency: int
+) -> dict[str, float]:
+    with Emulator(profile=Profile.load("default").with_overrides(seed=2)) as emu:
+        info = emu.info
+        sent = NOW - timedelta(hours=1)
+        seeds = [
+            SeedSend(f"13{i:09d}", info.sign_name, info.template_code, send_time=sent)
+            for i in range(n)
+        ]
+        store = fresh_store(url, tmp, "sdk.db")
+        register_seeded(store, seeds, emu.seed_sends(seeds))
+        return timed(compensator(store, sdk_lookup(emu, concurrency), rate, 5000), n, rate)
+
+
+def timed(comp: Compensator, n: int, rate: float) -> dict[str, float]:
+    start = time.perf_counter()
+    summary = comp.run_once()
+    elapsed = time.perf_counter() - start
+    settled = sum(summary.settled.values())
+    calls = sum(summary.calls.values())
+    ideal = calls / rate
+    return {"sends": n, "settled": settled, "calls": calls, "seconds": elapsed, "ideal": ideal}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mix-sends", type=int, default=5000)
+    parser.add_argument("--sends", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=2000.0)
+    parser.add_argument("--batch", type=int, default=5000)
+    parser.add_argument("--sdk-sends", type=int, default=0)
+    parser.add_argument("--sdk-rate", type=float, default=500.0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        mix = bench_mix(args.mix_sends, args.database_url, tmp, args.concurrency)
+        print("| benchmark | sends | settled | calls | calls/settled | seconds | ideal | ratio |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print(
+            f"| mix (SDK + emulator) | {mix['sends']} | {mix['settled']} | {mix['calls']} "
+            f"| {mix['per_send']:.3f} | | | |"
+        )
+        rows = [
+            (
+                "in-memory lookup",
+                bench_fake(args.sends, args.rate, args.database_url, tmp, args.batch),
+                args.rate,
+            )
+        ]
+        if args.sdk_sends:
+            sdk = bench_sdk(args.sdk_sends, args.sdk_rate, args.database_url, tmp, args.concurrency)
+            rows.append(("SDK + emulator", sdk, args.sdk_rate))
+        for name, r, rate in rows:
+            print(
+                f"| {name} @ {rate:g}/s | {r['sends']} | {r['settled']} | {r['calls']} "
+                f"| {r['calls'] / max(r['settled'], 1):.3f} | {r['seconds']:.1f} "
+                f"| {r['ideal']:.1f} | {r['seconds'] / r['ideal']:.3f}x |"
+            )
+
+
+if __name__ == "__main__":
+    main()

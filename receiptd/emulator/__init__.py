@@ -1,0 +1,26 @@
+"""A strict, stateful local emulator of the Alibaba Cloud SMS provider APIs.
+
+MNS queues (as aliyun-mns-sdk 1.3.0 speaks them), Dybaseapi QueryTokenForMnsQueue and Dysmsapi
+SendSms / QuerySendDetails (as the alibabacloud 4.x SDKs send them) on one HTTP port, so the
+real, unmodified SDKs run against it. See docs/emulator.md.
+"""
+
+from receiptd.emulator.calls import RecordedCall
+from receiptd.emulator.emulator import Emulator, EmulatorInfo
+from receiptd.emulator.faults import FaultSpec
+from receiptd.emulator.profiles import Failure, Profile
+from receiptd.emulator.provider import SeedSend
+from receiptd.emulator.router import Route
+from receiptd.emulator.sms_records import SendRecord
+
+__all__ = [
+    "Emulator",
+    "EmulatorInfo",
+    "Failure",
+    "FaultSpec",
+    "Profile",
+    "RecordedCall",
+    "Route",
+    "SeedSend",
+    "SendRecord",
+]

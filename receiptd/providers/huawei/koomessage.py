@@ -1,0 +1,254 @@
+"""Huawei Cloud KooMessage: delivery status by polling ``GET /v1/aim/send-details``.
+
+KooMessage has no receipt queue, so every Huawei send is settled here, by the compensator. The
+calls are planned in :mod:`receiptd.providers.huawei.windows` (time windows that never page
+past ``offset + limit = 10,000``) and matched in :mod:`receiptd.providers.huawei.matching`
+(exact or nothing). This module is the only one that touches the Huawei SDK, an optional extra
+(``pip install 'receiptd[huawei]'``) imported lazily; no SDK exception type leaves it.
+
+Authentication is AK/SK (``SDK-HMAC-SHA256``) through ``BasicCredentials``. The SDK has no
+credential type for an IAM token (``X-Auth-Token``), and token mode would mean fetching and
+refreshing IAM tokens and building requests by hand: receiptd does not offer it.
+"""
+
+from __future__ import annotations
+
+import logging
+import types
+from collections import Counter
+from collections.abc import Callable, Sequence
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any, Protocol
+
+from receiptd import config, domain, metrics, ports
+from receiptd.logs import get_logger
+from receiptd.providers.huawei import matching, windows
+
+log = get_logger(__name__)
+PROVIDER = domain.Provider.HUAWEI
+#: Window margins around a send's registered time: clock differences / provider queueing.
+DEFAULT_BEFORE = timedelta(minutes=10)
+DEFAULT_AFTER = timedelta(hours=2)
+SDK_MISSING = (
+    "huawei_access_key_id is set but the Huawei SDK is missing: pip install 'receiptd[huawei]'"
+)
+
+
+class HuaweiSdkMissing(config.ConfigError, ImportError):
+    """Huawei is configured but ``huaweicloudsdkkoomessage`` is not installed.
+
+    A ConfigError for the CLI (exit code 2) and an ImportError for the compensator's seam,
+    which logs and skips a provider it cannot build.
+    """
+
+
+class SendDetailsApi(Protocol):
+    """One page of send details; raises only ``ports.Lookup*`` exceptions."""
+
+    def fetch(self, query: windows.Query) -> windows.Page: ...
+
+
+class SdkSendDetails:
+    """:class:`SendDetailsApi` over ``KooMessageClient.list_aim_send_details``."""
+
+    def __init__(self, client: Any, sdk: Any) -> None:
+        self._client = client
+        self._sdk = sdk  # the lazily imported modules, see _import_sdk()
+
+    def fetch(self, query: windows.Query) -> windows.Page:
+        begin, end = query.window.params()
+        request = self._sdk.ListAimSendDetailsRequest(
+            task_id=query.task_id,
+            begin_time=begin,
+            end_time=end,
+            offset=query.offset,
+            limit=query.limit,
+        )
+        try:
+            response = self._client.list_aim_send_details(request)
+        except self._sdk.ClientRequestException as exc:
+            raise _client_error(exc) from None
+        except self._sdk.ServerResponseException as exc:
+            raise ports.LookupUnavailable(_describe(exc)) from None
+        except self._sdk.SdkException as exc:  # connection, timeout, retry outage
+            raise ports.LookupUnavailable(f"KooMessage unreachable: {exc}") from None
+        return _page_of(response)
+
+
+def _describe(exc: Any) -> str:
+    return (
+        f"KooMessage send-details answered HTTP {exc.status_code} "
+        f"{exc.error_code}: {exc.error_msg} (request id {exc.request_id})"
+    )
+
+
+def _client_error(exc: Any) -> Exception:
+    if exc.status_code == 429:
+        return ports.LookupThrottled(_describe(exc))
+    return ports.LookupFailed(_describe(exc))
+
+
+def _page_of(response: Any) -> windows.Page:
+    details = tuple(
+        matching.Detail(
+            msg_id=d.msg_id or "",
+            task_id=d.task_id or "",
+            cust_flag=d.cust_flag or "",
+            send_account=d.send_account or "",
+            send_status=d.send_status or "",
+            result_code=d.result_code,
+        )
+        for d in response.send_details or ()
+    )
+    page_info = response.page_info
+    total = page_info.total if page_info is not None and page_info.total is not None else 0
+    return windows.Page(details, max(int(total), len(details)))
+
+
+class HuaweiLookup:
+    """``ports.StatusLookup`` for KooMessage sends (``provider = huawei``)."""
+
+    def __init__(
+        self,
+        api: SendDetailsApi,
+        *,
+        before: timedelta = DEFAULT_BEFORE,
+        after: timedelta = DEFAULT_AFTER,
+        tz: tzinfo = domain.CHINA_TZ,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.api = api
+        self.clock = clock
+        self.before = before
+        self.after = after
+        self.tz = tz  # the zone sms_send.send_date is computed in (oldest_send_date)
+
+    @property
+    def provider(self) -> domain.Provider:
+        return PROVIDER
+
+    def in_window(self, send: ports.PendingSend, now: datetime) -> bool:
+        """Sends older than a year (less a margin) expire without a call."""
+        return windows.queryable(send.sent_at, now)
+
+    def oldest_send_date(self, now: datetime) -> date:
+        """Sends registered on an earlier provider date are all outside the window."""
+        return (windows.utc(now) - windows.RETENTION + windows.EDGE).astimezone(self.tz).date()
+
+    def lookup(
+        self, sends: Sequence[ports.PendingSend], limiter: ports.RateLimiter
+    ) -> ports.LookupResult:
+        """Read the details of every window the sends fall in, then match them exactly.
+
+        An error stops the lookup: when no call succeeded it is raised; otherwise what was read
+        is matched and returned, the error counted in ``calls``.
+        """
+        calls: Counter[str] = Counter()
+        details: list[matching.Detail] = []
+
+        def fetch(query: windows.Query) -> windows.Page:
+            limiter.acquire()
+            try:
+                page = self.api.fetch(query)
+            except (ports.LookupThrottled, ports.LookupUnavailable, ports.LookupFailed) as exc:
+                _count(calls, _RESULTS[type(exc)])
+                raise
+            _count(calls, "ok")
+            return page
+
+        now = self.clock()
+        scopes = windows.cover(sends, now, self.before, self.after)
+        try:
+            for scope in scopes:
+                for detail in windows.collect(scope, fetch):
+                    details.append(detail)  # kept one by one: an error keeps what was read
+        except (ports.LookupThrottled, ports.LookupUnavailable, ports.LookupFailed) as exc:
+            if not calls["ok"]:
+                raise  # nothing looked up: the compensator logs it and backs the sends off
+            log.warning("huawei_lookup_partial", error=str(exc), calls=dict(calls))
+        settlements = matching.match(sends, details)
+        return ports.LookupResult(settlements, dict(calls))
+
+
+_RESULTS: dict[type[Exception], str] = {
+    ports.LookupThrottled: "throttled",
+    ports.LookupUnavailable: "unavailable",
+    ports.LookupFailed: "error",
+}
+
+
+def _count(calls: Counter[str], result: str) -> None:
+    calls[result] += 1
+    metrics.COMPENSATOR_CALLS.labels(PROVIDER.value, result).inc()
+
+
+def _import_sdk() -> Any:
+    """The SDK names receiptd uses, in one namespace; HuaweiSdkMissing without the extra."""
+    try:
+        from huaweicloudsdkcore.auth import credentials
+        from huaweicloudsdkcore.exceptions import exceptions
+        from huaweicloudsdkcore.http import http_config
+        from huaweicloudsdkkoomessage import v1
+    except ImportError:
+        raise HuaweiSdkMissing(SDK_MISSING) from None
+    return types.SimpleNamespace(
+        BasicCredentials=credentials.BasicCredentials,
+        HttpConfig=http_config.HttpConfig,
+        KooMessageClient=v1.KooMessageClient,
+        ListAimSendDetailsRequest=v1.ListAimSendDetailsRequest,
+        ClientRequestException=exceptions.ClientRequestException,
+        ServerResponseException=exceptions.ServerResponseException,
+        SdkException=exceptions.SdkException,
+    )
+
+
+def build_client(settings: config.Settings, sdk: Any) -> Any:
+    """A KooMessageClient for the configured endpoint, AK/SK and bounded timeouts.
+
+    ``with_endpoints`` (not ``with_region``) keeps the SDK from asking IAM for a project id;
+    ``X-Project-Id`` is sent only when ``huawei_project_id`` is set. The SDK's own retries are
+    off (``retry_times=0``): the compensator backs off a failed lookup itself.
+    """
+    timeout = settings.aliyun_request_timeout
+    # The SDK logs transport errors on its own non-propagating logger, which would reach
+    # stderr through logging's last-resort handler; receiptd reports them as events instead.
+    sdk_log = logging.getLogger("HuaweiCloud-SDK-KooMessageClient")
+    if not sdk_log.handlers:
+        sdk_log.addHandler(logging.NullHandler())
+    credentials = sdk.BasicCredentials(
+        settings.huawei_access_key_id,
+        settings.huawei_secret_access_key.get_secret_value(),
+        settings.huawei_project_id or None,
+    )
+    http = sdk.HttpConfig(timeout=(min(5.0, timeout), timeout), retry_times=0)
+    return (
+        sdk.KooMessageClient.new_builder()
+        .with_credentials(credentials)
+        .with_endpoints([settings.huawei_endpoint])
+        .with_http_config(http)
+        .build()
+    )
+
+
+def build_huawei_lookup(settings: config.Settings) -> HuaweiLookup | None:
+    """The Huawei lookup when ``huawei_access_key_id`` is set, else None.
+
+    Raises HuaweiSdkMissing without the extra and ConfigError without a secret key.
+    """
+    if not settings.huawei_configured:
+        return None
+    if not settings.huawei_secret_access_key.get_secret_value():
+        raise config.ConfigError(
+            "invalid setting huawei_secret_access_key: required when huawei_access_key_id is set"
+        )
+    sdk = _import_sdk()
+    api = SdkSendDetails(build_client(settings, sdk), sdk)
+    return HuaweiLookup(api, tz=settings.timezone)
+
+
+def build_lookup(settings: config.Settings) -> HuaweiLookup:
+    """``receiptd.compensator.build_lookups``'s seam (called only when Huawei is configured)."""
+    lookup = build_huawei_lookup(settings)
+    if lookup is None:
+        raise config.ConfigError("huawei_access_key_id is not set")
+    return lookup

@@ -1,0 +1,21 @@
+"""System-test fixtures: a scratch PostgreSQL database and a running emulator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import _ensure_database
+
+
+@pytest.fixture(scope="module")
+def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated PostgreSQL database of this module's own, dropped afterwards."""
+    from tests.conftest import _drop_server_database
+
+    urls: dict[str, str] = {}
+    url = _ensure_database("postgresql", urls, Path(tmp_path_factory.mktemp("pg")))
+    yield url
+    _drop_server_database("postgresql", url)
