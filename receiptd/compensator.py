@@ -27,7 +27,7 @@ from typing import Protocol, runtime_checkable
 import structlog
 from sqlalchemy import Connection, or_, select
 
-from receiptd import config, domain, metrics, planning, ports
+from receiptd import config, domain, metrics, planning, ports, ratelimit
 from receiptd.db import sends as sends_db
 from receiptd.db.models import SEND
 from receiptd.db.sends import SendStore
@@ -46,13 +46,6 @@ class WindowedLookup(Protocol):
     """Optional: a lookup that can name its oldest queryable date expires in bulk."""
 
     def oldest_send_date(self, now: datetime) -> date: ...
-
-
-@runtime_checkable
-class PlanningLookup(Protocol):
-    """Optional: a lookup that can show its call plan (``compensate --dry-run``)."""
-
-    def plan(self, sends: Sequence[ports.PendingSend]) -> Sequence[planning.PlannedQuery]: ...
 
 
 @dataclass(slots=True)
@@ -88,14 +81,6 @@ class CycleSummary:
     settled = property(lambda self: self._merged("settled"))
 
 
-@dataclass(frozen=True, slots=True)
-class ProviderPlan:
-    provider: str
-    due: int
-    expire: int
-    queries: tuple[planning.PlannedQuery, ...]
-
-
 def _utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -121,7 +106,7 @@ class Compensator:
         self._stopping = threading.Event()
         self.sends = sends
         self.lookups = list(lookups)
-        self.limiter = _StoppableLimiter(limiter, self._stopping)
+        self.limiter = ratelimit.Stoppable(limiter, self._stopping)
         self.grace = grace
         self.batch_size = batch_size
         self.base_backoff = base_backoff
@@ -130,32 +115,43 @@ class Compensator:
         self.clock = clock
 
     def stop(self) -> None:
-        """Make a running cycle end soon (idempotent, thread-safe): no further call is made;
-        claimed sends not yet looked up are released with their backoff. Sends whose calls
-        were already answered in the interrupted batch are asked again in a later cycle."""
+        """Make a running cycle end soon (idempotent, thread-safe, permanent): no further call
+        is made; claimed sends not yet looked up are released with their backoff. Sends whose
+        calls were already answered in the interrupted batch are asked again later."""
         self._stopping.set()
 
     def run_once(self, progress: Progress | None = None) -> CycleSummary:
-        """One compensation cycle over every provider; returns what it did."""
-        results = tuple(self._run_provider(lookup, progress) for lookup in self.lookups)
+        """One compensation cycle over every provider; returns what it did.
+
+        Database errors (``ports.StoreUnavailable``/``StoreWriteError``) propagate: the
+        scheduler logs them and the next cycle retries; claims expire with their lease.
+        """
+        try:
+            results = tuple(
+                self._run_provider(lookup, progress)
+                for lookup in self.lookups
+                if not self._stopping.is_set()
+            )
+        except Exception:
+            metrics.COMPENSATOR_RUNS.labels("error").inc()
+            raise
         self._refresh_gauges()
         ok = all(r.error is None for r in results)
         metrics.COMPENSATOR_RUNS.labels("ok" if ok else "error").inc()
         return CycleSummary(results)
 
-    def plan(self, limit: int | None = None) -> list[ProviderPlan]:
+    def plan(self, limit: int | None = None) -> list[planning.ProviderPlan]:
         """The calls a cycle would make now, without claiming or calling anything."""
         now = self.clock()
         plans = []
         for lookup in self.lookups:
             due = peek_due(self.sends, lookup.provider, now, self.grace, limit or self.batch_size)
             inside = [s for s in due if lookup.in_window(s, now)]
-            queries = lookup.plan(inside) if isinstance(lookup, PlanningLookup) else ()
-            plans.append(
-                ProviderPlan(
-                    lookup.provider.value, len(due), len(due) - len(inside), tuple(queries)
-                )
+            queries = (
+                tuple(lookup.plan(inside)) if isinstance(lookup, planning.PlanningLookup) else ()
             )
+            expire = len(due) - len(inside)
+            plans.append(planning.ProviderPlan(lookup.provider.value, len(due), expire, queries))
         return plans
 
     # --- one provider ----------------------------------------------------------------------
@@ -266,7 +262,7 @@ class Compensator:
             return ports.LookupResult([], {})
         try:
             return lookup.lookup(sends, self.limiter)
-        except CycleStopped:
+        except ratelimit.Stopped:
             log.info("compensation_stopping", provider=lookup.provider.value, sends=len(sends))
             return ports.LookupResult([], {})
         except Exception as exc:  # one provider's failure must not stop the cycle
@@ -294,22 +290,6 @@ class Compensator:
             oldest = summary.oldest_pending.get(lookup.provider.value)
             age = (now - _aware(oldest)).total_seconds() if oldest else 0.0
             metrics.OLDEST_PENDING.labels(lookup.provider.value).set(max(age, 0.0))
-
-
-class CycleStopped(Exception):
-    """Raised in place of a call once ``Compensator.stop()`` was asked."""
-
-
-class _StoppableLimiter:
-    """The configured limiter, refusing further calls once the compensator is stopping."""
-
-    def __init__(self, limiter: ports.RateLimiter, stopping: threading.Event) -> None:
-        self._limiter, self._stopping = limiter, stopping
-
-    def acquire(self) -> None:
-        if self._stopping.is_set():
-            raise CycleStopped
-        self._limiter.acquire()
 
 
 def _aware(moment: datetime) -> datetime:

@@ -83,7 +83,7 @@ class OpsApp:
         return _json(start_response, 404, {"error": "not found"})
 
     def _probe(self, start_response: StartResponse, checks: Mapping[str, Check]) -> list[bytes]:
-        results = {name: _run_check(check) for name, check in checks.items()}
+        results = {name: run_check(check) for name, check in checks.items()}
         ok = all(passed for passed, _ in results.values())
         if checks is self._probes.readiness:
             metrics.READY.set(1 if ok else 0)
@@ -141,7 +141,7 @@ def _iso(value: Any) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _run_check(check: Check) -> tuple[bool, str]:
+def run_check(check: Check) -> tuple[bool, str]:
     try:
         return check()
     except Exception as exc:  # a probe that raises is a failed probe, never a 500

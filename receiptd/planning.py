@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Protocol, runtime_checkable
 
 from receiptd import domain, ports
 
@@ -132,3 +133,20 @@ def settlement(send: ports.PendingSend, row: Detail) -> ports.Settlement:
 def pages(total_count: int, page_size: int) -> int:
     """Pages a query of ``total_count`` rows takes (at least one: the first tells the total)."""
     return max(1, -(-total_count // page_size))
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderPlan:
+    """What a cycle would do for one provider now (``compensate --dry-run``)."""
+
+    provider: str
+    due: int
+    expire: int  # claimed but outside the provider's window: expired without a call
+    queries: tuple[PlannedQuery, ...]
+
+
+@runtime_checkable
+class PlanningLookup(Protocol):
+    """Optional part of a StatusLookup: show its call plan without calling."""
+
+    def plan(self, sends: Sequence[ports.PendingSend]) -> Sequence[PlannedQuery]: ...

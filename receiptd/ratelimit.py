@@ -12,6 +12,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from receiptd import ports
+
 
 class TokenBucket:
     """``rate`` requests per second with bursts of up to ``burst`` requests."""
@@ -58,3 +60,20 @@ class TokenBucket:
 def default_burst(rate: float) -> int:
     """A tenth of a second's worth of requests, at least one: smooths sleep overshoot."""
     return max(1, int(rate / 10))
+
+
+class Stopped(Exception):
+    """Raised in place of a call once the owner of a :class:`Stoppable` limiter is stopping."""
+
+
+class Stoppable:
+    """A limiter that refuses further calls once ``stopping`` is set (a cycle ends early)."""
+
+    def __init__(self, limiter: ports.RateLimiter, stopping: threading.Event) -> None:
+        self._limiter = limiter
+        self._stopping = stopping
+
+    def acquire(self) -> None:
+        if self._stopping.is_set():
+            raise Stopped
+        self._limiter.acquire()

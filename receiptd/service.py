@@ -44,6 +44,7 @@ class Loop(Protocol):
 class ServiceParts:
     consumers: Sequence[Loop]
     compensate: Callable[[], Any] | None
+    stop_compensator: Callable[[], None] | None
     compensator_interval: float
     server: OpsServer
     health: Health
@@ -122,6 +123,8 @@ class Service:
         for consumer in p.consumers:
             consumer.stop()
         drained = all(c.join(max(0.0, deadline - time.monotonic())) for c in p.consumers)
+        if p.stop_compensator is not None:
+            p.stop_compensator()  # a running cycle makes no further call and releases its claims
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)
         p.server.close(timeout=max(0.5, deadline - time.monotonic()))

@@ -25,6 +25,12 @@ def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     sys.exit(code)
 
 
+def describe_db_error(exc: Exception) -> str:
+    """The driver's own first line (e.g. 'connection refused'), not SQLAlchemy's wrapper."""
+    orig = getattr(exc, "orig", None) or exc
+    return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
+
+
 def settings(ctx: click.Context) -> config.Settings:
     """The settings, loaded once per process; an invalid value exits 2 naming the key."""
     obj = ctx.find_root().obj

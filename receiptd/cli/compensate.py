@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import click
 
-from receiptd import compensator, domain, ports, ratelimit
+from receiptd import compensator, domain, planning, ports, ratelimit
 from receiptd.cli import common
 from receiptd.db.sends import SendStore
 
@@ -72,7 +72,7 @@ def _pairs(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
 
 
-def _print_plan(plans: list[compensator.ProviderPlan], *, mask: bool) -> None:
+def _print_plan(plans: list[planning.ProviderPlan], *, mask: bool) -> None:
     for plan in plans:
         by_out_id = sum(1 for q in plan.queries if q.biz_id is None)
         click.echo(

@@ -27,9 +27,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
         migrate.upgrade(engine, revision)
         after = migrate.current_revision(engine)
     except SQLAlchemyError as exc:
-        common.fail(
-            f"database error: {exc.__class__.__name__}: {exc.orig or exc}", common.EXIT_DATABASE
-        )
+        common.fail(f"database error: {common.describe_db_error(exc)}", common.EXIT_DATABASE)
     finally:
         engine.dispose()
     if before == after:
@@ -48,9 +46,7 @@ def current(ctx: click.Context) -> None:
         rev = migrate.current_revision(engine)
         head = migrate.head_revision(engine)
     except SQLAlchemyError as exc:
-        common.fail(
-            f"database error: {exc.__class__.__name__}: {exc.orig or exc}", common.EXIT_DATABASE
-        )
+        common.fail(f"database error: {common.describe_db_error(exc)}", common.EXIT_DATABASE)
     finally:
         engine.dispose()
     click.echo(f"{rev or '<empty>'}{' (head)' if rev == head else f' (head is {head})'}")

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
-from datetime import timedelta
+from collections.abc import Callable
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from receiptd import config, domain, ports
 from receiptd.cli import common
+from receiptd.consumer import Consumer
 from receiptd.db import migrate
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
-from receiptd.http import Check, OpsApp, OpsServer, Probes
+from receiptd.http import Check, OpsApp, OpsServer, Probes, run_check
 from receiptd.logs import get_logger
 from receiptd.notify import Notifier
 from receiptd.service import Service, ServiceParts
@@ -60,50 +63,28 @@ def _prepare_database(store: SqlStore, migrate_first: bool) -> None:
                 "or start with --migrate",
                 common.EXIT_DATABASE,
             )
-    except ports.StoreUnavailable as exc:
+    except (ports.StoreUnavailable, SQLAlchemyError) as exc:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
 
 
 def _build(
     settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
-) -> tuple[Service, object]:
+) -> tuple[Service, Callable[[], bool]]:
+    # Imported here so `receiptd --help` and config errors stay fast.
     from receiptd import compensator as compensation
-    from receiptd import consumer as consumption
-    from receiptd.providers.aliyun import mns
-    from receiptd.ratelimit import TokenBucket
+    from receiptd.ratelimit import TokenBucket, default_burst
 
-    consumers = []
-    for kind, threads in (
-        (domain.MessageType.REPORT, settings.consumer_report_threads),
-        (domain.MessageType.UP, settings.consumer_up_threads),
-    ):
-        if threads and settings.aliyun_configured:
-            consumers.append(
-                consumption.Consumer(
-                    kind,
-                    mns.queue_factory(settings, kind),
-                    store,
-                    health,
-                    threads=threads,
-                    batch_size=settings.consumer_batch_size,
-                    wait_seconds=settings.consumer_wait_seconds,
-                    tz=settings.timezone,
-                )
-            )
-    compensate = None
-    lookups = compensation.build_lookups(settings)
-    if settings.compensator_enabled and lookups:
-        comp = compensation.Compensator(
+    comp = None
+    if settings.compensator_enabled:
+        rate = settings.compensator_rate_limit
+        comp = compensation.from_settings(
+            settings,
             sends,
-            lookups,
-            TokenBucket(settings.compensator_rate_limit),
-            grace=timedelta(seconds=settings.compensator_grace),
-            batch_size=settings.compensator_batch_size,
-            base_backoff=settings.compensator_grace,
-            max_backoff=settings.compensator_max_backoff,
-            replica=socket.gethostname(),
+            TokenBucket(rate, default_burst(rate)),
+            replica=f"{socket.gethostname()}:{os.getpid()}",
         )
-        compensate = comp.run_once
+        if not comp.lookups:
+            comp = None
     readiness = {"database": _database_check(store), "queues": _queues_check(health)}
     token = settings.status_api_token
     app = OpsApp(
@@ -114,8 +95,9 @@ def _build(
     )
     host, port = config.split_host_port(settings.http_addr)
     parts = ServiceParts(
-        consumers=consumers,
-        compensate=compensate,
+        consumers=_consumers(settings, store, health),
+        compensate=comp.run_once if comp else None,
+        stop_compensator=comp.stop if comp else None,
         compensator_interval=settings.compensator_interval,
         server=OpsServer(app, host, port),
         health=health,
@@ -126,9 +108,34 @@ def _build(
     )
 
     def ready() -> bool:
-        return all(check()[0] for check in readiness.values())
+        return all(run_check(check)[0] for check in readiness.values())
 
     return Service(parts), ready
+
+
+def _consumers(settings: config.Settings, store: SqlStore, health: Health) -> list[Consumer]:
+    from receiptd.providers.aliyun import mns
+
+    if not settings.aliyun_configured:
+        return []
+    kinds = (
+        (domain.MessageType.REPORT, settings.consumer_report_threads),
+        (domain.MessageType.UP, settings.consumer_up_threads),
+    )
+    return [
+        Consumer(
+            kind,
+            mns.queue_factory(settings, kind),
+            store,
+            health,
+            threads=threads,
+            batch_size=settings.consumer_batch_size,
+            wait_seconds=settings.consumer_wait_seconds,
+            tz=settings.timezone,
+        )
+        for kind, threads in kinds
+        if threads
+    ]
 
 
 def _database_check(store: SqlStore) -> Check:

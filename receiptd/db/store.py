@@ -180,12 +180,27 @@ _SETTLE_FROM_REPORT = (
 )
 
 
+_PENDING_KEYS = select(SEND.c.biz_id, SEND.c.phone_number).where(
+    SEND.c.provider == domain.Provider.ALIYUN.value,
+    SEND.c.status == domain.SendStatus.PENDING.value,
+    SEND.c.biz_id.in_(bindparam("biz_ids", expanding=True)),
+)
+
+
 def settle_from_reports(
     conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
 ) -> int:
-    """Settle the pending sends these receipts describe; final statuses never change."""
+    """Settle the pending sends these receipts describe; final statuses never change.
+
+    One indexed SELECT finds which receipts have a pending send (usually none: most receipts
+    arrive for sends the compensator or an earlier receipt settled, or that were never
+    registered), then only those are updated. The UPDATE keeps its ``status = pending``
+    guard, so a send settled concurrently in between is left alone.
+    """
     if not reports:
         return 0
+    biz_ids = sorted({r.biz_id for r in reports})
+    pending = {(row[0], row[1]) for row in conn.execute(_PENDING_KEYS, {"biz_ids": biz_ids})}
     params = [
         {
             "b_biz_id": r.biz_id,
@@ -196,7 +211,10 @@ def settle_from_reports(
             "b_now": now,
         }
         for r in reports
+        if (r.biz_id, r.phone_number) in pending
     ]
+    if not params:
+        return 0
     result = conn.execute(_SETTLE_FROM_REPORT, params)
     return max(int(result.rowcount), 0)
 

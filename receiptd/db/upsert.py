@@ -1,12 +1,27 @@
-"""Dialect-aware idempotent inserts: the one place that knows each backend's upsert syntax."""
+"""Dialect-aware idempotent inserts: the one place that knows each backend's upsert syntax.
+
+Statements are built once per (dialect, table, keys, columns) so SQLAlchemy compiles each
+once. On PostgreSQL the rows travel as one array per column (``INSERT ... SELECT FROM
+unnest(...)``): a short, constant statement the driver converts and prepares once, where a
+multi-row VALUES list of a 16-row batch (176 parameters) is re-parsed by psycopg on every
+execution. SQLite and MariaDB use SQLAlchemy's "insertmanyvalues" (one multi-row INSERT per
+execution). Counts come from ``RETURNING``: exact under concurrency, no extra round trip.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, select, tuple_
+from sqlalchemy import Column, Connection, CursorResult, String, Table, bindparam, func, select
 from sqlalchemy.dialects import mysql, postgresql, sqlite
+
+from receiptd import ports
+
+# MariaDB answers a skipped duplicate with warning 1062; one per skipped row. Rows per
+# statement are bounded so one statement (and one warning count) covers each chunk.
+_CHUNK = 500
 
 
 def insert_ignore(
@@ -14,27 +29,75 @@ def insert_ignore(
 ) -> int:
     """Insert rows whose unique ``keys`` are new; existing rows stay untouched.
 
-    Returns the number of rows inserted. MariaDB's ``INSERT IGNORE`` would also swallow data
-    errors (silent truncation), so it uses a no-op ``ON DUPLICATE KEY UPDATE`` instead.
+    Returns the number of rows inserted, counted from ``RETURNING`` (exact even when another
+    transaction inserts the same keys concurrently).
     """
     if not rows:
         return 0
-    name = conn.dialect.name
-    if name in ("mysql", "mariadb"):
-        # rowcount counts found duplicates too (CLIENT_FOUND_ROWS), so count them first.
-        key_cols = tuple_(*(table.c[k] for k in keys))
-        wanted = {tuple(row[k] for k in keys) for row in rows}
-        existing = conn.execute(select(*(table.c[k] for k in keys)).where(key_cols.in_(wanted)))
-        stmt: Any = mysql.insert(table).values(list(rows)).on_duplicate_key_update(id=table.c.id)
-        conn.execute(stmt)
-        return len(wanted - {tuple(r) for r in existing})
-    if name == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing(index_elements=list(keys))
-    elif name == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    if conn.dialect.name == "postgresql":
+        columns = tuple(rows[0])
+        stmt = _pg_unnest_insert(table, tuple(keys), columns)
+        arrays = {c: [row[c] for row in rows] for c in columns}
+        return len(conn.execute(stmt, arrays).all())
+    stmt = _insert_ignore_stmt(conn.dialect.name, table, tuple(keys))
+    inserted = 0
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        result = conn.execute(stmt, list(chunk))
+        new = len(result.all())
+        if conn.dialect.name in ("mysql", "mariadb"):
+            _check_mysql_warnings(result, skipped=len(chunk) - new)
+        inserted += new
+    return inserted
+
+
+@functools.cache
+def _pg_unnest_insert(table: Table, keys: tuple[str, ...], columns: tuple[str, ...]) -> Any:
+    """``INSERT INTO t (cols) SELECT * FROM unnest(:c1, :c2, ...) ON CONFLICT DO NOTHING``.
+
+    Each parameter is an array typed after its column (the column type's bind processing,
+    e.g. UTC conversion, applies per element); duplicates inside one batch are skipped.
+    """
+    arrays = [bindparam(c, type_=postgresql.ARRAY(_element_type(table.c[c]))) for c in columns]
+    source = func.unnest(*arrays).table_valued(*columns).render_derived()
+    return (
+        postgresql.insert(table)
+        .from_select(list(columns), select(*source.c))
+        .on_conflict_do_nothing(index_elements=list(keys))
+        .returning(table.c.id)
+    )
+
+
+def _element_type(column: Column[Any]) -> Any:
+    """The array element type for a column. Strings lose their length: an explicit cast to
+    ``varchar(n)`` truncates silently, while assigning ``varchar`` to the ``varchar(n)``
+    column raises "value too long", exactly as a plain INSERT would."""
+    return String() if isinstance(column.type, String) else column.type
+
+
+@functools.cache
+def _insert_ignore_stmt(dialect: str, table: Table, keys: tuple[str, ...]) -> Any:
+    if dialect == "sqlite":
+        stmt: Any = sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    elif dialect in ("mysql", "mariadb"):
+        # MariaDB's ON DUPLICATE KEY UPDATE ... RETURNING returns existing rows too, so only
+        # INSERT IGNORE tells new rows apart. IGNORE would also turn data errors (truncation)
+        # into warnings: _check_mysql_warnings turns those back into errors.
+        stmt = mysql.insert(table).prefix_with("IGNORE")
     else:  # pragma: no cover - settings reject other backends
-        raise NotImplementedError(name)
-    return len(conn.execute(stmt.values(list(rows)).returning(table.c.id)).all())
+        raise NotImplementedError(dialect)
+    return stmt.returning(table.c.id)
+
+
+def _check_mysql_warnings(result: CursorResult[Any], skipped: int) -> None:
+    """Raise StoreWriteError if INSERT IGNORE swallowed anything but skipped duplicates."""
+    warnings = getattr(result.context.cursor, "warning_count", 0)
+    if callable(warnings):  # mysqlclient has a method where PyMySQL has an attribute
+        warnings = warnings()
+    if int(warnings) > skipped:
+        raise ports.StoreWriteError(
+            f"INSERT IGNORE raised {int(warnings) - skipped} data warning(s) (e.g. truncation)"
+        )
 
 
 def upsert_count(
@@ -45,10 +108,8 @@ def upsert_count(
     counter: str,
     refresh: Sequence[str],
 ) -> bool:
-    """Insert ``row`` or, if its keys exist, add one to ``counter`` and refresh some columns.
-
-    Returns True when the row is new.
-    """
+    """Insert ``row`` (its ``counter`` at 1) or, if its keys exist, add one to ``counter`` and
+    refresh some columns. Returns True when the row is new (one statement, exact)."""
     name = conn.dialect.name
     updates: dict[str, Any] = {col: row[col] for col in refresh}
     updates[counter] = table.c[counter] + 1
@@ -57,13 +118,9 @@ def upsert_count(
         stmt: Any = dialect_insert(table).on_conflict_do_update(
             index_elements=list(keys), set_=updates
         )
-        exists = conn.execute(
-            table.select()
-            .with_only_columns(func.count())
-            .where(*(table.c[k] == row[k] for k in keys))
-        ).scalar_one()
-        conn.execute(stmt, row)
-        return exists == 0
-    stmt = mysql.insert(table).on_duplicate_key_update(**updates)
-    result = conn.execute(stmt, row)
-    return result.rowcount == 1
+        # An update leaves the counter at 2 or more: 1 means this statement inserted it.
+        return bool(conn.execute(stmt.returning(table.c[counter]), row).scalar_one() == 1)
+    # MariaDB: affected rows are 1 for an insert, 2 for an update that changed the row (the
+    # counter always changes), with or without CLIENT_FOUND_ROWS.
+    result = conn.execute(mysql.insert(table).on_duplicate_key_update(**updates), row)
+    return bool(result.rowcount == 1)

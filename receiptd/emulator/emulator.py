@@ -17,16 +17,18 @@ from receiptd.emulator.credentials import Credential, CredentialStore, KeyKind
 from receiptd.emulator.dybase import Dybase
 from receiptd.emulator.dysms import Dysms
 from receiptd.emulator.faults import Faults, FaultSpec, QpsLimiter
+from receiptd.emulator.koomessage import KooMessageApi, KooMessageAuth
+from receiptd.emulator.koomessage_store import SendDetail
 from receiptd.emulator.mns import MnsService
 from receiptd.emulator.mns_queue import QueueMeta
 from receiptd.emulator.mns_xml import INVALID_XML_CHARS
 from receiptd.emulator.pop import PopGateway
+from receiptd.emulator.pop_signing import PopVerifier
 from receiptd.emulator.profiles import Profile
 from receiptd.emulator.provider import SeedSend, SmsProvider
-from receiptd.emulator.router import Route, Router, koomessage_placeholder_route
+from receiptd.emulator.router import Route, Router
 from receiptd.emulator.scheduler import Scheduler
 from receiptd.emulator.server import Dispatcher, ServerThread
-from receiptd.emulator.signing import PopVerifier
 from receiptd.emulator.sms_records import SendRecord, SmsRecords
 
 #: Fixed fake keys, so a long-running emulator can be configured once. Never real secrets.
@@ -34,6 +36,9 @@ ACCESS_KEY_ID = "LTAI5tReceiptdEmulator01"
 ACCESS_KEY_SECRET = "EmulatorSecretForReceiptd00001"  # noqa: S105 - fake, emulator-only
 MNS_OWNER_KEY_ID = "LTAI5tAlicomMnsOwner0001"
 MNS_OWNER_KEY_SECRET = "AlicomMnsOwnerSecretEmulator01"  # noqa: S105 - fake, emulator-only
+HUAWEI_ACCESS_KEY_ID = "HuaweiReceiptdEmulatorAK01"
+HUAWEI_SECRET_ACCESS_KEY = "HuaweiEmulatorSecretForReceiptd01"  # noqa: S105 - fake, emulator-only
+HUAWEI_AUTH_TOKEN = "MIIReceiptdEmulatorIamToken01"  # noqa: S105 - fake, emulator-only
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,9 @@ class EmulatorInfo:
     port: int
     profile: str
     token_lifetime: float
+    huawei_access_key_id: str = HUAWEI_ACCESS_KEY_ID
+    huawei_secret_access_key: str = HUAWEI_SECRET_ACCESS_KEY
+    huawei_auth_token: str = HUAWEI_AUTH_TOKEN
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +108,8 @@ class Emulator:
         self.sms_records = SmsRecords(seed=self.profile.seed)
         self.scheduler = Scheduler()
         self.provider = SmsProvider(self.profile, self.sms_records, self.mns, self.scheduler)
+        huawei_keys = {HUAWEI_ACCESS_KEY_ID: HUAWEI_SECRET_ACCESS_KEY}
+        self.koomessage = KooMessageApi(auth=KooMessageAuth(huawei_keys, [HUAWEI_AUTH_TOKEN]))
         self.router = self._build_router()
         self.faults = Faults()
         for group, spec in self.profile.faults.items():
@@ -123,7 +133,7 @@ class Emulator:
         router.add(self.mns.route())
         router.add(gateway.route("dybase"))
         router.add(gateway.route("dysms", fallback=True))
-        router.add(koomessage_placeholder_route())
+        router.add(self.koomessage.route())
         return router
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -250,6 +260,13 @@ class Emulator:
 
     def records(self) -> list[SendRecord]:
         return self.sms_records.snapshot()
+
+    def seed_koomessage(self, details: Iterable[SendDetail]) -> int:
+        """Add KooMessage send details (a known msg_id is replaced); returns how many were new."""
+        return self.koomessage.store.add(details)
+
+    def koomessage_details(self) -> list[SendDetail]:
+        return self.koomessage.store.snapshot()
 
     # -- calls, faults, limits -----------------------------------------------------------
     def calls(self, api: str | None = None) -> list[RecordedCall]:

@@ -6,23 +6,19 @@ heap of timed transitions whose stale entries are dropped lazily by generation n
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import heapq
-import hmac
 import itertools
-import os
 import random
-import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from receiptd.emulator.mns_handles import HandleCodec
+
 VISIBLE, INFLIGHT, DELAYED = 0, 1, 2
-_HANDLE = struct.Struct(">QI8s")  # masked message seq, masked receive generation, MAC
 
 
 class MnsError(Exception):
@@ -128,19 +124,26 @@ class MnsQueue:
         self._seq = itertools.count(1)
         self._id_prefix = f"{random.getrandbits(64):016X}"
         self._closed = False
-        self._handles = _HandleCodec()
+        self._handles = HandleCodec()
 
     # -- sending -------------------------------------------------------------------------
     def send(self, body: str, delay: float | None = None, priority: int = 8) -> MessageView:
         return self.send_many([(body, delay, priority)])[0]
 
     def send_many(self, items: Iterable[tuple[str, float | None, int]]) -> list[MessageView]:
+        return [m.view() for m in self._add_all(items)]
+
+    def push(self, bodies: Iterable[str]) -> int:
+        """Bulk enqueue (receipt delivery, seeding): no views built; returns the count."""
+        return len(self._add_all((body, 0, 8) for body in bodies))
+
+    def _add_all(self, items: Iterable[tuple[str, float | None, int]]) -> list[_Message]:
         with self._cond:
             now = self._clock()
             sent = [self._add(body, delay, priority, now) for body, delay, priority in items]
             if any(m.state == VISIBLE for m in sent):
                 self._cond.notify_all()
-            return [m.view() for m in sent]
+            return sent
 
     def _add(self, body: str, delay: float | None, priority: int, now: float) -> _Message:
         seq = next(self._seq)
@@ -291,40 +294,3 @@ class MnsQueue:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-
-
-class _HandleCodec:
-    """Receipt handles: `1-` + base64(masked seq, masked generation, 8-byte MAC).
-
-    Base64 of binary, like real handles: they contain "+", "/" and "=", which the SDK sends
-    unencoded. The MAC (per-queue key) tells a forged or foreign handle (ReceiptHandleError)
-    from one whose message is gone (MessageNotExist), without keeping old handles around.
-    """
-
-    def __init__(self) -> None:
-        self._key = os.urandom(16)
-        self._seq_mask = random.getrandbits(64)
-        self._gen_mask = random.getrandbits(32)
-
-    def _mac(self, seq: int, gen: int) -> bytes:
-        return hashlib.blake2b(
-            seq.to_bytes(8, "big") + gen.to_bytes(4, "big"), key=self._key, digest_size=8
-        ).digest()
-
-    def encode(self, seq: int, gen: int) -> str:
-        raw = _HANDLE.pack(seq ^ self._seq_mask, gen ^ self._gen_mask, self._mac(seq, gen))
-        return "1-" + base64.b64encode(raw).decode()
-
-    def decode(self, handle: str) -> int | None:
-        """The message seq of a genuine handle of this queue, else None."""
-        if not handle.startswith("1-"):
-            return None
-        try:
-            raw = base64.b64decode(handle[2:], validate=True)
-        except (binascii.Error, ValueError):
-            return None
-        if len(raw) != _HANDLE.size:
-            return None
-        masked_seq, masked_gen, mac = _HANDLE.unpack(raw)
-        seq, gen = masked_seq ^ self._seq_mask, masked_gen ^ self._gen_mask
-        return seq if hmac.compare_digest(mac, self._mac(seq, gen)) else None

@@ -17,8 +17,9 @@ from typing import Any
 from receiptd.emulator.credentials import Credential
 from receiptd.emulator.faults import FaultKind
 from receiptd.emulator.http_types import Request, Response, decode_form
+from receiptd.emulator.pop_signing import PopVerifier
 from receiptd.emulator.router import Params, Route
-from receiptd.emulator.signing import AuthError, PopVerifier
+from receiptd.emulator.signing import AuthError
 
 API_VERSION = "2017-05-25"
 #: Signature/protocol parameters, left out of the call log's params.

@@ -209,7 +209,7 @@ class SmsProvider:
 
     def _enqueue(self, queue: str, bodies: list[str]) -> None:
         try:
-            self._mns.queue(queue).send_many([(body, 0, 8) for body in bodies])
+            self._mns.queue(queue).push(bodies)
         except MnsError:  # queue deleted: Alicom would drop the receipts too
             log.warning(
                 "emulator receipt queue %s missing; dropped %d messages", queue, len(bodies)

@@ -18,7 +18,7 @@ from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, FaultSpec, Profile, SeedSend
 from receiptd.providers.aliyun.dysms import AliyunStatusLookup, make_client
 from receiptd.ratelimit import TokenBucket
-from receiptd.testing.lookups import CountingLimiter
+from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
 
 STATUS = {1: "pending", 2: "failed", 3: "delivered"}
 
@@ -244,3 +244,74 @@ def test_lookup_plans_and_counts_every_call(emu, settings, sends) -> None:
     result = lookup.lookup(pending, limiter)
     assert result.calls == {"ok": 1} and limiter.acquired == 1
     assert len(result.settlements) == 3
+
+
+def test_ambiguous_outid_falls_back_to_bizid(emu, settings, sends) -> None:
+    sent = datetime.now(UTC) - timedelta(hours=5)
+    mine = [seed_send(emu, "13400000000", sent, "a"), seed_send(emu, "13400000000", sent, "b")]
+    biz_ids = set(seed(emu, sends, mine))
+    emu.seed_sends([seed_send(emu, "13400000000", sent, "a")])  # someone else's, same OutId
+
+    compensator(settings, sends).run_once()
+
+    calls = emu.calls("QuerySendDetails")
+    assert ["BizId" in c.params for c in calls] == [False, True]
+    assert_settled_as_recorded(emu, sends, biz_ids)
+
+
+def test_group_query_switches_to_bizid_when_pages_cost_more(emu, settings, sends) -> None:
+    sent = datetime.now(UTC) - timedelta(days=1)
+    others = [seed_send(emu, "13400000001", sent, f"x{i}") for i in range(160)]  # 4 pages
+    emu.seed_sends(others)
+    biz_ids = set(
+        seed(emu, sends, [seed_send(emu, "13400000001", sent, f"m{i}") for i in range(2)])
+    )
+
+    compensator(settings, sends).run_once()
+
+    calls = emu.calls("QuerySendDetails")
+    assert [c.params.get("BizId") is not None for c in calls] == [False, True, True]
+    assert_settled_as_recorded(emu, sends, biz_ids)
+
+
+def test_contract_fake_lookup_answers_like_the_real_one(emu, settings, sends) -> None:
+    """The in-memory twin used by unit tests plans and settles exactly like the adapter."""
+    sent = datetime.now(UTC) - timedelta(hours=4)
+    seeds = [
+        seed_send(emu, "13700000001", sent, "a"),  # a group with unique OutIds
+        seed_send(emu, "13700000001", sent, "b"),
+        seed_send(emu, "13700000002", sent, "a"),  # a pair with the same OutId
+        seed_send(emu, "13700000002", sent, "a"),
+        seed_send(emu, "13700000003", sent),  # a single send
+    ]
+    seed(emu, sends, seeds)
+    pending = sends.claim_due(domain.Provider.ALIYUN, datetime.now(UTC), timedelta(0), 10)
+    truths = {(r.biz_id, r.phone_number): Truth(r.status, r.err_code) for r in emu.records()}
+    real = AliyunStatusLookup(make_client(settings)).lookup(pending, CountingLimiter())
+    fake = FakeLookup(truths).lookup(pending, CountingLimiter())
+
+    key = lambda s: s.send_id  # noqa: E731
+    assert sorted(real.settlements, key=key) == sorted(fake.settlements, key=key)
+    assert real.calls == fake.calls == {"ok": 4}
+
+
+@pytest.mark.parametrize(
+    ("spec", "calls"),
+    [
+        (FaultSpec(error_rate=1.0), {"unavailable": 1}),
+        (FaultSpec(reset_rate=1.0, seed=1), {"unavailable": 1}),
+        (FaultSpec(throttle_rate=1.0), {"throttled": 3}),  # bounded retries, then back off
+    ],
+    ids=["5xx", "connection-reset", "throttled"],
+)
+def test_provider_faults_leave_sends_pending_and_counted(emu, settings, sends, spec, calls) -> None:
+    sent = datetime.now(UTC) - timedelta(hours=1)
+    (biz_id,) = seed(emu, sends, [seed_send(emu, "13900000001", sent)])
+    emu.set_faults("dysms", spec)
+
+    summary = compensator(settings, sends).run_once()
+
+    assert summary.calls == calls and summary.providers[0].error is None
+    (row,) = sends.by_biz_id(biz_id)
+    assert row["status"] == "pending" and row["claimed_by"] is None
+    assert row["next_check_at"] is not None and row["check_count"] == 1

@@ -18,38 +18,43 @@ from receiptd.compensator import Compensator, build_lookups
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, FaultSpec, SeedSend
+from receiptd.emulator.emulator import (
+    HUAWEI_ACCESS_KEY_ID,
+    HUAWEI_AUTH_TOKEN,
+    HUAWEI_SECRET_ACCESS_KEY,
+)
 from receiptd.emulator.koomessage import KooMessageApi, KooMessageAuth
-from receiptd.emulator.koomessage_store import DetailStore, SendDetail, generate
+from receiptd.emulator.koomessage_store import SendDetail, generate
 from receiptd.providers.huawei import koomessage, windows
 from receiptd.testing.lookups import CountingLimiter
 
-AK, SK, TOKEN = "HuaweiEmulatorAK0001", "HuaweiEmulatorSecret0001", "MIIiam-token-0001"
+AK, SK, TOKEN = HUAWEI_ACCESS_KEY_ID, HUAWEI_SECRET_ACCESS_KEY, HUAWEI_AUTH_TOKEN
 NOW = datetime.now(UTC).replace(microsecond=0)
 DAY = NOW - timedelta(days=3)  # one whole day of traffic, three days ago
 STATUS = {"success": "delivered", "fail": "failed", "sending": "pending"}
 
 
 def start(api: KooMessageApi) -> Emulator:
+    """An emulator whose KooMessage is ``api`` (e.g. with a skewed clock)."""
     emu = Emulator().start()
     emu.add_route(api.route(), replace="koomessage")
     return emu
 
 
 @pytest.fixture
-def koo() -> KooMessageApi:
-    return KooMessageApi(DetailStore(), KooMessageAuth({AK: SK}, [TOKEN]))
+def emu() -> Iterator[Emulator]:
+    with Emulator() as emulator:  # KooMessage is wired in: route, keys, seed/inspect methods
+        yield emulator
 
 
 @pytest.fixture
-def emu(koo: KooMessageApi) -> Iterator[Emulator]:
-    emulator = start(koo)
-    yield emulator
-    emulator.stop()
+def koo(emu: Emulator) -> KooMessageApi:
+    return emu.koomessage
 
 
 def huawei_settings(emu: Emulator, secret: str = SK, **extra: Any) -> config.Settings:
     return config.Settings(
-        huawei_access_key_id=AK,
+        huawei_access_key_id=emu.info.huawei_access_key_id,
         huawei_secret_access_key=secret,
         huawei_endpoint=emu.info.koomessage_endpoint,
         aliyun_request_timeout=5.0,
@@ -111,7 +116,7 @@ def test_more_than_10000_details_in_one_day_settle_by_splitting_windows(
     details = generate(
         12_500, DAY, DAY + timedelta(hours=23), task_ids=task_ids, seed=3, sending_rate=0.05
     )
-    koo.store.add(details)
+    assert emu.seed_koomessage(details) == len(details)
     claimed = details[::41]  # ~300 sends registered in receiptd, spread over the whole day
     store = SendStore(SqlStore(engine))
     register(store, claimed)
@@ -146,6 +151,7 @@ def test_a_sending_detail_stays_pending_and_settles_once_final(
         conn.execute(sa.text("UPDATE sms_send SET next_check_at = NULL"))
     settle_all(store, lookup, CountingLimiter())
     assert statuses(engine)[("task-x", "13800000001")] == ("failed", "E:BLACKLIST")
+    assert [d.send_status for d in emu.koomessage_details()] == ["fail"]
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -254,7 +260,7 @@ def test_a_stale_sdk_date_is_refused() -> None:
 
 
 def test_an_iam_token_is_accepted_and_a_wrong_one_refused(emu: Emulator) -> None:
-    status, body = raw_get(emu, {"X-Auth-Token": TOKEN})
+    status, body = raw_get(emu, {"X-Auth-Token": emu.info.huawei_auth_token})
     assert status == 200 and b'"page_info"' in body
     status, body = raw_get(emu, {"X-Auth-Token": "MIIwrong"})
     assert status == 401 and b"APIGW.0301" in body

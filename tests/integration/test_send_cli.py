@@ -14,7 +14,7 @@ from receiptd.cli import main
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, Profile
+from receiptd.emulator import Emulator, FaultSpec, Profile
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +163,82 @@ def test_a_bad_line_imports_nothing(env, sends, tmp_path: Path, content: str, me
     assert result.exit_code == 1
     assert message in result.output
     assert sends.by_biz_id("100^0") == [] and sends.by_biz_id("1") == []
+
+
+@pytest.fixture
+def faults_reset(emu: Emulator) -> Iterator[None]:
+    yield
+    emu.set_faults("dysms", FaultSpec())
+
+
+@pytest.mark.usefixtures("faults_reset")
+def test_send_sms_retries_throttling_but_not_server_errors(emu, sends) -> None:
+    from receiptd import api, config
+    from receiptd.providers.aliyun import dysms
+
+    info = emu.info
+    settings = config.Settings(
+        aliyun_access_key_id=info.access_key_id,
+        aliyun_access_key_secret=info.access_key_secret,
+        aliyun_dysms_endpoint=info.dysms_endpoint,
+    )
+    client = dysms.make_client(settings)
+    fast = dysms.RetryPolicy(attempts=8, base=0.01, cap=0.05)
+    emu.reset_calls()
+    emu.set_faults("dysms", FaultSpec(throttle_rate=0.5, seed=4))  # seed 4: throttle, throttle, OK
+    receipt = dysms.send_sms(
+        client, ["13800000077"], info.sign_name, info.template_code, '{"code":"1"}', retry=fast
+    )
+    outcomes = [c.outcome for c in emu.calls("SendSms")]
+    assert outcomes == ["Throttling.User", "Throttling.User", "OK"]
+    assert [r.biz_id for r in emu.records()].count(receipt.biz_id) == 1
+
+    emu.reset_calls()
+    emu.set_faults("dysms", FaultSpec(error_rate=1.0))
+    with pytest.raises(dysms.DysmsError) as raised:
+        api.send_sms(client, "13800000078", info.sign_name, info.template_code, store=sends)
+    assert raised.value.kind == "unavailable"
+    assert len(emu.calls("SendSms")) == 1  # a 5xx may have sent the SMS: never re-sent
+
+
+def test_receipts_consumed_and_the_lost_ones_compensated(emu, env, sends) -> None:
+    """lossy: ~30 % of receipts never arrive; consumer + one compensation cycle settle all."""
+    info = emu.info
+    env = env | {
+        "RECEIPTD_ALIYUN_QUEUE_PREFIX": info.queue_prefix,
+        "RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT": info.mns_endpoint,
+        "RECEIPTD_ALIYUN_DYBASE_ENDPOINT": info.dybase_endpoint,
+        "RECEIPTD_CONSUMER_WAIT_SECONDS": "1",
+    }
+    phones = ",".join(f"1360000{i:04d}" for i in range(30))
+    sent = cli(env, "send", "--phone", phones, "--sign", info.sign_name,
+               "--template", info.template_code, "--param", '{"code":"9"}')  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    biz_id = sent.output.split("BizId ")[1].split()[0]
+    threading.Event().wait(0.3)  # receipts are due within 50 ms
+
+    assert cli(env, "consume", "--until-idle", "--queue", "report").exit_code == 0
+    assert cli(env, "compensate", "--once", "--grace", "0").exit_code == 0
+
+    truth = {r.phone_number: r for r in emu.records() if r.biz_id == biz_id}
+    rows = {r["phone_number"]: r for r in sends.by_biz_id(biz_id)}
+    status = {2: "failed", 3: "delivered"}
+    assert set(rows) == set(truth)
+    for phone, record in truth.items():
+        row = rows[phone]
+        assert (row["status"], row["err_code"]) == (status[record.status], record.err_code)
+        assert row["settled_by"] == ("query" if record.receipt_fate == "lost" else "receipt")
+    assert {r["settled_by"] for r in rows.values()} == {"query", "receipt"}
+
+
+def test_compensate_needs_once_and_a_provider(env) -> None:
+    assert cli(env, "compensate").exit_code == 2
+    no_provider = env | {"RECEIPTD_ALIYUN_ACCESS_KEY_ID": ""}
+    result = cli(no_provider, "compensate", "--once")
+    assert result.exit_code == 2 and "no provider is configured" in result.output
+
+
+def test_status_text_with_nothing_registered(env) -> None:
+    result = cli(env, "status")
+    assert result.exit_code == 0
+    assert "no sends registered" in result.output and "last compensator run: never" in result.output

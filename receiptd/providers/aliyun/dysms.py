@@ -11,6 +11,7 @@ bounded attempts, exponential backoff with full jitter, retryable codes only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ def _call(call: Callable[[], Any]) -> Any:
         if exc.code is None:  # a transport failure wrapped by the SDK's retry loop
             code = "Network"
         raise DysmsError(code, str(exc.message or exc), getattr(exc, "request_id", None)) from None
-    except (OSError, ValueError) as exc:  # requests' errors derive from OSError
+    except OSError as exc:  # requests' errors derive from OSError
         raise DysmsError("Network", f"{type(exc).__name__}: {exc}") from None
     if body.code != "OK":
         raise DysmsError(str(body.code), str(body.message or ""), body.request_id)
@@ -153,7 +154,13 @@ class AliyunStatusLookup:
         self.concurrency = max(1, concurrency)
 
     @classmethod
-    def from_settings(cls, settings: config.Settings, concurrency: int = 1) -> AliyunStatusLookup:
+    def from_settings(
+        cls, settings: config.Settings, concurrency: int | None = None
+    ) -> AliyunStatusLookup:
+        """One worker thread per ~200 calls/s of the configured rate (a thread signs and sends
+        a few hundred requests a second), at most 16."""
+        if concurrency is None:
+            concurrency = min(16, math.ceil(settings.compensator_rate_limit / 200))
         return cls(make_client(settings), tz=settings.timezone, concurrency=concurrency)
 
     @property

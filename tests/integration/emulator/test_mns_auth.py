@@ -152,6 +152,9 @@ def test_missing_headers_get_mns_errors(info: EmulatorInfo) -> None:
     bad = {"Authorization": "MNS nocolon", "x-mns-version": "2015-06-06", "date": date}
     status, body, _ = raw_request(info, bad)
     assert (status, b"<Code>InvalidAuthorizationHeader</Code>" in body) == (400, True)
-    signed = {"Authorization": "MNS a:" + base64.b64encode(b"x").decode(), "x-mns-version": "2015-06-06"}
+    signed = {
+        "Authorization": "MNS a:" + base64.b64encode(b"x").decode(),
+        "x-mns-version": "2015-06-06",
+    }
     status, body, _ = raw_request(info, signed)
     assert (status, b"<Code>MissingDateHeader</Code>" in body) == (400, True)
