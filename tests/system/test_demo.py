@@ -1,0 +1,42 @@
+"""`receiptd demo` (the README's first command) settles everything and says so."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.system
+
+
+def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiptd", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    match = re.search(r"receiptd demo: (\d+) SMS settled in ([\d.]+) s", out)
+    assert match, out
+    assert int(match.group(1)) == 300
+    print(f"demo settled 300 sends in {match.group(2)} s")
+    status = re.search(r"delivered (\d+), failed (\d+), expired (\d+), pending (\d+)", out)
+    assert status, out
+    delivered, failed, expired, pending = map(int, status.groups())
+    assert (delivered + failed, expired, pending) == (300, 0, 0)
+    assert delivered > 0 and failed > 0
+    by = re.search(r"settled by:\s+receipt (\d+), query (\d+), window (\d+)", out)
+    assert by and int(by.group(1)) > 0 and int(by.group(2)) > 0  # lost receipts were queried
+    assert re.search(r"dead letters .*: 1$", out, re.M)
+    assert int(re.search(r"replies stored \(sms_inbound\): (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
+    assert (tmp_path / "receiptd-demo.db").exists()
