@@ -2,10 +2,21 @@
 
     .venv/bin/python bench/consumer.py [--receipts 10000] [--demo-receipts 1000]
 
-The emulator runs in a child process so the peak RSS measured here is receiptd's own.
-Figures: end-to-end receipts/s (queued → committed and deleted), the demo loop (receive one,
-decode, insert + commit, delete one) as the baseline, p99 queued→committed latency at a steady
-1,000 receipts/s, and peak RSS. Results go to stdout as a table.
+Everything runs against one emulator (a child process) and the same databases, in one run:
+
+* receiptd: the shipped command, ``receiptd consume --queue report --until-idle``, in its own
+  process with production settings (token mode, default threads, batch size and long poll;
+  only the endpoints, keys and database URL are set). Throughput is end to end, queued →
+  committed and deleted: from the first receive (the emulator's visible count drops) to the
+  moment the queue holds nothing (every message deleted). Its peak RSS comes from
+  ``wait4()`` on that process alone, its CPU from /proc during the measured window.
+* The demo loop, as the provider's Python demo does it (spec sdk-notes 1.4): one
+  ``receive_message(wait_seconds=3)`` with the SDK's default base64 decoding, ``json.loads``,
+  insert and commit one row, ``delete_message`` of that one message.
+* p99 queued → committed latency at a steady rate, with the production consumer wiring
+  (``receiptd.cli.consume.build_consumers``) in this process.
+
+Every run checks that each receipt was committed (row count) and deleted (queue empty).
 """
 
 from __future__ import annotations
@@ -13,11 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
+import os
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,16 +42,16 @@ from mns.mns_exception import MNSServerException
 from sqlalchemy.engine import make_url
 
 from receiptd import domain, ports
-from receiptd.consumer import Consumer
+from receiptd.cli.consume import build_consumers
+from receiptd.config import Settings
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import REPORT
-from receiptd.db.store import SqlStore
+from receiptd.db.store import SqlStore, count_rows
 from receiptd.health import Health
-from receiptd.providers.aliyun import mns
-from receiptd.testing.queues import emulator_settings
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def body(i: int) -> str:
@@ -64,7 +80,7 @@ def _emulator_child(conn: Any) -> None:
             elif op == "steady":
                 conn.send(_steady(emu, *args))
             elif op == "depth":
-                conn.send(sum(emu.queue_depth("report").values()))
+                conn.send(emu.queue_depth("report"))
 
 
 def _steady(emu: Any, start: int, rate: int, seconds: float) -> dict[str, float]:
@@ -94,12 +110,118 @@ class Emu:
         self.conn.send((op, args))
         return self.conn.recv()
 
+    def depth(self) -> int:
+        return sum(self.call("depth").values())
+
     def close(self) -> None:
         self.conn.send(None)
         self.proc.join(10)
 
 
-# --- receiptd and the demo loop -------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a live process (all threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+# --- receiptd, in its own process -------------------------------------------------------
+
+
+def consumer_env(emu: Emu, url: str) -> dict[str, str]:
+    """Production settings except where receiptd must find the emulator and the database."""
+    info = emu.info
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
+    env.update(
+        RECEIPTD_DATABASE_URL=url,
+        RECEIPTD_ALIYUN_QUEUE_PREFIX=info.queue_prefix,
+        RECEIPTD_ALIYUN_DYBASE_ENDPOINT=info.dybase_endpoint,
+        RECEIPTD_ALIYUN_DYSMS_ENDPOINT=info.dysms_endpoint,
+        RECEIPTD_ALIYUN_ACCESS_KEY_ID=info.access_key_id,
+        RECEIPTD_ALIYUN_ACCESS_KEY_SECRET=info.access_key_secret,
+        RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT=info.mns_endpoint,
+        RECEIPTD_LOG_FORMAT="json",
+    )
+    return env
+
+
+@dataclass
+class Run:
+    rate: float
+    rss_mb: float
+    cpu_ms_per_1k: float
+    emulator_cpu_ms_per_1k: float
+
+
+def receiptd_run(emu: Emu, engine: sa.Engine, url: str, n: int, log: Path) -> Run:
+    emu.call("fill", 0, n)
+    cmd = [sys.executable, "-m", "receiptd", "consume", "--queue", "report", "--until-idle"]
+    with log.open("w") as out:
+        proc = subprocess.Popen(cmd, env=consumer_env(emu, url), stdout=out, stderr=out)
+    # Window: first receive (visible count drops) → queue empty (every message deleted).
+    while emu.call("depth")["visible"] == n:
+        _alive(proc, log)
+    t0, cpu0, emu0 = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(emu.proc.pid)
+    while emu.depth():
+        _alive(proc, log)
+    t1, cpu1, emu1 = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(emu.proc.pid)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    assert proc.returncode == 0, log.read_text()[-2000:]
+    stored = engine_rows(engine)
+    assert stored == n and emu.depth() == 0, (stored, log.read_text()[-2000:])
+    per_1k = 1000 / n * 1000
+    return Run(
+        rate=n / (t1 - t0),
+        rss_mb=usage.ru_maxrss / 1024,
+        cpu_ms_per_1k=(cpu1 - cpu0) * per_1k,
+        emulator_cpu_ms_per_1k=(emu1 - emu0) * per_1k,
+    )
+
+
+def _alive(proc: subprocess.Popen[bytes], log: Path) -> None:
+    assert proc.poll() is None, log.read_text()[-2000:]
+    time.sleep(0.002)
+
+
+def engine_rows(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return count_rows(conn, REPORT)
+
+
+# --- the demo loop and the latency run (in this process) ----------------------------------
+
+
+def demo_rate(emu: Emu, engine: sa.Engine, n: int) -> float:
+    """The demo's shape: one message per round trip, base64 by the SDK, one commit, one delete."""
+    emu.call("fill", 10_000_000, n)
+    before = engine_rows(engine)
+    # The demo reads with a token; the owner key keeps this loop free of token logic.
+    account = Account(
+        emu.info.mns_endpoint, emu.info.mns_owner_access_key_id,
+        emu.info.mns_owner_access_key_secret,
+    )  # fmt: skip
+    queue = account.get_queue(emu.info.report_queue)  # default encoding: SDK base64-decodes
+    began, done = time.monotonic(), 0
+    while done < n:
+        try:
+            msg = queue.receive_message(wait_seconds=3)
+        except MNSServerException as exc:
+            if exc.type == "MessageNotExist":
+                break
+            raise
+        data = json.loads(msg.message_body)
+        with engine.begin() as conn:
+            conn.execute(sa.insert(REPORT).values(
+                mns_message_id=msg.message_id, biz_id=data["biz_id"],
+                phone_number=data["phone_number"], success=data["success"],
+                send_time=domain.parse_provider_time(data["send_time"]),
+                received_at=datetime.now(UTC),
+            ))  # fmt: skip
+        queue.delete_message(msg.receipt_handle)
+        done += 1
+    elapsed = time.monotonic() - began
+    assert done == n and engine_rows(engine) - before == n and emu.depth() == 0
+    return done / elapsed
 
 
 class TimingSink(SqlStore):
@@ -119,66 +241,25 @@ class TimingSink(SqlStore):
         return result
 
 
-def consumer(emu: Emu, url: str, sink: ports.ReceiptSink, threads: int = 4) -> Consumer:
-    settings = emulator_settings(emu.info, url)
-    kind = domain.MessageType.REPORT
-    return Consumer(
-        kind, mns.queue_factory(settings, kind), sink, Health(),
-        threads=threads, batch_size=16, wait_seconds=1, tz=settings.timezone,
-    )  # fmt: skip
-
-
-def receiptd_rate(emu: Emu, engine: sa.Engine, url: str, n: int) -> float:
-    emu.call("fill", 0, n)
-    began = time.monotonic()
-    stats = consumer(emu, url, SqlStore(engine)).run_until_idle()
-    elapsed = time.monotonic() - began - 1.0  # minus the final empty 1 s long poll
-    assert stats.stored == n and emu.call("depth") == 0, stats
-    return n / elapsed
-
-
-def demo_rate(emu: Emu, engine: sa.Engine, n: int) -> float:
-    """The official demo's shape: one message per round trip, one commit, one delete."""
-    emu.call("fill", 10_000_000, n)
-    # The demo reads with a token; the owner key keeps this loop free of token logic.
-    account = Account(
-        emu.info.mns_endpoint, emu.info.mns_owner_access_key_id,
-        emu.info.mns_owner_access_key_secret,
-    )  # fmt: skip
-    queue = account.get_queue(emu.info.report_queue)
-    began, done = time.monotonic(), 0
-    while done < n:
-        try:
-            msg = queue.receive_message(wait_seconds=3)
-        except MNSServerException as exc:
-            if exc.type == "MessageNotExist":
-                break
-            raise
-        data = json.loads(msg.message_body)
-        with engine.begin() as conn:
-            conn.execute(sa.insert(REPORT).values(
-                mns_message_id=msg.message_id, biz_id=data["biz_id"],
-                phone_number=data["phone_number"], success=data["success"],
-                send_time=domain.parse_provider_time(data["send_time"]),
-                received_at=datetime.now(UTC),
-            ))  # fmt: skip
-        queue.delete_message(msg.receipt_handle)
-        done += 1
-    return done / (time.monotonic() - began)
-
-
 def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float) -> float:
+    settings = Settings(**_settings_values(emu, url))
     sink = TimingSink(engine)
-    c = consumer(emu, url, sink)
+    (c,) = build_consumers(settings, sink, [domain.MessageType.REPORT], Health())
     c.start()
     sent = emu.call("steady", 20_000_000, rate, seconds)
-    while emu.call("depth") and c.alive:
+    while emu.depth() and c.alive:
         time.sleep(0.2)
     c.stop()
-    c.join(10)
+    c.join(settings.consumer_wait_seconds + 10)
     latencies = sorted(sink.committed[m] - t for m, t in sent.items() if m in sink.committed)
     assert len(latencies) == len(sent), (len(latencies), len(sent))
     return latencies[int(len(latencies) * 0.99) - 1]
+
+
+def _settings_values(emu: Emu, url: str) -> dict[str, str]:
+    prefix = "RECEIPTD_"
+    env = consumer_env(emu, url)
+    return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
 
 
 # --- databases ----------------------------------------------------------------------------
@@ -191,7 +272,7 @@ def scratch_databases(tmp: str) -> dict[str, str]:
         conn.execute(sa.text(f"CREATE DATABASE {name}"))
     admin.dispose()
     pg = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    return {"sqlite": f"sqlite:///{tmp}/bench.db", "postgresql": pg}
+    return {"sqlite": f"sqlite:///{tmp}/{name}.db", "postgresql": pg}
 
 
 def drop_postgres(url: str) -> None:
@@ -201,16 +282,33 @@ def drop_postgres(url: str) -> None:
     admin.dispose()
 
 
-def run_backend(emu: Emu, url: str, args: argparse.Namespace) -> dict[str, float]:
+def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     engine = create_db_engine(url)
     migrate.upgrade(engine)
     try:
-        ours = receiptd_rate(emu, engine, url, args.receipts)
+        ours = receiptd_run(emu, engine, url, args.receipts, Path(args.tmp) / f"{backend}.log")
         demo = demo_rate(emu, engine, args.demo_receipts)
         p99 = p99_latency(emu, engine, url, args.rate, args.seconds)
     finally:
         engine.dispose()
-    return {"receiptd": ours, "demo": demo, "ratio": ours / demo, "p99": p99}
+    return {"run": ours, "demo": demo, "p99": p99}
+
+
+def report(results: dict[str, dict[str, Any]], load: tuple[float, float]) -> None:
+    print(f"{'backend':<11}{'receiptd/s':>11}{'demo/s':>8}{'ratio':>8}{'p99 (s)':>9}"
+          f"{'RSS MB':>8}{'CPU ms/1k':>10}{'emu ms/1k':>10}")  # fmt: skip
+    for backend, r in results.items():
+        run: Run = r["run"]
+        print(
+            f"{backend:<11}{run.rate:>11.0f}{r['demo']:>8.0f}{run.rate / r['demo']:>7.1f}x"
+            f"{r['p99']:>9.3f}{run.rss_mb:>8.0f}{run.cpu_ms_per_1k:>10.0f}"
+            f"{run.emulator_cpu_ms_per_1k:>10.0f}"
+        )
+    print(
+        "RSS: peak of the `receiptd consume` process alone; CPU: receiptd's and the emulator's "
+        f"CPU per 1,000 receipts in the measured window; {os.cpu_count()} CPUs, load average "
+        f"{load[0]:.2f} before / {load[1]:.2f} after"
+    )
 
 
 def main() -> None:
@@ -219,25 +317,21 @@ def main() -> None:
     parser.add_argument("--demo-receipts", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--tmp", default="/tmp")
+    parser.add_argument("--tmp", default=None, help="scratch directory (default: a new one)")
     args = parser.parse_args()
-    urls = scratch_databases(args.tmp)
-    emu = Emu()
-    results = {}
-    try:
-        for backend, url in urls.items():
-            results[backend] = run_backend(emu, url, args)
-    finally:
-        emu.close()
-        drop_postgres(urls["postgresql"])
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{'backend':<11}{'receiptd/s':>12}{'demo/s':>10}{'ratio':>8}{'p99 (s)':>10}")
-    for backend, r in results.items():
-        print(
-            f"{backend:<11}{r['receiptd']:>12.0f}{r['demo']:>10.0f}"
-            f"{r['ratio']:>7.1f}x{r['p99']:>10.3f}"
-        )
-    print(f"peak RSS of the receiptd process: {rss_mb:.0f} MB")
+    with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as scratch:
+        args.tmp = args.tmp or scratch
+        load_before = os.getloadavg()[0]
+        urls = scratch_databases(args.tmp)
+        emu = Emu()
+        results = {}
+        try:
+            for backend, url in urls.items():
+                results[backend] = run_backend(emu, backend, url, args)
+        finally:
+            emu.close()
+            drop_postgres(urls["postgresql"])
+        report(results, (load_before, os.getloadavg()[0]))
 
 
 if __name__ == "__main__":
