@@ -14,7 +14,6 @@ its sends backed off; it never stops the cycle for the other providers.
 
 from __future__ import annotations
 
-import importlib
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -25,11 +24,8 @@ from functools import partial
 from typing import Protocol, runtime_checkable
 
 import structlog
-from sqlalchemy import Connection, or_, select
 
-from receiptd import config, domain, metrics, planning, ports, ratelimit
-from receiptd.db import sends as sends_db
-from receiptd.db.models import SEND
+from receiptd import config, domain, metrics, planning, ports, providers, ratelimit
 from receiptd.db.sends import SendStore
 
 log = structlog.get_logger(__name__)
@@ -145,7 +141,7 @@ class Compensator:
         now = self.clock()
         plans = []
         for lookup in self.lookups:
-            due = peek_due(self.sends, lookup.provider, now, self.grace, limit or self.batch_size)
+            due = self.sends.peek_due(lookup.provider, now, self.grace, limit or self.batch_size)
             inside = [s for s in due if lookup.in_window(s, now)]
             queries = (
                 tuple(lookup.plan(inside)) if isinstance(lookup, planning.PlanningLookup) else ()
@@ -296,55 +292,6 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def build_lookups(settings: config.Settings) -> list[ports.StatusLookup]:
-    """The status lookups of every configured provider.
-
-    Seam for more providers: Huawei is built by ``receiptd.providers.huawei.koomessage``'s
-    ``build_lookup(settings) -> ports.StatusLookup`` once that module exists (optional extra
-    ``receiptd[huawei]``); until then a configured Huawei account is logged and skipped.
-    """
-    lookups: list[ports.StatusLookup] = []
-    if settings.aliyun_configured:
-        from receiptd.providers.aliyun import dysms
-
-        lookups.append(dysms.AliyunStatusLookup.from_settings(settings))
-    if settings.huawei_configured:
-        try:
-            module = importlib.import_module("receiptd.providers.huawei.koomessage")
-            lookups.append(module.build_lookup(settings))
-        except (ImportError, AttributeError) as exc:
-            log.warning("huawei_lookup_unavailable", error=str(exc))
-    return lookups
-
-
-def peek_due(
-    sends: SendStore, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
-) -> list[ports.PendingSend]:
-    """The sends ``claim_due`` would claim now, read without claiming (for ``--dry-run``).
-
-    Mirrors SendStore.claim_due's conditions; belongs in SendStore as ``peek_due`` (see
-    docs/compensator.md) — kept here because receiptd/db is owned elsewhere.
-    """
-    query = (
-        select(SEND)
-        .where(
-            SEND.c.provider == provider.value,
-            SEND.c.status == domain.SendStatus.PENDING.value,
-            SEND.c.sent_at <= now - grace,
-            or_(SEND.c.next_check_at.is_(None), SEND.c.next_check_at <= now),
-            or_(SEND.c.claimed_until.is_(None), SEND.c.claimed_until < now),
-        )
-        .order_by(SEND.c.sent_at)
-        .limit(limit)
-    )
-
-    def read(conn: Connection) -> list[ports.PendingSend]:
-        # The row mapping is SendStore's own, so a dry run shows exactly what a claim returns.
-        return [sends_db._pending_of(r._mapping) for r in conn.execute(query)]
-
-    return sends.store.run(read)
-
-
 def from_settings(
     settings: config.Settings,
     sends: SendStore,
@@ -359,7 +306,7 @@ def from_settings(
     """
     return Compensator(
         sends,
-        build_lookups(settings),
+        providers.build_lookups(settings),
         limiter,
         grace=timedelta(seconds=settings.compensator_grace) if grace is None else grace,
         batch_size=settings.compensator_batch_size,

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import sys
-from typing import NoReturn
+from datetime import timedelta
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -11,6 +14,9 @@ from receiptd import config, logs
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
+
+if TYPE_CHECKING:
+    from receiptd.compensator import Compensator
 
 # Documented exit codes (README "Exit codes").
 EXIT_OK = 0
@@ -71,6 +77,28 @@ def secret_values(s: config.Settings) -> list[str]:
 def stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
     store = SqlStore(create_db_engine(s.database_url))
     return store, SendStore(store, s.timezone)
+
+
+def compensator(
+    s: config.Settings, sends: SendStore, grace: float | None = None
+) -> Compensator | None:
+    """The configured compensator (None without any provider); a provider configured but
+    unusable (e.g. Huawei without its SDK) exits 2 naming the setting."""
+    from receiptd import compensator as compensation
+    from receiptd.ratelimit import TokenBucket, default_burst
+
+    rate = s.compensator_rate_limit
+    try:
+        comp = compensation.from_settings(
+            s,
+            sends,
+            TokenBucket(rate, default_burst(rate)),
+            replica=f"{socket.gethostname()}:{os.getpid()}",
+            grace=None if grace is None else timedelta(seconds=grace),
+        )
+    except config.ConfigError as exc:
+        fail(str(exc), EXIT_CONFIG)
+    return comp if comp.lookups else None
 
 
 def not_yet(name: str, issue: str) -> click.Command:

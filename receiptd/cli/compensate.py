@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
-from datetime import timedelta
 
 import click
 
-from receiptd import compensator, domain, planning, ports, ratelimit
+from receiptd import compensator, domain, planning, ports
 from receiptd.cli import common
 from receiptd.db.sends import SendStore
 
@@ -30,18 +27,8 @@ def compensate(ctx: click.Context, once: bool, grace: float | None, dry_run: boo
         common.fail("use --once (the daemon 'receiptd run' schedules cycles)", common.EXIT_CONFIG)
     settings = common.settings(ctx)
     _, sends = common.stores(settings)
-    limiter = ratelimit.TokenBucket(
-        settings.compensator_rate_limit, ratelimit.default_burst(settings.compensator_rate_limit)
-    )
-    replica = f"{socket.gethostname()}:{os.getpid()}"
-    comp = compensator.from_settings(
-        settings,
-        sends,
-        limiter,
-        replica=replica,
-        grace=None if grace is None else timedelta(seconds=grace),
-    )
-    if not comp.lookups:
+    comp = common.compensator(settings, sends, grace)
+    if comp is None:
         common.fail("no provider is configured (set aliyun_access_key_id)", common.EXIT_CONFIG)
     try:
         if dry_run:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 from collections.abc import Callable
 
@@ -70,21 +68,7 @@ def _prepare_database(store: SqlStore, migrate_first: bool) -> None:
 def _build(
     settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
 ) -> tuple[Service, Callable[[], bool]]:
-    # Imported here so `receiptd --help` and config errors stay fast.
-    from receiptd import compensator as compensation
-    from receiptd.ratelimit import TokenBucket, default_burst
-
-    comp = None
-    if settings.compensator_enabled:
-        rate = settings.compensator_rate_limit
-        comp = compensation.from_settings(
-            settings,
-            sends,
-            TokenBucket(rate, default_burst(rate)),
-            replica=f"{socket.gethostname()}:{os.getpid()}",
-        )
-        if not comp.lookups:
-            comp = None
+    comp = common.compensator(settings, sends) if settings.compensator_enabled else None
     readiness = {"database": _database_check(store), "queues": _queues_check(health)}
     token = settings.status_api_token
     app = OpsApp(

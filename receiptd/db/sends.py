@@ -92,14 +92,8 @@ class SendStore:
         until: datetime,
         token: str,
     ) -> list[ports.PendingSend]:
-        free = or_(SEND.c.claimed_until.is_(None), SEND.c.claimed_until < now)
-        due = and_(
-            SEND.c.provider == provider.value,
-            SEND.c.status == PENDING,
-            SEND.c.sent_at <= now - grace,
-            or_(SEND.c.next_check_at.is_(None), SEND.c.next_check_at <= now),
-            free,
-        )
+        free = _unclaimed(now)
+        due = _due(provider, now, grace)
         ids_query = select(SEND.c.id).where(due).order_by(SEND.c.sent_at).limit(limit)
         ids = list(conn.execute(ids_query.with_for_update(skip_locked=True)).scalars())
         if not ids:
@@ -112,6 +106,15 @@ class SendStore:
             )
         claimed = conn.execute(select(SEND).where(SEND.c.claimed_by == token)).all()
         return [_pending_of(r._mapping) for r in claimed]
+
+    def peek_due(
+        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+    ) -> list[ports.PendingSend]:
+        """The sends ``claim_due`` would claim now, read without claiming (``--dry-run``)."""
+        query = select(SEND).where(_due(provider, now, grace)).order_by(SEND.c.sent_at)
+        return self.store.run(
+            lambda conn: [_pending_of(r._mapping) for r in conn.execute(query.limit(limit))]
+        )
 
     def expire_outside_window(
         self, provider: domain.Provider, oldest_date: Any, now: datetime
@@ -259,6 +262,21 @@ def _summary(conn: Connection) -> ports.StatusSummary:
         last_run_finished=last.finished_at if last else None,
         dead_letters=_count(conn, DEAD.c.replayed_at.is_(None)),
         inbound=_count(conn, None, INBOUND),
+    )
+
+
+def _unclaimed(now: datetime) -> Any:
+    return or_(SEND.c.claimed_until.is_(None), SEND.c.claimed_until < now)
+
+
+def _due(provider: domain.Provider, now: datetime, grace: timedelta) -> Any:
+    """Pending, past the grace period, next check reached, and not claimed by anyone."""
+    return and_(
+        SEND.c.provider == provider.value,
+        SEND.c.status == PENDING,
+        SEND.c.sent_at <= now - grace,
+        or_(SEND.c.next_check_at.is_(None), SEND.c.next_check_at <= now),
+        _unclaimed(now),
     )
 
 

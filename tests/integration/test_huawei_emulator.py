@@ -14,7 +14,7 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkkoomessage.v1 import ListAimSendDetailsRequest
 
 from receiptd import api, config, domain, ports
-from receiptd.compensator import Compensator, build_lookups
+from receiptd.compensator import Compensator
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, FaultSpec, SeedSend
@@ -25,6 +25,7 @@ from receiptd.emulator.emulator import (
 )
 from receiptd.emulator.koomessage import KooMessageApi, KooMessageAuth
 from receiptd.emulator.koomessage_store import SendDetail, generate
+from receiptd.providers import build_lookups
 from receiptd.providers.huawei import koomessage, windows
 from receiptd.testing.lookups import CountingLimiter
 

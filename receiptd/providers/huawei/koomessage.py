@@ -247,7 +247,7 @@ def build_huawei_lookup(settings: config.Settings) -> HuaweiLookup | None:
 
 
 def build_lookup(settings: config.Settings) -> HuaweiLookup:
-    """``receiptd.compensator.build_lookups``'s seam (called only when Huawei is configured)."""
+    """``receiptd.providers.build_lookups``'s seam (called only when Huawei is configured)."""
     lookup = build_huawei_lookup(settings)
     if lookup is None:
         raise config.ConfigError("huawei_access_key_id is not set")
