@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from waitress.server import create_server
 
-from receiptd import domain, metrics
+from receiptd import domain, metrics, ports, registration
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -24,8 +24,11 @@ log = get_logger(__name__)
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 Check = Callable[[], tuple[bool, str]]
 SendLookup = Callable[[str], list[dict[str, Any]]]
+SendRegistrar = Callable[[list[ports.NewSend]], int]
 
 MAX_BIZ_ID = 64
+MAX_REGISTRATION_BODY = 1024 * 1024  # bytes; about 5,000 sends per request
+MAX_REGISTRATION_SENDS = 5000
 _STATUS_TEXT = {
     200: "OK",
     400: "Bad Request",
@@ -54,15 +57,19 @@ class OpsApp:
         status_token: str | None = None,
         lookup: SendLookup | None = None,
         show_phone_numbers: bool = False,
+        register: SendRegistrar | None = None,
     ) -> None:
         self._probes = probes
         self._token = status_token.encode() if status_token else None
         self._lookup = lookup
+        self._register = register
         self._show_phones = show_phone_numbers
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
+        if path == "/v1/sends" and method == "POST":
+            return self._register_sends(environ, start_response)
         if method not in ("GET", "HEAD"):
             return _json(
                 start_response, 405, {"error": "method not allowed"}, [("Allow", "GET, HEAD")]
@@ -115,6 +122,33 @@ class OpsApp:
             start_response, 200, {"biz_id": biz_id, "recipients": [self._public(r) for r in rows]}
         )
 
+    def _register_sends(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        """Register sends made by other systems: a JSON array of import records."""
+        if self._token is None or self._register is None:
+            return _json(start_response, 404, {"error": "not found"})
+        if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
+            return _json(
+                start_response,
+                401,
+                {"error": "missing or wrong bearer token"},
+                [("WWW-Authenticate", 'Bearer realm="receiptd"')],
+            )
+        length = _declared_body(environ)
+        if length > MAX_REGISTRATION_BODY:
+            return _json(start_response, 413, {"error": "body too large"})
+        try:
+            sends = _parse_registration(environ["wsgi.input"].read(length))
+        except ValueError as exc:
+            return _json(start_response, 400, {"error": str(exc)})
+        try:
+            inserted = self._register(sends)
+        except Exception as exc:  # a database error is the server's problem, reported as 503
+            log.warning("registration_failed", error=str(exc))
+            return _json(start_response, 503, {"error": "database unavailable"})
+        return _json(start_response, 200, {"received": len(sends), "registered": inserted})
+
     def _authorized(self, header: str) -> bool:
         scheme, _, presented = header.partition(" ")
         assert self._token is not None
@@ -135,6 +169,26 @@ class OpsApp:
             "settled_at": _iso(row["settled_at"]),
             "out_id": row["out_id"],
         }
+
+
+def _parse_registration(body: bytes) -> list[ports.NewSend]:
+    try:
+        records = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError("body is not JSON") from None
+    if not isinstance(records, list) or not records:
+        raise ValueError("body must be a non-empty JSON array of sends")
+    if len(records) > MAX_REGISTRATION_SENDS:
+        raise ValueError(f"at most {MAX_REGISTRATION_SENDS} sends per request")
+    sends = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"item {index}: must be an object")
+        try:
+            sends.append(registration.new_send(record))
+        except ValueError as exc:
+            raise ValueError(f"item {index}: {exc}") from None
+    return sends
 
 
 def _iso(value: Any) -> str | None:
@@ -195,7 +249,7 @@ class OpsServer:
             threads=threads,
             channel_timeout=30,
             max_request_header_size=16 * 1024,
-            max_request_body_size=1024,
+            max_request_body_size=MAX_REGISTRATION_BODY,
             connection_limit=100,
             clear_untrusted_proxy_headers=True,
             ident="receiptd",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
@@ -75,6 +76,7 @@ def _build(
         Probes({"loops": _liveness_check(health, settings.heartbeat_timeout)}, readiness),
         status_token=token.get_secret_value() if token else None,
         lookup=sends.by_biz_id,
+        register=lambda new: sends.register(new, datetime.now(UTC)),
         show_phone_numbers=settings.log_show_phone_numbers,
     )
     host, port = config.split_host_port(settings.http_addr)

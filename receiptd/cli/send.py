@@ -3,8 +3,6 @@ elsewhere, from CSV with a header or JSON lines)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,12 +10,9 @@ from typing import Any
 
 import click
 
-from receiptd import api, domain, ports
+from receiptd import api, ports, registration
 from receiptd.cli import common
 from receiptd.providers.aliyun import dysms
-
-COLUMNS = ("provider", "biz_id", "phone_number", "sent_at", "out_id", "template_code", "sign_name")
-REQUIRED = ("biz_id", "phone_number", "sent_at")
 
 
 def _param(text: str | None) -> dict[str, Any] | None:
@@ -81,10 +76,10 @@ def import_sends(ctx: click.Context, file: Path) -> None:
     aborts the import with nothing written."""
     try:
         text = file.read_text(encoding="utf-8-sig")
-        sends = parse_sends(text)
+        sends = registration.parse_sends(text)
     except (OSError, UnicodeDecodeError) as exc:
         common.fail(f"{file}: {exc}", common.EXIT_FAILURE)
-    except ImportLineError as exc:
+    except registration.ImportLineError as exc:
         common.fail(f"{file}:{exc}", common.EXIT_FAILURE)
     _, store = common.stores(common.settings(ctx))
     try:
@@ -94,79 +89,6 @@ def import_sends(ctx: click.Context, file: Path) -> None:
     finally:
         store.store.engine.dispose()
     click.echo(f"imported {len(sends)} send(s): {inserted} new, {len(sends) - inserted} known")
-
-
-class ImportLineError(ValueError):
-    """A line of an import file is invalid; str() is ``<line>: <reason>``."""
-
-
-def parse_sends(text: str) -> list[ports.NewSend]:
-    """Every send of the file, or ImportLineError naming the first bad line."""
-    records = _json_lines(text) if text.lstrip().startswith("{") else _csv_rows(text)
-    out = []
-    for line, record in records:
-        try:
-            out.append(_new_send(record))
-        except ValueError as exc:
-            raise ImportLineError(f"{line}: {exc}") from None
-    return out
-
-
-def _json_lines(text: str) -> list[tuple[int, dict[str, Any]]]:
-    records = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ImportLineError(f"{number}: not valid JSON: {exc.msg}") from None
-        if not isinstance(value, dict):
-            raise ImportLineError(f"{number}: each line must be a JSON object")
-        records.append((number, value))
-    return records
-
-
-def _csv_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(io.StringIO(text))
-    unknown = set(reader.fieldnames or ()) - set(COLUMNS)
-    if unknown:
-        raise ImportLineError(f"1: unknown column(s) {', '.join(sorted(unknown))}")
-    rows = []
-    for row in reader:
-        if None in row:
-            raise ImportLineError(f"{reader.line_num}: more fields than the header has")
-        rows.append((reader.line_num, row))
-    return rows
-
-
-def _new_send(record: dict[str, Any]) -> ports.NewSend:
-    unknown = set(record) - set(COLUMNS)
-    if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
-    values = {k: (str(v).strip() if v is not None else "") for k, v in record.items()}
-    for name in REQUIRED:
-        if not values.get(name):
-            raise ValueError(f"{name} is required")
-    try:
-        provider = domain.Provider(values.get("provider") or "aliyun")
-    except ValueError:
-        raise ValueError(f"unknown provider {values['provider']!r}") from None
-    try:
-        sent_at = datetime.fromisoformat(values["sent_at"])
-    except ValueError:
-        raise ValueError(f"sent_at {values['sent_at']!r} is not ISO 8601") from None
-    if sent_at.tzinfo is None:
-        raise ValueError("sent_at needs a zone, e.g. 2026-11-24T09:30:00+08:00")
-    return ports.NewSend(
-        provider=provider,
-        biz_id=values["biz_id"],
-        phone_number=values["phone_number"],
-        sent_at=sent_at.astimezone(UTC),
-        out_id=values.get("out_id") or None,
-        template_code=values.get("template_code") or None,
-        sign_name=values.get("sign_name") or None,
-    )
 
 
 commands = [send, sends_group]

@@ -37,10 +37,15 @@ def server(state: dict[str, Any]) -> Iterator[OpsServer]:
             raise ConnectionError("connection refused")
         return True, "reachable"
 
+    def register(sends: list[Any]) -> int:
+        state.setdefault("registered", []).extend(sends)
+        return len(sends)
+
     app = OpsApp(
         Probes({"loops": lambda: (True, "heartbeating")}, {"database": db}),
         status_token=TOKEN,
         lookup=lambda biz: [ROW] if biz == "b1^0" else [],
+        register=register,
     )
     srv = OpsServer(app, "127.0.0.1", 0)
     srv.start()
@@ -139,3 +144,57 @@ def test_malformed_request_line(server: OpsServer) -> None:
         sock.sendall(b"GARBAGE\r\n\r\n")
         reply = sock.recv(1024)
     assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0] + b" "
+
+
+HUAWEI_SEND = {
+    "provider": "huawei",
+    "biz_id": "7cc1e1f0-task",
+    "phone_number": "13812345678",
+    "sent_at": "2026-11-25T10:00:00+08:00",
+    "template_code": "600000001",
+    "sign_name": "receiptd",
+}
+
+
+def test_registration_requires_the_token(server: OpsServer) -> None:
+    body = json.dumps([HUAWEI_SEND]).encode()
+    assert call(server, "POST", "/v1/sends", {"Authorization": "Bearer no"}, body)[0] == 401
+    assert call(server, "POST", "/v1/sends", {}, body)[0] == 401
+
+
+def test_registration_of_huawei_sends(server: OpsServer, state: dict[str, Any]) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    status, body, _ = call(server, "POST", "/v1/sends", auth, json.dumps([HUAWEI_SEND]).encode())
+    assert status == 200, body
+    assert json.loads(body) == {"received": 1, "registered": 1}
+    (send,) = state["registered"]
+    assert (send.provider.value, send.biz_id, send.sent_at.isoformat()) == (
+        "huawei",
+        "7cc1e1f0-task",
+        "2026-11-25T02:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[]", "non-empty JSON array"),
+        (b'{"biz_id": "x"}', "non-empty JSON array"),
+        (b"[1]", "item 0: must be an object"),
+        (json.dumps([dict(HUAWEI_SEND, sent_at="yesterday")]).encode(), "item 0: sent_at"),
+        (json.dumps([dict(HUAWEI_SEND, provider="tencent")]).encode(), "unknown provider"),
+    ],
+)
+def test_registration_rejects_bad_bodies(server: OpsServer, body: bytes, reason: str) -> None:
+    status, answer, _ = call(
+        server, "POST", "/v1/sends", {"Authorization": f"Bearer {TOKEN}"}, body
+    )
+    assert status == 400
+    assert reason in json.loads(answer)["error"]
+
+
+def test_registration_body_limit(server: OpsServer) -> None:
+    big = b"[" + b" " * (2 * 1024 * 1024) + b"]"
+    status, _, _ = call(server, "POST", "/v1/sends", {"Authorization": f"Bearer {TOKEN}"}, big)
+    assert status == 413
