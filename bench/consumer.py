@@ -118,7 +118,7 @@ class Emu:
         self.proc.join(10)
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int | None) -> float:
     """utime + stime of a live process (all threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -242,7 +242,11 @@ class TimingSink(SqlStore):
 
 
 def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float) -> float:
-    settings = Settings(**_settings_values(emu, url))
+    prefix = "RECEIPTD_"
+    env = consumer_env(emu, url).items()
+    settings = Settings.model_validate(
+        {k.removeprefix(prefix).lower(): v for k, v in env if k.startswith(prefix)}
+    )
     sink = TimingSink(engine)
     (c,) = build_consumers(settings, sink, [domain.MessageType.REPORT], Health())
     c.start()
@@ -253,13 +257,7 @@ def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float
     c.join(settings.consumer_wait_seconds + 10)
     latencies = sorted(sink.committed[m] - t for m, t in sent.items() if m in sink.committed)
     assert len(latencies) == len(sent), (len(latencies), len(sent))
-    return latencies[int(len(latencies) * 0.99) - 1]
-
-
-def _settings_values(emu: Emu, url: str) -> dict[str, str]:
-    prefix = "RECEIPTD_"
-    env = consumer_env(emu, url)
-    return {k[len(prefix) :].lower(): v for k, v in env.items() if k.startswith(prefix)}
+    return float(latencies[int(len(latencies) * 0.99) - 1])
 
 
 # --- databases ----------------------------------------------------------------------------
