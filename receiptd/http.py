@@ -100,15 +100,10 @@ class OpsApp:
     def _send_status(
         self, environ: dict[str, Any], start_response: StartResponse, biz_id: str
     ) -> list[bytes]:
-        if self._token is None or self._lookup is None:
-            return _json(start_response, 404, {"error": "not found"})
-        if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
-            return _json(
-                start_response,
-                401,
-                {"error": "missing or wrong bearer token"},
-                [("WWW-Authenticate", 'Bearer realm="receiptd"')],
-            )
+        refused = self._refuse(environ, start_response, self._lookup)
+        if refused is not None:
+            return refused
+        assert self._lookup is not None  # _refuse answered 404 otherwise
         if not biz_id or len(biz_id) > MAX_BIZ_ID or "/" in biz_id:
             return _json(start_response, 400, {"error": "invalid biz_id"})
         try:
@@ -126,15 +121,10 @@ class OpsApp:
         self, environ: dict[str, Any], start_response: StartResponse
     ) -> list[bytes]:
         """Register sends made by other systems: a JSON array of import records."""
-        if self._token is None or self._register is None:
-            return _json(start_response, 404, {"error": "not found"})
-        if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
-            return _json(
-                start_response,
-                401,
-                {"error": "missing or wrong bearer token"},
-                [("WWW-Authenticate", 'Bearer realm="receiptd"')],
-            )
+        refused = self._refuse(environ, start_response, self._register)
+        if refused is not None:
+            return refused
+        assert self._register is not None  # _refuse answered 404 otherwise
         length = _declared_body(environ)
         if length > MAX_REGISTRATION_BODY:
             return _json(start_response, 413, {"error": "body too large"})
@@ -148,6 +138,24 @@ class OpsApp:
             log.warning("registration_failed", error=str(exc))
             return _json(start_response, 503, {"error": "database unavailable"})
         return _json(start_response, 200, {"received": len(sends), "registered": inserted})
+
+    def _refuse(
+        self, environ: dict[str, Any], start_response: StartResponse, handler: object
+    ) -> list[bytes] | None:
+        """The answer for a /v1 request that may not proceed, or None when it may.
+
+        Off (404) unless a token and a handler are configured; 401 without the right token.
+        """
+        if self._token is None or handler is None:
+            return _json(start_response, 404, {"error": "not found"})
+        if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
+            return _json(
+                start_response,
+                401,
+                {"error": "missing or wrong bearer token"},
+                [("WWW-Authenticate", 'Bearer realm="receiptd"')],
+            )
+        return None
 
     def _authorized(self, header: str) -> bool:
         scheme, _, presented = header.partition(" ")
@@ -254,7 +262,8 @@ class OpsServer:
             clear_untrusted_proxy_headers=True,
             ident="receiptd",
         )
-        self._thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._closing = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 
     @property
     def port(self) -> int:
@@ -263,6 +272,24 @@ class OpsServer:
     def start(self) -> None:
         self._thread.start()
 
+    def _serve(self) -> None:
+        try:
+            self._server.run()
+        except OSError:
+            # close() from another thread can pull a socket from under select(): expected then.
+            if not self._closing.is_set():
+                raise
+
     def close(self, timeout: float = 5.0) -> None:
-        self._server.close()
+        """Close the listener and every open connection inside the server's own loop thread
+        (closing them from here would race its select()), then stop the worker threads."""
+        self._closing.set()
+        server = self._server
+
+        def close_all() -> None:
+            for dispatcher in list(server._map.values()):
+                dispatcher.close()
+
+        server.trigger.pull_trigger(close_all)
         self._thread.join(timeout)
+        server.task_dispatcher.shutdown(timeout=timeout)
