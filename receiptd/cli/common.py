@@ -99,15 +99,3 @@ def compensator(
     except config.ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
     return comp if comp.lookups else None
-
-
-def not_yet(name: str, issue: str) -> click.Command:
-    """A command whose capability has not landed: says so and exits non-zero."""
-
-    @click.command(name, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args: tuple[str, ...]) -> None:
-        fail(f"'{name}' is not available yet (planned: {issue})", EXIT_FAILURE)
-
-    command.help = f"Not available yet ({issue})."
-    return command
