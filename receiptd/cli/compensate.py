@@ -72,6 +72,3 @@ def _print_plan(plans: list[planning.ProviderPlan], *, mask: bool) -> None:
             what = f"BizId={query.biz_id}" if query.biz_id else "OutId match"
             day = query.send_date.strftime("%Y%m%d")
             click.echo(f"  {phone} SendDate={day} {what} ({len(query.sends)} send(s))")
-
-
-commands = [compensate]

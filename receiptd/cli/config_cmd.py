@@ -30,6 +30,3 @@ def check(ctx: click.Context, as_json: bool) -> None:
     for key, value in values.items():
         click.echo(f"{key} = {json.dumps(value, default=str, ensure_ascii=False)}")
     click.echo("# settings OK", err=True)
-
-
-commands = [config_group]

@@ -114,6 +114,3 @@ def _summary(stats: ConsumeStats) -> str:
 
 def _failures(consumers: list[Consumer]) -> list[str]:
     return [f"{c.label}: {exc!r}" for c in consumers for exc in c.failures]
-
-
-commands = [consume]

@@ -50,6 +50,3 @@ def current(ctx: click.Context) -> None:
     finally:
         engine.dispose()
     click.echo(f"{rev or '<empty>'}{' (head)' if rev == head else f' (head is {head})'}")
-
-
-commands = [db_group]

@@ -143,6 +143,3 @@ def _guard(work: Callable[[], T]) -> T:
         return work()
     except ports.StoreUnavailable as exc:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
-
-
-commands = [dead_letters]

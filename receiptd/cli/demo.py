@@ -30,6 +30,3 @@ def demo(database: Path) -> None:
     if not result.all_settled:
         click.echo("receiptd: demo deadline passed with sends still pending", err=True)
         sys.exit(1)
-
-
-commands = [demo]

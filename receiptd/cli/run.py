@@ -149,6 +149,3 @@ def _liveness_check(health: Health, threshold: float) -> Check:
         return (not stale, f"stale: {', '.join(stale)}" if stale else "heartbeating")
 
     return check
-
-
-commands = [run]

@@ -89,6 +89,3 @@ def import_sends(ctx: click.Context, file: Path) -> None:
     finally:
         store.store.engine.dispose()
     click.echo(f"imported {len(sends)} send(s): {inserted} new, {len(sends) - inserted} known")
-
-
-commands = [send, sends_group]

@@ -69,6 +69,3 @@ def status(ctx: click.Context, as_json: bool) -> None:
     finished = data["last_run_finished"] or "never finished"
     click.echo(f"last compensator run: {data['last_run_started'] or 'never'} ({finished})")
     click.echo(f"dead letters: {data['dead_letters']}  inbound: {data['inbound']}")
-
-
-commands = [status]

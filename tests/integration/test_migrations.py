@@ -83,3 +83,9 @@ def test_concurrent_upgrades_are_serialised(db_url: str, engine: sa.Engine) -> N
         t.join()
     assert errors == []
     assert migrate.is_up_to_date(engine)
+
+
+def test_head_constant_matches_the_scripts(engine: sa.Engine) -> None:
+    """migrate.HEAD (read by the daemon without Alembic) is Alembic's own head."""
+    assert migrate.head_revision(engine) == migrate.HEAD
+    assert migrate.is_up_to_date(engine)
