@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     consumer_report_threads: int = Field(2, ge=0, le=64)
     consumer_up_threads: int = Field(1, ge=0, le=64)
     consumer_batch_size: int = Field(16, ge=1, le=16)
-    consumer_wait_seconds: int = Field(10, ge=0, le=30)
+    consumer_wait_seconds: int = Field(5, ge=0, le=30)  # also bounds the stop latency
     consumer_socket_timeout: float = Field(45.0, gt=0, le=300)
 
     compensator_enabled: bool = True

@@ -146,6 +146,7 @@ class _Worker:
         self.stats = ConsumeStats()
         self.queue: ports.ReceiptQueue | None = None
         self._failures = 0
+        self._polled = False
 
     def run(self, until_idle: bool) -> None:
         self.queue = self.c._factory()
@@ -164,8 +165,11 @@ class _Worker:
             self.c._health.success(self.name)
 
     def _receive(self, queue: ports.ReceiptQueue) -> list[ports.QueueMessage] | None:
+        # The first poll does not wait: readiness ("each queue polled once") comes at once
+        # instead of after a whole long poll on an empty queue.
+        wait = self.c._wait if self._polled else 0
         try:
-            messages = queue.receive(self.c._batch_size, self.c._wait)
+            messages = queue.receive(self.c._batch_size, wait)
         except ports.QueueNotFound:
             raise  # configuration error: let the loop die and the service exit non-zero
         except ports.QueueAuthError as exc:
@@ -176,6 +180,7 @@ class _Worker:
             self._error("queue", exc)
             return None
         self._failures = 0
+        self._polled = True
         self.stats.received += len(messages)
         self.c._health.heartbeat(self.name)
         return messages

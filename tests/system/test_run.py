@@ -76,6 +76,9 @@ def test_run_probes_notify_outage_and_drain(
         free_port(),
         NOTIFY_SOCKET=str(notify.path),
         WATCHDOG_USEC="1000000",
+        # Production defaults for what this test measures: readiness and the SIGTERM drain.
+        RECEIPTD_CONSUMER_WAIT_SECONDS="5",
+        RECEIPTD_CONSUMER_SOCKET_TIMEOUT="45",
     )
     daemon = Daemon(env, tmp_path / "receiptd.log")
     try:
