@@ -14,7 +14,7 @@ Everything runs against one emulator (a child process) and the same databases, i
   ``receive_message(wait_seconds=3)`` with the SDK's default base64 decoding, ``json.loads``,
   insert and commit one row, ``delete_message`` of that one message.
 * p99 queued → committed latency at a steady rate, with the production consumer wiring
-  (``receiptd.cli.consume.build_consumers``) in this process.
+  (``receiptd.wiring.consumers``) in this process.
 
 Every run checks that each receipt was committed (row count) and deleted (queue empty).
 """
@@ -41,8 +41,7 @@ from mns.account import Account
 from mns.mns_exception import MNSServerException
 from sqlalchemy.engine import make_url
 
-from receiptd import domain, ports
-from receiptd.cli.consume import build_consumers
+from receiptd import domain, ports, wiring
 from receiptd.config import Settings
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -248,7 +247,7 @@ def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float
         {k.removeprefix(prefix).lower(): v for k, v in env if k.startswith(prefix)}
     )
     sink = TimingSink(engine)
-    (c,) = build_consumers(settings, sink, [domain.MessageType.REPORT], Health())
+    (c,) = wiring.consumers(settings, sink, Health(), [domain.MessageType.REPORT])
     c.start()
     sent = emu.call("steady", 20_000_000, rate, seconds)
     while emu.depth() and c.alive:

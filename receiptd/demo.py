@@ -12,12 +12,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select
 
-from receiptd import api, compensator, config, domain
+from receiptd import api, config, wiring
 from receiptd.consumer import Consumer
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -26,8 +25,7 @@ from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, Profile
 from receiptd.health import Health
-from receiptd.providers.aliyun import dysms, mns
-from receiptd.ratelimit import TokenBucket
+from receiptd.providers.aliyun import dysms
 
 Echo = Callable[[str], None]
 RECIPIENTS_PER_SEND = 10
@@ -125,21 +123,9 @@ def _send_batch(settings: config.Settings, sends: SendStore, emu: Emulator, echo
 
 
 def _start_consumers(settings: config.Settings, store: SqlStore) -> list[Consumer]:
-    health = Health()
-    consumers = []
-    for kind, threads in ((domain.MessageType.REPORT, 2), (domain.MessageType.UP, 1)):
-        consumer = Consumer(
-            kind,
-            mns.queue_factory(settings, kind),
-            store,
-            health,
-            threads=threads,
-            batch_size=16,
-            wait_seconds=1,
-            tz=settings.timezone,
-        )
+    consumers = wiring.consumers(settings, store, Health())
+    for consumer in consumers:
         consumer.start()
-        consumers.append(consumer)
     return consumers
 
 
@@ -147,14 +133,9 @@ def _settle(
     settings: config.Settings, sends: SendStore, emu: Emulator, echo: Echo, started: float
 ) -> None:
     """Let receipts arrive; every second run a compensation cycle for what is still due."""
-    rate = settings.compensator_rate_limit
-    comp = compensator.from_settings(
-        settings,
-        sends,
-        TokenBucket(rate, max(1, int(rate / 10))),
-        replica="demo",
-        grace=timedelta(seconds=2),
-    )
+    comp = wiring.compensator(settings, sends, grace=2.0)
+    if comp is None:  # pragma: no cover - the demo always configures Aliyun
+        raise RuntimeError("demo settings configure no provider")
     while time.monotonic() - started < DEADLINE:
         time.sleep(1.0)
         summary = comp.run_once()

@@ -118,3 +118,20 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     eng = create_db_engine(db_url)
     yield eng
     eng.dispose()
+
+
+_MIGRATION_BACKENDS: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Remember, per backend, how the migration tests went (for the summary below)."""
+    if report.when == "call" and "test_migrations.py" in report.nodeid and "[" in report.nodeid:
+        backend = report.nodeid.rsplit("[", 1)[1].rstrip("]")
+        if _MIGRATION_BACKENDS.get(backend) != "failed":
+            _MIGRATION_BACKENDS[backend] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _MIGRATION_BACKENDS:
+        line = ", ".join(f"{b}: {o}" for b, o in sorted(_MIGRATION_BACKENDS.items()))
+        terminalreporter.write_line(f"migration tests by database: {line}")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
-from datetime import timedelta
 from typing import TYPE_CHECKING, NoReturn
 
 import click
@@ -84,18 +81,9 @@ def compensator(
 ) -> Compensator | None:
     """The configured compensator (None without any provider); a provider configured but
     unusable (e.g. Huawei without its SDK) exits 2 naming the setting."""
-    from receiptd import compensator as compensation
-    from receiptd.ratelimit import TokenBucket, default_burst
+    from receiptd import wiring
 
-    rate = s.compensator_rate_limit
     try:
-        comp = compensation.from_settings(
-            s,
-            sends,
-            TokenBucket(rate, default_burst(rate)),
-            replica=f"{socket.gethostname()}:{os.getpid()}",
-            grace=None if grace is None else timedelta(seconds=grace),
-        )
+        return wiring.compensator(s, sends, grace)
     except config.ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
-    return comp if comp.lookups else None

@@ -7,14 +7,12 @@ from types import FrameType
 
 import click
 
-from receiptd import domain
+from receiptd import domain, wiring
 from receiptd.cli import common
-from receiptd.config import Settings
 from receiptd.consumer import Consumer, ConsumeStats
 from receiptd.db import migrate
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
-from receiptd.providers.aliyun import mns
 
 KINDS = {"report": domain.MessageType.REPORT, "up": domain.MessageType.UP}
 
@@ -28,28 +26,6 @@ def check_database(store: SqlStore) -> None:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
     if not current:
         common.fail("database schema is not up to date: run 'receiptd db upgrade'", 3)
-
-
-def build_consumers(
-    settings: Settings, store: SqlStore, kinds: list[domain.MessageType], health: Health
-) -> list[Consumer]:
-    threads = {
-        domain.MessageType.REPORT: settings.consumer_report_threads,
-        domain.MessageType.UP: settings.consumer_up_threads,
-    }
-    return [
-        Consumer(
-            kind,
-            mns.queue_factory(settings, kind),
-            store,
-            health,
-            threads=max(threads[kind], 1),  # an explicitly chosen queue always gets a thread
-            batch_size=settings.consumer_batch_size,
-            wait_seconds=settings.consumer_wait_seconds,
-            tz=settings.timezone,
-        )
-        for kind in kinds
-    ]
 
 
 @click.command("consume")
@@ -70,7 +46,7 @@ def consume(ctx: click.Context, queue: str, until_idle: bool) -> None:
     kinds = list(KINDS.values()) if queue == "all" else [KINDS[queue]]
     try:
         check_database(store)
-        consumers = build_consumers(settings, store, kinds, Health())
+        consumers = wiring.consumers(settings, store, Health(), kinds)
         stats = _run(consumers, until_idle, settings.shutdown_timeout)
     finally:
         store.engine.dispose()

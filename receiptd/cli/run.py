@@ -9,9 +9,8 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiptd import config, domain, ports
+from receiptd import config, ports, wiring
 from receiptd.cli import common
-from receiptd.consumer import Consumer
 from receiptd.db import migrate
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -81,7 +80,7 @@ def _build(
     )
     host, port = config.split_host_port(settings.http_addr)
     parts = ServiceParts(
-        consumers=_consumers(settings, store, health),
+        consumers=wiring.daemon_consumers(settings, store, health),
         compensate=comp.run_once if comp else None,
         stop_compensator=comp.stop if comp else None,
         compensator_interval=settings.compensator_interval,
@@ -97,31 +96,6 @@ def _build(
         return all(run_check(check)[0] for check in readiness.values())
 
     return Service(parts), ready
-
-
-def _consumers(settings: config.Settings, store: SqlStore, health: Health) -> list[Consumer]:
-    from receiptd.providers.aliyun import mns
-
-    if not settings.aliyun_configured:
-        return []
-    kinds = (
-        (domain.MessageType.REPORT, settings.consumer_report_threads),
-        (domain.MessageType.UP, settings.consumer_up_threads),
-    )
-    return [
-        Consumer(
-            kind,
-            mns.queue_factory(settings, kind),
-            store,
-            health,
-            threads=threads,
-            batch_size=settings.consumer_batch_size,
-            wait_seconds=settings.consumer_wait_seconds,
-            tz=settings.timezone,
-        )
-        for kind, threads in kinds
-        if threads
-    ]
 
 
 def _database_check(store: SqlStore) -> Check:
