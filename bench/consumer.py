@@ -1,20 +1,33 @@
 """Consumer benchmark: receiptd versus the provider's demo loop, on SQLite and PostgreSQL.
 
-    .venv/bin/python bench/consumer.py [--receipts 10000] [--demo-receipts 1000]
+    .venv/bin/python bench/consumer.py [--receipts 10000] [--demo-receipts 1000] [--latency-ms 3]
 
-Everything runs against one emulator (a child process) and the same databases, in one run:
+Everything runs against one emulator (a child process) and the same databases, in one run, in
+two scenarios per database:
+
+* loopback: the emulator answers in well under 1 ms, which flatters the demo loop's one
+  message per round trip (the honest worst case for the ratio);
+* network RTT: the emulator adds ``--latency-ms`` to every MNS request (receive, delete),
+  like a real network round trip (``FaultSpec(latency=..., latency_rate=1.0)`` on the "mns"
+  group; the token API is not delayed). The delay is a ``time.sleep`` in the emulator thread
+  serving that connection (one thread per connection), so concurrent connections are delayed
+  in parallel, as on a network. Run with fewer receipts (``--latency-receipts``,
+  ``--latency-demo-receipts``) and, besides production settings, an extra, labelled receiptd
+  run with ``--latency-threads`` report threads (a latency-bound consumer scales with threads).
+
+In each scenario:
 
 * receiptd: the shipped command, ``receiptd consume --queue report --until-idle``, in its own
   process with production settings (token mode, default threads, batch size and long poll;
   only the endpoints, keys and database URL are set). Throughput is end to end, queued →
   committed and deleted: from the first receive (the emulator's visible count drops) to the
-  moment the queue holds nothing (every message deleted). Its peak RSS comes from
-  ``wait4()`` on that process alone, its CPU from /proc during the measured window.
+  moment the queue holds nothing (every message deleted). Its peak RSS is the process's own
+  ``VmHWM`` (/proc, polled until it exits), its CPU from /proc during the measured window.
 * The demo loop, as the provider's Python demo does it (spec sdk-notes 1.4): one
   ``receive_message(wait_seconds=3)`` with the SDK's default base64 decoding, ``json.loads``,
   insert and commit one row, ``delete_message`` of that one message.
 * p99 queued → committed latency at a steady rate, with the production consumer wiring
-  (``receiptd.wiring.consumers``) in this process.
+  (``receiptd.wiring.consumers``) in this process (loopback scenario only).
 
 Every run checks that each receipt was committed (row count) and deleted (queue empty).
 """
@@ -66,6 +79,7 @@ def body(i: int) -> str:
 
 def _emulator_child(conn: Any) -> None:
     from receiptd.emulator.emulator import Emulator
+    from receiptd.emulator.faults import FaultSpec
 
     with Emulator(profile="default", token_lifetime=3600.0) as emu:
         conn.send(emu.info.as_dict())
@@ -80,6 +94,11 @@ def _emulator_child(conn: Any) -> None:
                 conn.send(_steady(emu, *args))
             elif op == "depth":
                 conn.send(emu.queue_depth("report"))
+            elif op == "latency":  # seconds added to every MNS request (0: none)
+                (seconds,) = args
+                spec = FaultSpec(latency=seconds, latency_rate=1.0 if seconds else 0.0)
+                emu.set_faults("mns", spec)
+                conn.send(True)
 
 
 def _steady(emu: Any, start: int, rate: int, seconds: float) -> dict[str, float]:
@@ -123,10 +142,26 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM of a live process: its own peak RSS since exec (0 once it has exited).
+
+    Not ``wait4()``'s ``ru_maxrss``: on Linux that also counts the spawning process's peak
+    (exec records the old address space's high-water mark, and with vfork that address space
+    is this process's), so a consumer spawned by a grown bench process reports the bench's size.
+    """
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 # --- receiptd, in its own process -------------------------------------------------------
 
 
-def consumer_env(emu: Emu, url: str) -> dict[str, str]:
+def consumer_env(emu: Emu, url: str, **extra: str) -> dict[str, str]:
     """Production settings except where receiptd must find the emulator and the database."""
     info = emu.info
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
@@ -140,6 +175,7 @@ def consumer_env(emu: Emu, url: str) -> dict[str, str]:
         RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT=info.mns_endpoint,
         RECEIPTD_LOG_FORMAT="json",
     )
+    env.update(extra)
     return env
 
 
@@ -151,35 +187,46 @@ class Run:
     emulator_cpu_ms_per_1k: float
 
 
-def receiptd_run(emu: Emu, engine: sa.Engine, url: str, n: int, log: Path) -> Run:
-    emu.call("fill", 0, n)
+def receiptd_run(
+    emu: Emu, engine: sa.Engine, url: str, n: int, log: Path, start: int = 0, **extra: str
+) -> Run:
+    """``receiptd consume`` on ``n`` receipts (``extra``: settings beyond production's)."""
+    assert emu.depth() == 0
+    before = engine_rows(engine)
+    emu.call("fill", start, n)
     cmd = [sys.executable, "-m", "receiptd", "consume", "--queue", "report", "--until-idle"]
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=consumer_env(emu, url), stdout=out, stderr=out)
+        proc = subprocess.Popen(cmd, env=consumer_env(emu, url, **extra), stdout=out, stderr=out)
     # Window: first receive (visible count drops) → queue empty (every message deleted).
+    peak = 0
     while emu.call("depth")["visible"] == n:
-        _alive(proc, log)
+        peak = max(peak, _alive(proc, log))
     t0, cpu0, emu0 = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(emu.proc.pid)
     while emu.depth():
-        _alive(proc, log)
+        peak = max(peak, _alive(proc, log))
     t1, cpu1, emu1 = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(emu.proc.pid)
-    _, status, usage = os.wait4(proc.pid, 0)
+    while not (waited := os.wait4(proc.pid, os.WNOHANG))[0]:  # VmHWM until it exits
+        peak = max(peak, peak_rss_kb(proc.pid))
+        time.sleep(0.01)
+    status = waited[1]
     proc.returncode = os.waitstatus_to_exitcode(status)
     assert proc.returncode == 0, log.read_text()[-2000:]
-    stored = engine_rows(engine)
+    stored = engine_rows(engine) - before
     assert stored == n and emu.depth() == 0, (stored, log.read_text()[-2000:])
     per_1k = 1000 / n * 1000
     return Run(
         rate=n / (t1 - t0),
-        rss_mb=usage.ru_maxrss / 1024,
+        rss_mb=peak / 1024,
         cpu_ms_per_1k=(cpu1 - cpu0) * per_1k,
         emulator_cpu_ms_per_1k=(emu1 - emu0) * per_1k,
     )
 
 
-def _alive(proc: subprocess.Popen[bytes], log: Path) -> None:
+def _alive(proc: subprocess.Popen[bytes], log: Path) -> int:
+    """Asserts the consumer still runs; returns its VmHWM (kB)."""
     assert proc.poll() is None, log.read_text()[-2000:]
     time.sleep(0.002)
+    return peak_rss_kb(proc.pid)
 
 
 def engine_rows(engine: sa.Engine) -> int:
@@ -190,9 +237,10 @@ def engine_rows(engine: sa.Engine) -> int:
 # --- the demo loop and the latency run (in this process) ----------------------------------
 
 
-def demo_rate(emu: Emu, engine: sa.Engine, n: int) -> float:
+def demo_rate(emu: Emu, engine: sa.Engine, n: int, start: int) -> float:
     """The demo's shape: one message per round trip, base64 by the SDK, one commit, one delete."""
-    emu.call("fill", 10_000_000, n)
+    assert emu.depth() == 0
+    emu.call("fill", start, n)
     before = engine_rows(engine)
     # The demo reads with a token; the owner key keeps this loop free of token logic.
     account = Account(
@@ -279,32 +327,82 @@ def drop_postgres(url: str) -> None:
     admin.dispose()
 
 
-def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+@dataclass
+class Row:
+    """One line of the table: a receiptd run against the demo loop of the same scenario."""
+
+    backend: str
+    rtt: str
+    threads: str
+    run: Run
+    demo: float
+    p99: float | None = None
+
+
+def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> list[Row]:
     engine = create_db_engine(url)
     migrate.upgrade(engine)
+    tmp = Path(args.tmp)
+    prod = f"{Settings.model_fields['consumer_report_threads'].default} (prod)"
+    rows = []
     try:
-        ours = receiptd_run(emu, engine, url, args.receipts, Path(args.tmp) / f"{backend}.log")
-        demo = demo_rate(emu, engine, args.demo_receipts)
+        # Loopback: the emulator's sub-ms round trip. Body indexes are disjoint per run
+        # (biz_id and phone number derive from them), so every run inserts new rows.
+        ours = receiptd_run(emu, engine, url, args.receipts, tmp / f"{backend}.log")
+        demo = demo_rate(emu, engine, args.demo_receipts, start=10_000_000)
         p99 = p99_latency(emu, engine, url, args.rate, args.seconds)
+        rows.append(Row(backend, "loopback", prod, ours, demo, p99))
+        if args.latency_ms > 0:
+            rtt = f"+{args.latency_ms:g} ms"
+            emu.call("latency", args.latency_ms / 1000)
+            try:
+                n, log = args.latency_receipts, tmp / f"{backend}-rtt.log"
+                ours = receiptd_run(emu, engine, url, n, log, start=30_000_000)
+                more = None
+                if args.latency_threads:
+                    threads = str(args.latency_threads)
+                    log = tmp / f"{backend}-rtt-{threads}.log"
+                    more = receiptd_run(
+                        emu, engine, url, n, log, start=40_000_000,
+                        RECEIPTD_CONSUMER_REPORT_THREADS=threads,
+                    )  # fmt: skip
+                demo = demo_rate(emu, engine, args.latency_demo_receipts, start=50_000_000)
+            finally:
+                emu.call("latency", 0.0)
+            rows.append(Row(backend, rtt, prod, ours, demo))
+            if more is not None:
+                rows.append(Row(backend, rtt, f"{args.latency_threads} (extra)", more, demo))
     finally:
         engine.dispose()
-    return {"run": ours, "demo": demo, "p99": p99}
+    return rows
 
 
-def report(results: dict[str, dict[str, Any]], load: tuple[float, float]) -> None:
-    print(f"{'backend':<11}{'receiptd/s':>11}{'demo/s':>8}{'ratio':>8}{'p99 (s)':>9}"
-          f"{'RSS MB':>8}{'CPU ms/1k':>10}{'emu ms/1k':>10}")  # fmt: skip
-    for backend, r in results.items():
-        run: Run = r["run"]
+def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> None:
+    print(f"{'backend':<11}{'MNS RTT':<10}{'threads':<11}{'receiptd/s':>10}{'demo/s':>8}"
+          f"{'ratio':>8}{'p99 (s)':>9}{'RSS MB':>8}{'CPU ms/1k':>10}{'emu ms/1k':>10}")  # fmt: skip
+    for r in rows:
+        p99 = "-" if r.p99 is None else f"{r.p99:.3f}"
         print(
-            f"{backend:<11}{run.rate:>11.0f}{r['demo']:>8.0f}{run.rate / r['demo']:>7.1f}x"
-            f"{r['p99']:>9.3f}{run.rss_mb:>8.0f}{run.cpu_ms_per_1k:>10.0f}"
-            f"{run.emulator_cpu_ms_per_1k:>10.0f}"
+            f"{r.backend:<11}{r.rtt:<10}{r.threads:<11}{r.run.rate:>10.0f}{r.demo:>8.0f}"
+            f"{r.run.rate / r.demo:>7.1f}x{p99:>9}{r.run.rss_mb:>8.0f}"
+            f"{r.run.cpu_ms_per_1k:>10.0f}{r.run.emulator_cpu_ms_per_1k:>10.0f}"
         )
     print(
-        "RSS: peak of the `receiptd consume` process alone; CPU: receiptd's and the emulator's "
-        f"CPU per 1,000 receipts in the measured window; {os.cpu_count()} CPUs, load average "
-        f"{load[0]:.2f} before / {load[1]:.2f} after"
+        f"loopback: receiptd {args.receipts:,} receipts, demo {args.demo_receipts:,}, p99 at "
+        f"{args.rate:,}/s for {args.seconds:g} s"
+    )
+    if args.latency_ms > 0:
+        print(
+            f"+{args.latency_ms:g} ms: the emulator delays every MNS request "
+            f"{args.latency_ms:g} ms; receiptd {args.latency_receipts:,} receipts, "
+            f"demo {args.latency_demo_receipts:,}"
+        )
+    print(
+        "threads: report consumer threads (prod: the default; extra: "
+        "RECEIPTD_CONSUMER_REPORT_THREADS, not production)\n"
+        "RSS: peak (VmHWM) of the `receiptd consume` process alone; CPU: receiptd's and the "
+        "emulator's CPU per 1,000 receipts in the measured window\n"
+        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} before / {load[1]:.2f} after"
     )
 
 
@@ -314,6 +412,16 @@ def main() -> None:
     parser.add_argument("--demo-receipts", type=int, default=1_000)
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--latency-ms", type=float, default=3.0,
+        help="round trip added to every MNS request in the second scenario (0: skip it)",
+    )  # fmt: skip
+    parser.add_argument("--latency-receipts", type=int, default=5_000)
+    parser.add_argument("--latency-demo-receipts", type=int, default=500)
+    parser.add_argument(
+        "--latency-threads", type=int, default=8,
+        help="extra receiptd run with this many report threads in that scenario (0: none)",
+    )  # fmt: skip
     parser.add_argument("--tmp", default=None, help="scratch directory (default: a new one)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as scratch:
@@ -321,14 +429,14 @@ def main() -> None:
         load_before = os.getloadavg()[0]
         urls = scratch_databases(args.tmp)
         emu = Emu()
-        results = {}
+        rows: list[Row] = []
         try:
             for backend, url in urls.items():
-                results[backend] = run_backend(emu, backend, url, args)
+                rows += run_backend(emu, backend, url, args)
         finally:
             emu.close()
             drop_postgres(urls["postgresql"])
-        report(results, (load_before, os.getloadavg()[0]))
+        report(rows, args, (load_before, os.getloadavg()[0]))
 
 
 if __name__ == "__main__":

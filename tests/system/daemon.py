@@ -99,7 +99,8 @@ class Daemon:
         self._log.close()
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:  # still readable after terminate()/kill()
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def events(self) -> list[dict[str, Any]]:

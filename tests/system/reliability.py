@@ -5,7 +5,9 @@
   deletes in a time window), by wrapping one in-process ``MnsQueue``;
 * ``CutProxy``: a TCP proxy whose ``cut()`` is airtight (no connection survives or slips in);
 * ``max_in_window``: the most events in any window of a given width (rate-limit proof);
-* ``wait_for``: polling with a generous deadline and a message.
+* ``wait_for``: polling with a generous deadline and a message;
+* ``raw_request``: exact bytes to an HTTP port, the whole answer back;
+* ``find_secrets``: which known secret values occur in which texts.
 """
 
 from __future__ import annotations
@@ -166,6 +168,34 @@ def wait_for(
         if time.monotonic() - start > timeout:
             raise AssertionError(f"not within {timeout} s: {what}")
         time.sleep(interval)
+
+
+def raw_request(port: int, data: bytes) -> tuple[int, bytes]:
+    """Send raw bytes; (status, whole answer: head and body). Status 0: no answer."""
+    answer = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        while not _complete(answer):
+            try:
+                chunk = sock.recv(65536)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            answer += chunk
+    status_line = answer.split(b"\r\n", 1)[0].split()
+    return (int(status_line[1]) if len(status_line) > 1 else 0), answer
+
+
+def _complete(answer: bytes) -> bool:
+    head, sep, body = answer.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return len(body) >= int(value)
+    return False  # no length: read to the end
 
 
 def find_secrets(texts: Sequence[tuple[str, str]], secrets: Iterable[str]) -> list[str]:
