@@ -70,7 +70,7 @@ class Settings(BaseSettings):
     log_level: LogLevel = "INFO"
     log_show_phone_numbers: bool = False
 
-    consumer_report_threads: int = Field(2, ge=0, le=64)
+    consumer_report_threads: int = Field(8, ge=0, le=64)  # MNS round trips, not CPU, bound it
     consumer_up_threads: int = Field(1, ge=0, le=64)
     consumer_batch_size: int = Field(16, ge=1, le=16)
     consumer_wait_seconds: int = Field(5, ge=0, le=30)  # also bounds the stop latency

@@ -138,6 +138,7 @@ def test_invalid_setting_stops_a_real_daemon_process(name: str, value: str) -> N
         [sys.executable, "-m", "receiptd", "run"],
         env=env,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
@@ -172,6 +173,7 @@ def test_infinite_duration_stops_start_up_cleanly(name: str, tmp_path: Path) -> 
             [sys.executable, "-m", "receiptd", "run"],
             env=env,
             capture_output=True,
+            check=False,
             text=True,
             timeout=20,
         )

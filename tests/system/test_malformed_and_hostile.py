@@ -95,7 +95,9 @@ def malformed_report_bodies() -> dict[str, str]:
         "send_time_words": _json_b64(_report(send_time="yesterday")),
         "send_time_number": _json_b64(_report(send_time=20260101)),
         "sms_size_text": _json_b64(_report(sms_size="two")),
-        "nan_literal": _b64(b'{"biz_id": NaN, "success": true, "send_time": "2026-01-01 00:00:00"}'),
+        "nan_literal": _b64(
+            b'{"biz_id": NaN, "success": true, "send_time": "2026-01-01 00:00:00"}'
+        ),
         "huge_number": _b64(b'{"biz_id": 1e999999, "success": true}'),
         "err_msg_64k": big_msg,
         "garbage_64k": "%" * MAX_BODY,
@@ -114,7 +116,9 @@ def malformed_reply_bodies() -> dict[str, str]:
     reply = {"phone_number": "13800000000", "content": "好", "send_time": "20261125100000"}
     bodies = {
         "missing_dest_code": _json_b64({**reply, "sequence_id": "1"}),
-        "content_list": _json_b64({**reply, "content": ["x"], "dest_code": "1", "sequence_id": "1"}),
+        "content_list": _json_b64(
+            {**reply, "content": ["x"], "dest_code": "1", "sequence_id": "1"}
+        ),
         "not_utf8": _b64(b"\xc3\x28"),
         "bad_base64": "%%%",
     }
@@ -160,17 +164,22 @@ def test_daemon_dead_letters_every_malformed_body_and_keeps_consuming(
                 if kind == "good":
                     emu.enqueue_report(receipt_fields(item))
                 else:
-                    sent[emu.enqueue("report", reports[item])] = (report_queue, reports[item].encode())
+                    sent[emu.enqueue("report", reports[item])] = (
+                        report_queue,
+                        reports[item].encode(),
+                    )
             for i in range(GOOD_REPLIES):
                 emu.enqueue_up(_reply_fields(i))
                 if i % 50 == 0:
                     for body in replies.values():
                         sent[emu.enqueue("up", body)] = (up_queue, body.encode())
             daemon.wait_until(
-                lambda: db.report_rows() >= GOOD_REPORTS
-                and db.count(INBOUND) >= GOOD_REPLIES
-                and db.count(DEAD) >= len(sent)
-                and queue_total(emu, "report") + queue_total(emu, "up") == 0,
+                lambda: (
+                    db.report_rows() >= GOOD_REPORTS
+                    and db.count(INBOUND) >= GOOD_REPLIES
+                    and db.count(DEAD) >= len(sent)
+                    and queue_total(emu, "report") + queue_total(emu, "up") == 0
+                ),
                 timeout=180,
             )
             healthy = daemon.get("/healthz")[0] == 200 and daemon.ready()

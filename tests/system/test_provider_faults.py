@@ -80,9 +80,14 @@ def _send_all(emu: Emulator, pg_url: str) -> tuple[int, int]:
             for _attempt in range(20):
                 try:
                     result = api.send_sms(
-                        client, numbers, emu.info.sign_name, emu.info.template_code,
-                        {"code": f"{n:04d}"}, f"order-{n}", store,
-                    )  # fmt: skip
+                        client,
+                        numbers,
+                        emu.info.sign_name,
+                        emu.info.template_code,
+                        {"code": f"{n:04d}"},
+                        f"order-{n}",
+                        store,
+                    )
                 except dysms.DysmsError:
                     failures += 1
                     continue
@@ -137,9 +142,11 @@ def test_provider_faults_token_expiry_and_lost_receipts(
             expired_at = time.monotonic()
             expired_tokens = emu.expire_tokens()
             daemon.wait_until(
-                lambda: _settled(db)
-                and set(db.report_keys()) >= _expected_receipts(emu.records())
-                and queue_total(emu, "report") + queue_total(emu, "up") == 0,
+                lambda: (
+                    _settled(db)
+                    and set(db.report_keys()) >= _expected_receipts(emu.records())
+                    and queue_total(emu, "report") + queue_total(emu, "up") == 0
+                ),
                 timeout=300,
             )
             alive_at_end = daemon.proc.poll() is None
@@ -158,7 +165,9 @@ def test_provider_faults_token_expiry_and_lost_receipts(
         for s in sends
         if s["status"] != STATUS.get(truth[(s["biz_id"], s["phone_number"])].status)
     ]
-    lost_receipts = [s for s in sends if truth[(s["biz_id"], s["phone_number"])].receipt_fate == "lost"]
+    lost_receipts = [
+        s for s in sends if truth[(s["biz_id"], s["phone_number"])].receipt_fate == "lost"
+    ]
     queries = [c for c in calls if c.api == "QuerySendDetails"]
     busiest = max_in_window([c.monotonic for c in queries], 1.0)
     faults = Counter(c.api.split(".")[0] for c in calls if c.fault != "none")

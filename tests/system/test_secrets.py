@@ -16,7 +16,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -87,6 +86,10 @@ def _get(port: int, path: str, auth: str | None = None, method: str = "GET") -> 
     return raw_request(port, (head + "\r\n").encode())[1].decode("utf-8", "replace")
 
 
+def _raw(port: int, data: bytes) -> str:
+    return raw_request(port, data)[1].decode("utf-8", "replace")
+
+
 def _http_answers(port: int, biz_ids: list[str], label: str) -> list[tuple[str, str]]:
     """Every kind of answer the endpoint gives: probes, metrics, lookups, every error."""
     good = f"Bearer {STATUS_TOKEN}"
@@ -100,29 +103,45 @@ def _http_answers(port: int, biz_ids: list[str], label: str) -> list[tuple[str, 
         (f"{label} 401 prefix", _get(port, f"/v1/sends/{biz_ids[0]}", good[:-3])),
         (f"{label} 400", _get(port, "/v1/sends/" + "9" * 65, good)),
         (f"{label} unknown", _get(port, "/v1/sends/unknown^0", good)),
-        (f"{label} 413", raw_request(port, b"GET /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")[1].decode()),
-        (f"{label} registration 400", raw_request(port, f"POST /v1/sends HTTP/1.1\r\nAuthorization: {good}\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]".encode())[1].decode()),
-    ]  # fmt: skip
+        (f"{label} 413", _raw(port, b"GET /healthz HTTP/1.1\r\nContent-Length: 2\r\n\r\nab")),
+        (
+            f"{label} registration 400",
+            _raw(
+                port,
+                (
+                    f"POST /v1/sends HTTP/1.1\r\nAuthorization: {good}\r\nContent-Length: 2\r\n"
+                    "Connection: close\r\n\r\n[]"
+                ).encode(),
+            ),
+        ),
+    ]
     answers += [(f"{label} /v1/sends/{b}", _get(port, f"/v1/sends/{b}", good)) for b in biz_ids]
     return answers
 
 
 def _send(emu: Emulator, pg_url: str) -> list[str]:
     settings = emulator_settings(
-        emu.info, pg_url, aliyun_access_key_id=ACCESS_KEY_ID,
+        emu.info,
+        pg_url,
+        aliyun_access_key_id=ACCESS_KEY_ID,
         aliyun_access_key_secret=ACCESS_KEY_SECRET,
-    )  # fmt: skip
+    )
     engine = create_db_engine(pg_url)
     try:
         store = SendStore(SqlStore(engine), settings.timezone)
         client = dysms.make_client(settings)
         return [
             api.send_sms(
-                client, PHONES[i : i + 2], emu.info.sign_name, emu.info.template_code,
-                {"code": "8642"}, f"secret-{i}", store,
+                client,
+                PHONES[i : i + 2],
+                emu.info.sign_name,
+                emu.info.template_code,
+                {"code": "8642"},
+                f"secret-{i}",
+                store,
             ).biz_id
             for i in range(0, len(PHONES) - 2, 2)
-        ]  # fmt: skip
+        ]
     finally:
         engine.dispose()
 
@@ -132,6 +151,7 @@ def _cli(env: dict[str, str], *args: str) -> str:
         [sys.executable, "-m", "receiptd", *args],
         env=env,
         capture_output=True,
+        check=False,
         text=True,
         timeout=60,
     )
@@ -172,25 +192,41 @@ def test_no_secret_or_phone_number_in_logs_or_answers(
         with Emulator(profile=PROFILE) as emu:
             emu.credentials.add(Credential(ACCESS_KEY_ID, ACCESS_KEY_SECRET, KeyKind.ACCOUNT))
             env = daemon_env(
-                emu, proxied, free_port(),
+                emu,
+                proxied,
+                free_port(),
                 RECEIPTD_ALIYUN_ACCESS_KEY_ID=ACCESS_KEY_ID,
                 RECEIPTD_ALIYUN_ACCESS_KEY_SECRET=ACCESS_KEY_SECRET,
                 RECEIPTD_STATUS_API_TOKEN=STATUS_TOKEN,
                 RECEIPTD_LOG_LEVEL="DEBUG",
                 RECEIPTD_COMPENSATOR_INTERVAL="2",
                 RECEIPTD_COMPENSATOR_GRACE="3",
-            )  # fmt: skip
+            )
             texts.append(("config check", _cli(env, "config", "check")))
             texts.append(("config check --json", _cli(env, "config", "check", "--json")))
             daemon = Daemon(env, tmp_path / "token-mode.log")
             try:
                 daemon.wait_until(daemon.ready, timeout=60)
                 biz_ids = _send(emu, db_role)
-                texts.append(("receiptd send", _cli(
-                    env, "send", "--phone", f"+86{PHONES[-2]},{PHONES[-1]}",
-                    "--sign", emu.info.sign_name, "--template", emu.info.template_code,
-                    "--param", json.dumps({"code": "1357"}), "--out-id", "cli-send",
-                )))  # fmt: skip
+                texts.append(
+                    (
+                        "receiptd send",
+                        _cli(
+                            env,
+                            "send",
+                            "--phone",
+                            f"+86{PHONES[-2]},{PHONES[-1]}",
+                            "--sign",
+                            emu.info.sign_name,
+                            "--template",
+                            emu.info.template_code,
+                            "--param",
+                            json.dumps({"code": "1357"}),
+                            "--out-id",
+                            "cli-send",
+                        ),
+                    )
+                )
                 daemon.wait_until(lambda: db.report_rows() > 0, timeout=60)
                 emu.expire_tokens()
                 daemon.wait_until(lambda: _settled(db), timeout=120)
@@ -212,7 +248,8 @@ def test_no_secret_or_phone_number_in_logs_or_answers(
         proxy.close()
 
     leaks = _scan(texts, secrets)
-    log_lines = sum(text.count("\n") for where, text in texts if where.endswith("log"))
+    logs = [text for where, text in texts if where.endswith("log")]
+    log_lines = sum(text.count("\n") for text in logs)
     masked = [where for where, text in texts if "138****5678" in text]
     print(
         f"\nsecrets: {len(secrets)} secret values ({len(secrets) - 3} temporary MNS credentials "
@@ -222,17 +259,17 @@ def test_no_secret_or_phone_number_in_logs_or_answers(
     assert code == 0
     assert leaks == []
     assert any(where.startswith("up /v1/sends/") for where in masked)  # masked, not dropped
-    assert log_lines > 500  # DEBUG really was on
+    assert any('"level": "debug"' in text for text in logs)  # DEBUG really was on
 
 
-def _direct_mode_run(
-    emu: Emulator, proxied: str, db: Db, tmp_path: Path
-) -> tuple[str, list[str]]:
+def _direct_mode_run(emu: Emulator, proxied: str, db: Db, tmp_path: Path) -> tuple[str, list[str]]:
     """Direct mode with a configured STS key and security token (RECEIPTD_ALIYUN_SECURITY_TOKEN);
     the token expires mid-run, so the refusals are logged too."""
     sts = emu.issue_token("SmsReport")
     env = daemon_env(
-        emu, proxied, free_port(),
+        emu,
+        proxied,
+        free_port(),
         RECEIPTD_ALIYUN_MNS_ENDPOINT=emu.info.mns_endpoint,
         RECEIPTD_ALIYUN_ACCESS_KEY_ID=sts.access_key_id,
         RECEIPTD_ALIYUN_ACCESS_KEY_SECRET=sts.access_key_secret,
@@ -241,7 +278,7 @@ def _direct_mode_run(
         RECEIPTD_CONSUMER_UP_THREADS="0",
         RECEIPTD_COMPENSATOR_ENABLED="false",
         RECEIPTD_LOG_LEVEL="DEBUG",
-    )  # fmt: skip
+    )
     before = db.report_rows()
     for i, phone in enumerate(PHONES):
         emu.enqueue_report({**receipt_fields(i, prefix="3"), "phone_number": phone})
@@ -256,9 +293,3 @@ def _direct_mode_run(
         daemon.kill()
     assert code == 0
     return daemon.log(), [sts.access_key_secret, sts.security_token]
-
-
-def test_scan_dates_are_utc() -> None:
-    """Guards the fixture data: the phone forms cover what the redactor must catch."""
-    assert _phone_forms("13800005678")[1] == "+8613800005678"
-    assert datetime.now(UTC).tzinfo is UTC
