@@ -46,10 +46,14 @@ class ConsumeStats:
 
 @dataclass(frozen=True, slots=True)
 class Backoff:
-    """Exponential backoff with jitter: ``base`` doubling to ``cap``, each delay in [d/2, d]."""
+    """Exponential backoff with jitter: ``base`` doubling to ``cap``, each delay in [d/2, d].
 
-    base: float = 0.5
-    cap: float = 30.0
+    The cap is short on purpose: a retry is one cheap round trip, and the cap bounds how long
+    after the database (or MNS) comes back the held batch is written: the recovery time.
+    """
+
+    base: float = 0.25
+    cap: float = 2.0
 
     def delay(self, attempt: int) -> float:
         ceiling = min(self.cap, self.base * 2 ** min(attempt, 30))

@@ -36,7 +36,11 @@ class Settings(BaseSettings):
     """Every setting of receiptd. The environment name is ``RECEIPTD_`` + the upper-case name."""
 
     model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False
+        env_prefix=ENV_PREFIX,
+        frozen=True,
+        extra="forbid",
+        case_sensitive=False,
+        allow_inf_nan=False,  # "inf" seconds would pass validation, then overflow timers
     )
     # Set by load_settings() on a per-call subclass so concurrent loads never share state.
     _toml_data: ClassVar[Mapping[str, Any]] = {}

@@ -10,6 +10,7 @@ import base64
 import binascii
 import enum
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -180,7 +181,7 @@ def parse_report(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsReport:
     send_time = fields.required_time("send_time")
     return SmsReport(
         biz_id=fields.required_text("biz_id"),
-        phone_number=fields.text("phone_number") or "",
+        phone_number=normalize_phone(fields.text("phone_number") or ""),
         success=fields.boolean("success"),
         send_time=send_time,
         out_id=fields.text("out_id"),
@@ -196,7 +197,7 @@ def parse_up(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsUp:
     fields = _Fields(decode_json_body(raw), tz)
     send_time = fields.required_time("send_time")
     return SmsUp(
-        phone_number=fields.text("phone_number") or "",
+        phone_number=normalize_phone(fields.text("phone_number") or ""),
         content=fields.required_text("content"),
         send_time=send_time,
         dest_code=fields.required_text("dest_code"),
@@ -239,6 +240,20 @@ def in_query_window(
 def backoff_delay(check_count: int, base: float = 300.0, cap: float = 6 * 3600.0) -> float:
     """Seconds until a still-pending send is queried again: doubles per check, capped."""
     return float(min(cap, base * 2 ** min(check_count, 30)))
+
+
+_MAINLAND_WITH_PREFIX = re.compile(r"(?:\+86|0086|86)(1\d{10})")
+
+
+def normalize_phone(number: str) -> str:
+    """Mainland numbers in the 11-digit form receipts carry: +86/0086/86 prefixes dropped.
+
+    SendSms accepts the prefixed forms, but SmsReport, SmsUp and QuerySendDetails answer with
+    11 digits; a send registered with a prefix would never match its receipt. Anything else
+    is kept verbatim.
+    """
+    match = _MAINLAND_WITH_PREFIX.fullmatch(number)
+    return match.group(1) if match else number
 
 
 def mask_phone(number: str) -> str:

@@ -2,7 +2,7 @@
 
 Timestamps are stored as UTC (naive columns on every backend, converted at the boundary by
 :class:`UTCDateTime`); text is full Unicode (utf8mb4 with a binary collation on MariaDB so
-identifiers compare exactly as on PostgreSQL and SQLite).
+identifiers compare exactly as on PostgreSQL and SQLite; NO PAD, so 'X' ≠ 'X ').
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
-MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin"}
+# The migration also sets a binary NO PAD collation (chosen per server: MariaDB or MySQL 8).
+MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4"}
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",

@@ -35,7 +35,11 @@ class SendStore:
     def _register(self, conn: Connection, sends: Sequence[ports.NewSend], now: datetime) -> int:
         rows = [self._send_row(s, now) for s in sends]
         inserted = upsert.insert_ignore(conn, SEND, rows, ("provider", "biz_id", "phone_number"))
-        aliyun = {(s.biz_id, s.phone_number) for s in sends if s.provider is domain.Provider.ALIYUN}
+        aliyun = {
+            (r["biz_id"], r["phone_number"])
+            for r in rows
+            if r["provider"] == domain.Provider.ALIYUN.value
+        }
         if aliyun:
             biz_ids = sorted({biz for biz, _ in aliyun})
             stored = conn.execute(select(REPORT).where(REPORT.c.biz_id.in_(biz_ids))).all()
@@ -49,7 +53,12 @@ class SendStore:
         return {
             "provider": send.provider.value,
             "biz_id": send.biz_id,
-            "phone_number": send.phone_number,
+            # Aliyun receipts carry 11 digits; a +86 form would never match its receipt.
+            "phone_number": (
+                domain.normalize_phone(send.phone_number)
+                if send.provider is domain.Provider.ALIYUN
+                else send.phone_number
+            ),
             "out_id": send.out_id,
             "template_code": send.template_code,
             "sign_name": send.sign_name,

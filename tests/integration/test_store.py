@@ -139,3 +139,17 @@ def test_expire_outside_window(engine: sa.Engine) -> None:
     summary = sends.summary()
     assert summary.counts == {("aliyun", "expired"): 1, ("aliyun", "pending"): 1}
     assert summary.oldest_pending["aliyun"] == NOW - timedelta(minutes=60)
+
+
+def test_prefixed_mainland_numbers_match_their_receipts(engine: sa.Engine) -> None:
+    """+86/0086/86 forms are registered as the 11 digits receipts carry."""
+    store = SqlStore(engine)
+    prefixed = [send("p1", n) for n in ("+8613800001111", "008613800002222", "8613800003333")]
+    SendStore(store).register(prefixed, NOW)
+    reports = [report("p1", n) for n in ("13800001111", "13800002222", "13800003333")]
+    store.write_batch(ports.Batch(reports=reports), NOW)
+    assert {(r.phone_number, r.status) for r in rows(engine, SEND)} == {
+        ("13800001111", "delivered"),
+        ("13800002222", "delivered"),
+        ("13800003333", "delivered"),
+    }

@@ -145,12 +145,6 @@ def test_invalid_setting_stops_a_real_daemon_process(name: str, value: str) -> N
     _assert_one_line_naming(proc.stderr, name, proc.returncode, proc.stdout)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (reported): float settings accept 'inf' (pydantic allow_inf_nan); `receiptd run` "
-    "then dies with OverflowError and a traceback, exit 1 (service.py int(interval); "
-    "compensator.from_settings timedelta(seconds=grace))",
-)
 @pytest.mark.parametrize("name", ["compensator_interval", "compensator_grace"])
 def test_infinite_duration_stops_start_up_cleanly(name: str, tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'inf.db'}"

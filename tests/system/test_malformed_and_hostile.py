@@ -327,20 +327,10 @@ def test_nul_characters_are_never_lost(db_url: str, engine: sa.Engine) -> None:
         assert dead == []
 
 
-def test_keys_differing_only_by_trailing_space_are_distinct(
-    db_url: str, engine: sa.Engine, request: pytest.FixtureRequest
-) -> None:
-    """receiptd/db/models.py promises MariaDB compares identifiers "exactly as on PostgreSQL
-    and SQLite" (utf8mb4_bin), but MariaDB's utf8mb4_bin is a PAD SPACE collation: 'X' and
-    'X ' collide in the unique keys, so the second receipt is taken for a duplicate and deleted
-    from the queue without being stored."""
-    if make_url(db_url).get_backend_name() == "mysql":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="BUG: MariaDB utf8mb4_bin is PAD SPACE; 'X' and 'X ' collide (reported)",
-            )
-        )
+def test_keys_differing_only_by_trailing_space_are_distinct(db_url: str, engine: sa.Engine) -> None:
+    """Identifiers compare exactly on every backend: on MariaDB a PAD SPACE collation would
+    make 'X' and 'X ' collide in the unique keys, and the second receipt would be taken for a
+    duplicate and deleted without being stored (the migration uses a NO PAD one)."""
     store = SqlStore(engine)
     base = _hostile_reports()[0]
     bodies = [_json_b64({**base, "biz_id": biz}) for biz in ("pad^0", "pad^0 ", "pad^0  ")]

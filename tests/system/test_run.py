@@ -16,7 +16,7 @@ from receiptd.db.models import REPORT
 from receiptd.emulator import Emulator
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.notifysocket import NotifySocket
-from tests.system.tcpproxy import TcpProxy
+from tests.system.reliability import CutProxy
 
 pytestmark = pytest.mark.system
 
@@ -58,15 +58,15 @@ def emulator() -> Iterator[Emulator]:
 
 
 @pytest.fixture
-def proxy(pg_url: str) -> Iterator[TcpProxy]:
+def proxy(pg_url: str) -> Iterator[CutProxy]:
     url = make_url(pg_url)
-    p = TcpProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    p = CutProxy(url.host or "127.0.0.1", url.port or 5432).start()
     yield p
     p.close()
 
 
 def test_run_probes_notify_outage_and_drain(
-    emulator: Emulator, pg_url: str, proxy: TcpProxy, tmp_path: Path
+    emulator: Emulator, pg_url: str, proxy: CutProxy, tmp_path: Path
 ) -> None:
     proxied_url = make_url(pg_url).set(port=proxy.port).render_as_string(hide_password=False)
     notify = NotifySocket(tmp_path / "notify.sock")

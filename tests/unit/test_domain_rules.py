@@ -57,3 +57,18 @@ def test_backoff_doubles_and_caps() -> None:
 )
 def test_mask_phone(number: str, masked: str) -> None:
     assert domain.mask_phone(number) == masked
+
+
+@pytest.mark.parametrize(
+    ("given", "normal"),
+    [
+        ("+8613812345678", "13812345678"),
+        ("008613812345678", "13812345678"),
+        ("8613812345678", "13812345678"),
+        (" 13812345678 ", " 13812345678 "),  # kept verbatim
+        ("+85291234567", "+85291234567"),  # Hong Kong: not a mainland number, kept
+        ("861381234567", "861381234567"),  # 12 digits: not a prefixed mainland number
+    ],
+)
+def test_normalize_phone(given: str, normal: str) -> None:
+    assert domain.normalize_phone(given) == normal

@@ -14,6 +14,16 @@ from sqlalchemy.dialects import mysql
 # Naive UTC timestamps with microseconds (receiptd.db.models.UTCDateTime converts at the edge).
 UTC_DATETIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
+
+def _binary_collation() -> str:
+    """A binary NO PAD collation, so identifiers compare exactly as on PostgreSQL and SQLite:
+    MariaDB's and MySQL 5.7's utf8mb4_bin are PAD SPACE ('X' = 'X ' in unique keys)."""
+    dialect = op.get_bind().dialect
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"
+    return "utf8mb4_0900_bin"  # MySQL 8
+
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -39,7 +49,7 @@ def upgrade() -> None:
         sa.Column("errors", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_compensator_run")),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
+        mysql_collate=_binary_collation(),
     )
     op.create_table(
         "dead_letter",
@@ -68,7 +78,7 @@ def upgrade() -> None:
             "queue", "mns_message_id", name=op.f("uq_dead_letter_queue_mns_message_id")
         ),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
+        mysql_collate=_binary_collation(),
     )
     op.create_table(
         "sms_inbound",
@@ -100,7 +110,7 @@ def upgrade() -> None:
             name=op.f("uq_sms_inbound_phone_number_sequence_id_dest_code_send_time"),
         ),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
+        mysql_collate=_binary_collation(),
     )
     op.create_table(
         "sms_report",
@@ -126,7 +136,7 @@ def upgrade() -> None:
             "biz_id", "phone_number", name=op.f("uq_sms_report_biz_id_phone_number")
         ),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
+        mysql_collate=_binary_collation(),
     )
     op.create_table(
         "sms_send",
@@ -163,7 +173,7 @@ def upgrade() -> None:
             name=op.f("uq_sms_send_provider_biz_id_phone_number"),
         ),
         mysql_charset="utf8mb4",
-        mysql_collate="utf8mb4_bin",
+        mysql_collate=_binary_collation(),
     )
     with op.batch_alter_table("sms_send", schema=None) as batch_op:
         batch_op.create_index(
