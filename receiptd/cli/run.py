@@ -32,6 +32,12 @@ log = get_logger(__name__)
 def run(ctx: click.Context, migrate_first: bool) -> None:
     """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
     settings = common.settings(ctx)
+    if not (settings.aliyun_configured or settings.huawei_configured):
+        common.fail(
+            "invalid setting aliyun_access_key_id: no provider is configured, the daemon would "
+            "do nothing (set aliyun_access_key_id, or huawei_access_key_id)",
+            common.EXIT_CONFIG,
+        )
     store, sends = common.stores(settings)
     _prepare_database(store, migrate_first or settings.migrate_on_start)
     health = Health()

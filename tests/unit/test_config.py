@@ -124,3 +124,14 @@ def test_cli_config_check_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None
     assert "very-secret-value" not in proc.stdout
     assert "dbpass123" not in proc.stdout
     assert 'aliyun_access_key_secret = "**********"' in proc.stdout
+
+
+def test_run_without_any_provider_stops_with_exit_2(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from receiptd.cli import main
+
+    env = {"RECEIPTD_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}
+    result = CliRunner().invoke(main, ["run"], env=env)
+    assert result.exit_code == 2
+    assert "invalid setting aliyun_access_key_id: no provider is configured" in result.stderr
