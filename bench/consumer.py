@@ -54,7 +54,7 @@ from mns.account import Account
 from mns.mns_exception import MNSServerException
 from sqlalchemy.engine import make_url
 
-from receiptd import domain, ports, wiring
+from receiptd import domain, emulated, ports, wiring
 from receiptd.config import Settings
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -163,20 +163,7 @@ def peak_rss_kb(pid: int) -> int:
 
 def consumer_env(emu: Emu, url: str, **extra: str) -> dict[str, str]:
     """Production settings except where receiptd must find the emulator and the database."""
-    info = emu.info
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
-    env.update(
-        RECEIPTD_DATABASE_URL=url,
-        RECEIPTD_ALIYUN_QUEUE_PREFIX=info.queue_prefix,
-        RECEIPTD_ALIYUN_DYBASE_ENDPOINT=info.dybase_endpoint,
-        RECEIPTD_ALIYUN_DYSMS_ENDPOINT=info.dysms_endpoint,
-        RECEIPTD_ALIYUN_ACCESS_KEY_ID=info.access_key_id,
-        RECEIPTD_ALIYUN_ACCESS_KEY_SECRET=info.access_key_secret,
-        RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT=info.mns_endpoint,
-        RECEIPTD_LOG_FORMAT="json",
-    )
-    env.update(extra)
-    return env
+    return emulated.environ(emu.info, url, {"RECEIPTD_LOG_FORMAT": "json", **extra})
 
 
 @dataclass

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from receiptd import api, config, wiring
+from receiptd import api, config, emulated, wiring
 from receiptd.consumer import Consumer
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -66,15 +66,9 @@ class DemoResult:
 
 
 def demo_settings(emu: Emulator, db_path: Path) -> config.Settings:
-    info = emu.info
-    return config.Settings(
-        database_url=f"sqlite:///{db_path}",
-        aliyun_access_key_id=info.access_key_id,
-        aliyun_access_key_secret=info.access_key_secret,
-        aliyun_queue_prefix=info.queue_prefix,
-        aliyun_alicom_mns_endpoint=info.mns_endpoint,
-        aliyun_dysms_endpoint=info.dysms_endpoint,
-        aliyun_dybase_endpoint=info.dybase_endpoint,
+    return emulated.settings(
+        emu.info,
+        f"sqlite:///{db_path}",
         consumer_wait_seconds=1,
         consumer_socket_timeout=10,
         compensator_grace=0,

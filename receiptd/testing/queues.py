@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from receiptd import ports
+from receiptd import emulated, ports
 from receiptd.config import Settings
 
 K = TypeVar("K")
@@ -213,30 +213,10 @@ def _inbound_key(record: ports.InboundRecord) -> tuple[str, str, str]:
 def emulator_settings(
     info: Any, database_url: str = "sqlite://", *, token_mode: bool = True, **overrides: Any
 ) -> Settings:
-    """Settings pointing receiptd at a running emulator (``Emulator.info``).
-
-    Token mode uses the customer's key and Dybaseapi tokens; direct mode reads the queues with
-    the Alicom MNS owner key, as an operator tool would.
-    """
-    values: dict[str, Any] = {
-        "database_url": database_url,
-        "aliyun_queue_prefix": info.queue_prefix,
-        "aliyun_dybase_endpoint": info.dybase_endpoint,
-        "aliyun_dysms_endpoint": info.dysms_endpoint,
-        "consumer_wait_seconds": 1,
-        "consumer_socket_timeout": 10.0,
-    }
-    if token_mode:
-        values.update(
-            aliyun_access_key_id=info.access_key_id,
-            aliyun_access_key_secret=info.access_key_secret,
-            aliyun_alicom_mns_endpoint=info.mns_endpoint,
-        )
-    else:
-        values.update(
-            aliyun_access_key_id=info.mns_owner_access_key_id,
-            aliyun_access_key_secret=info.mns_owner_access_key_secret,
-            aliyun_mns_endpoint=info.mns_endpoint,
-        )
-    values.update(overrides)
-    return Settings(**values)
+    """Test settings for a running emulator: short long polls and socket timeouts."""
+    return emulated.settings(
+        info,
+        database_url,
+        token_mode=token_mode,
+        **{"consumer_wait_seconds": 1, "consumer_socket_timeout": 10.0, **overrides},
+    )

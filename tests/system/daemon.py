@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from receiptd import emulated
 from receiptd.emulator import Emulator
 
 
@@ -26,23 +26,18 @@ def free_port() -> int:
 
 def daemon_env(emu: Emulator, db_url: str, http_port: int, **extra: str) -> dict[str, str]:
     """The environment of a token-mode daemon pointed at the emulator."""
-    info = emu.info
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
-    env.pop("NOTIFY_SOCKET", None)
-    env.update(
-        RECEIPTD_DATABASE_URL=db_url,
-        RECEIPTD_ALIYUN_ACCESS_KEY_ID=info.access_key_id,
-        RECEIPTD_ALIYUN_ACCESS_KEY_SECRET=info.access_key_secret,
-        RECEIPTD_ALIYUN_QUEUE_PREFIX=info.queue_prefix,
-        RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT=info.mns_endpoint,
-        RECEIPTD_ALIYUN_DYSMS_ENDPOINT=info.dysms_endpoint,
-        RECEIPTD_ALIYUN_DYBASE_ENDPOINT=info.dybase_endpoint,
-        RECEIPTD_HTTP_ADDR=f"127.0.0.1:{http_port}",
-        RECEIPTD_CONSUMER_WAIT_SECONDS="1",
-        RECEIPTD_CONSUMER_SOCKET_TIMEOUT="10",
-        RECEIPTD_LOG_FORMAT="json",
-        RECEIPTD_COMPENSATOR_INTERVAL="3600",
+    env = emulated.environ(
+        emu.info,
+        db_url,
+        {
+            "RECEIPTD_HTTP_ADDR": f"127.0.0.1:{http_port}",
+            "RECEIPTD_CONSUMER_WAIT_SECONDS": "1",
+            "RECEIPTD_CONSUMER_SOCKET_TIMEOUT": "10",
+            "RECEIPTD_LOG_FORMAT": "json",
+            "RECEIPTD_COMPENSATOR_INTERVAL": "3600",
+        },
     )
+    env.pop("NOTIFY_SOCKET", None)
     env.update(extra)
     return env
 
