@@ -153,3 +153,41 @@ def test_prefixed_mainland_numbers_match_their_receipts(engine: sa.Engine) -> No
         ("13800002222", "delivered"),
         ("13800003333", "delivered"),
     }
+
+
+def test_receipt_settlement_is_counted_by_path(engine: sa.Engine) -> None:
+    """receiptd_sends_settled_total{provider="aliyun",path="receipt"} counts what receipts
+    settled (the compensator counts the query and window paths)."""
+    from receiptd import metrics
+    from receiptd.consumer import Consumer
+    from receiptd.health import Health
+    from receiptd.testing.queues import InMemoryQueue
+
+    labels = {"provider": "aliyun", "path": "receipt"}
+    before = metrics.REGISTRY.get_sample_value("receiptd_sends_settled_total", labels) or 0.0
+    store = SqlStore(engine)
+    SendStore(store).register([send("m1", "13800000001"), send("m1", "13800000002")], NOW)
+    queue = InMemoryQueue()
+    for phone in ("13800000001", "13800000001", "13800000009"):  # a duplicate, an unknown send
+        queue.send(
+            domain.encode_body(
+                {
+                    "biz_id": "m1",
+                    "phone_number": phone,
+                    "success": True,
+                    "send_time": "2026-11-25 16:00:00",
+                }
+            )
+        )
+    consumer = Consumer(
+        domain.MessageType.REPORT,
+        lambda: queue,
+        store,
+        Health(),
+        threads=1,
+        batch_size=16,
+        wait_seconds=0,
+    )
+    consumer.run_until_idle()
+    after = metrics.REGISTRY.get_sample_value("receiptd_sends_settled_total", labels)
+    assert after == before + 1
