@@ -41,4 +41,4 @@ bench: $(STAMP)
 	$(PY) bench/compensator.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache receiptd.db receiptd.db-*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache receiptd.db receiptd.db-* receiptd-demo.db receiptd-demo.db-*
