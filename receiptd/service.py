@@ -85,7 +85,7 @@ class Service:
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
-                "misfire_grace_time": int(p.compensator_interval),
+                "misfire_grace_time": max(1, int(p.compensator_interval)),
             },
             timezone="UTC",
         )
