@@ -210,15 +210,15 @@ def encode_body(fields: Mapping[str, Any]) -> str:
     return base64.b64encode(json.dumps(fields, ensure_ascii=False).encode("utf-8")).decode()
 
 
-def format_provider_time(moment: datetime, tz: tzinfo = CHINA_TZ) -> str:
-    return moment.astimezone(tz).strftime(_TIME_FORMATS[0])
-
-
 # --- send status rules ---------------------------------------------------------------------
 
 
 def next_status(current: SendStatus, observed: SendStatus) -> SendStatus:
-    """Monotonic: a final status never changes; pending moves to whatever was observed."""
+    """Monotonic: a final status never changes; pending moves to whatever was observed.
+
+    The store enforces the same rule in SQL (every settling UPDATE matches only
+    ``status = 'pending'``), so concurrent writers cannot race past it.
+    """
     return current if current.is_final else observed
 
 

@@ -30,10 +30,6 @@ class Health:
         with self._lock:
             self._loops[loop] = LoopState(loop, last_heartbeat=self._clock())
 
-    def unregister(self, loop: str) -> None:
-        with self._lock:
-            self._loops.pop(loop, None)
-
     def heartbeat(self, loop: str) -> None:
         with self._lock:
             state = self._loops.setdefault(loop, LoopState(loop))
@@ -68,8 +64,3 @@ class Health:
             if age > threshold:
                 stale.append(name)
         return stale
-
-    def all_succeeded_once(self, prefix: str = "") -> bool:
-        """Whether every loop (with this name prefix) has had at least one success."""
-        loops = [s for n, s in self.snapshot().items() if n.startswith(prefix)]
-        return bool(loops) and all(s.last_success is not None for s in loops)
