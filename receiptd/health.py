@@ -16,6 +16,7 @@ class LoopState:
     last_heartbeat: float = field(default_factory=time.monotonic)
     last_success: float | None = None
     last_error: str | None = None
+    idle: bool = False  # between runs of a periodic job: no heartbeat is expected
 
 
 class Health:
@@ -34,6 +35,14 @@ class Health:
         with self._lock:
             state = self._loops.setdefault(loop, LoopState(loop))
             state.last_heartbeat = self._clock()
+            state.idle = False
+
+    def idle(self, loop: str) -> None:
+        """The loop rests until its next heartbeat (a periodic job between runs)."""
+        with self._lock:
+            state = self._loops.setdefault(loop, LoopState(loop))
+            state.last_heartbeat = self._clock()
+            state.idle = True
 
     def success(self, loop: str) -> None:
         with self._lock:
@@ -50,16 +59,16 @@ class Health:
     def snapshot(self) -> dict[str, LoopState]:
         with self._lock:
             return {
-                k: LoopState(v.name, v.last_heartbeat, v.last_success, v.last_error)
+                k: LoopState(v.name, v.last_heartbeat, v.last_success, v.last_error, v.idle)
                 for k, v in self._loops.items()
             }
 
     def stale_loops(self, threshold: float) -> list[str]:
-        """Loops that have not heartbeated within ``threshold`` seconds."""
+        """Loops that have not heartbeated within ``threshold`` seconds (idle ones never are)."""
         now = self._clock()
         stale = []
         for name, state in self.snapshot().items():
-            age = now - state.last_heartbeat
+            age = 0.0 if state.idle else now - state.last_heartbeat
             metrics.HEARTBEAT_AGE.labels(name).set(age)
             if age > threshold:
                 stale.append(name)

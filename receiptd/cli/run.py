@@ -18,7 +18,7 @@ from receiptd.health import Health
 from receiptd.http import Check, OpsApp, OpsServer, Probes, run_check
 from receiptd.logs import get_logger
 from receiptd.notify import Notifier
-from receiptd.service import Service, ServiceParts
+from receiptd.service import Job, Service, ServiceParts
 from receiptd.signals import on_stop_signals
 
 log = get_logger(__name__)
@@ -85,11 +85,14 @@ def _build(
         show_phone_numbers=settings.log_show_phone_numbers,
     )
     host, port = config.split_host_port(settings.http_addr)
+    jobs = (
+        [Job("compensator", comp.run_once, settings.compensator_interval, stop=comp.stop)]
+        if comp
+        else []
+    )
     parts = ServiceParts(
-        consumers=wiring.daemon_consumers(settings, store, health),
-        compensate=comp.run_once if comp else None,
-        stop_compensator=comp.stop if comp else None,
-        compensator_interval=settings.compensator_interval,
+        loops=wiring.daemon_consumers(settings, store, health),
+        jobs=jobs,
         server=OpsServer(app, host, port),
         health=health,
         notifier=Notifier(),
