@@ -28,8 +28,8 @@ from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, Profile, SeedSend
-from receiptd.providers.aliyun.dysms import AliyunStatusLookup
-from receiptd.providers.aliyun.openapi import tea_config
+from receiptd.providers.aliyun.credentials import OpenApiAccess
+from receiptd.providers.aliyun.dysms import AliyunStatusLookup, make_client
 from receiptd.ratelimit import TokenBucket, default_burst
 from receiptd.testing.lookups import FakeLookup, Truth
 
@@ -94,13 +94,9 @@ def register_seeded(store: SendStore, seeds: list[SeedSend], biz_ids: list[str])
 
 
 def sdk_lookup(emu: Emulator, concurrency: int) -> AliyunStatusLookup:
-    from alibabacloud_dysmsapi20170525.client import Client
-
     info = emu.info
-    config = tea_config(
-        info.dysms_endpoint, info.access_key_id, info.access_key_secret, "cn-hangzhou", 10
-    )
-    return AliyunStatusLookup(Client(config), concurrency=concurrency)
+    access = OpenApiAccess(info.dysms_endpoint, info.access_key_id, info.access_key_secret)
+    return AliyunStatusLookup(make_client(access), concurrency=concurrency)
 
 
 def bench_mix(n: int, url: str | None, tmp: Path, concurrency: int) -> dict[str, float]:

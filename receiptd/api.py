@@ -13,16 +13,17 @@ the result, so the caller can retry ``register_send``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from receiptd import config, domain, ports
-from receiptd.db.engine import create_db_engine
-from receiptd.db.sends import SendStore
-from receiptd.db.store import SqlStore
+from receiptd.clock import Clock, utc_now
 from receiptd.providers.aliyun import dysms
+
+if TYPE_CHECKING:
+    from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,10 +43,6 @@ class RegistrationFailed(Exception):
         self.result = result
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 def split_numbers(phone_numbers: str | Sequence[str]) -> tuple[str, ...]:
     """``"a,b"`` or ``["a", "b"]`` → ``("a", "b")``; blanks dropped, order and duplicates kept
     out (the provider sends once per number)."""
@@ -59,73 +56,75 @@ def split_numbers(phone_numbers: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def send_sms(
-    settings_or_client: config.Settings | Any,
+    settings: config.Settings,
     phone_numbers: str | Sequence[str],
     sign_name: str,
     template_code: str,
     template_param: Mapping[str, Any] | str | None = None,
     out_id: str | None = None,
-    store: SendStore | None = None,
     *,
-    clock: Callable[[], datetime] = _utcnow,
+    clock: Clock = utc_now,
 ) -> SendResult:
-    """SendSms, then register one pending ``sms_send`` row per recipient.
+    """SendSms with the configured keys, then register one pending ``sms_send`` row per
+    recipient in the configured database."""
+    from receiptd import wiring
 
-    ``settings_or_client``: Settings (a client and, without ``store``, a database connection
-    are made from it) or a Dysmsapi client (then ``store`` is required).
-    """
+    client = wiring.dysms_client(settings)
+    store, sends = wiring.stores(settings)
+    try:
+        return send_and_register(
+            client,
+            sends,
+            phone_numbers,
+            sign_name,
+            template_code,
+            template_param,
+            out_id,
+            clock=clock,
+        )
+    finally:
+        store.engine.dispose()
+
+
+def send_and_register(
+    client: DysmsClient,
+    sends: ports.SendStore,
+    phone_numbers: str | Sequence[str],
+    sign_name: str,
+    template_code: str,
+    template_param: Mapping[str, Any] | str | None = None,
+    out_id: str | None = None,
+    *,
+    clock: Clock = utc_now,
+) -> SendResult:
+    """SendSms through ``client`` (a Dysmsapi client), then register the send in ``sends``."""
     numbers = split_numbers(phone_numbers)
-    param: str | None
-    if isinstance(template_param, Mapping):
-        param = json.dumps(template_param, ensure_ascii=False)
-    else:
-        param = template_param
-    if isinstance(settings_or_client, config.Settings):
-        client = dysms.make_client(settings_or_client)
-    elif store is None:
-        raise ValueError("store is required when a client is passed instead of Settings")
-    else:
-        client = settings_or_client
+    param = (
+        json.dumps(template_param, ensure_ascii=False)
+        if isinstance(template_param, Mapping)
+        else template_param
+    )
     sent_at = clock()  # before the call: the provider's own send time is at most later
     receipt = dysms.send_sms(client, numbers, sign_name, template_code, param, out_id)
     result = SendResult(receipt.biz_id, receipt.request_id, numbers, sent_at, 0)
     try:
-        registered = _register(settings_or_client, store, result, out_id, template_code, sign_name)
-    except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
-        raise RegistrationFailed(result, exc) from exc
-    return SendResult(receipt.biz_id, receipt.request_id, numbers, sent_at, registered)
-
-
-def _register(
-    settings: config.Settings | Any,
-    store: SendStore | None,
-    result: SendResult,
-    out_id: str | None,
-    template_code: str,
-    sign_name: str,
-) -> int:
-    def register(target: SendStore) -> int:
-        return register_send(
-            target,
+        registered = register_send(
+            sends,
             biz_id=result.biz_id,
             phone_numbers=result.phone_numbers,
             sent_at=result.sent_at,
             out_id=out_id,
             template_code=template_code,
             sign_name=sign_name,
+            now=clock(),
         )
-
-    if store is not None:
-        return register(store)
-    engine = create_db_engine(settings.database_url)
-    try:
-        return register(SendStore(SqlStore(engine), settings.timezone))
-    finally:
-        engine.dispose()
+    except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+        raise RegistrationFailed(result, exc) from exc
+    return SendResult(receipt.biz_id, receipt.request_id, numbers, sent_at, registered)
 
 
 def register_send(
-    store: SendStore,
+    store: ports.SendStore,
     *,
     biz_id: str,
     phone_numbers: str | Sequence[str],
@@ -143,4 +142,4 @@ def register_send(
         ports.NewSend(provider, biz_id, number, sent_at, out_id, template_code, sign_name)
         for number in split_numbers(phone_numbers)
     ]
-    return store.register(sends, now or _utcnow())
+    return store.register(sends, now or utc_now())

@@ -25,8 +25,8 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from receiptd import config, domain, metrics, planning, ports, providers, ratelimit
-from receiptd.db.sends import SendStore
+from receiptd import domain, metrics, planning, ports, ratelimit
+from receiptd.clock import Clock, utc_now
 
 log = structlog.get_logger(__name__)
 Progress = Callable[[int], None]
@@ -77,18 +77,22 @@ class CycleSummary:
     settled = property(lambda self: self._merged("settled"))
 
 
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
+def _nothing() -> None:
+    return None
 
 
 class Compensator:
-    """Claims due pending sends, looks them up through the providers' lookups, settles them."""
+    """Claims due pending sends, looks them up through the providers' lookups, settles them.
+
+    ``heartbeat`` is called before every provider call and after every batch, so a supervisor
+    can tell a long cycle that makes progress from a hung one.
+    """
 
     _stopping: threading.Event
 
     def __init__(
         self,
-        sends: SendStore,
+        sends: ports.SendStore,
         lookups: Sequence[ports.StatusLookup],
         limiter: ports.RateLimiter,
         *,
@@ -97,12 +101,14 @@ class Compensator:
         base_backoff: float,
         max_backoff: float,
         replica: str,
-        clock: Callable[[], datetime] = _utcnow,
+        clock: Clock = utc_now,
+        heartbeat: Callable[[], None] = _nothing,
     ) -> None:
         self._stopping = threading.Event()
         self.sends = sends
         self.lookups = list(lookups)
-        self.limiter = ratelimit.Stoppable(limiter, self._stopping)
+        self.limiter = ratelimit.Stoppable(limiter, self._stopping, heartbeat)
+        self.heartbeat = heartbeat
         self.grace = grace
         self.batch_size = batch_size
         self.base_backoff = base_backoff
@@ -213,6 +219,7 @@ class Compensator:
                 seen.update(s.id for s in fresh)
                 upcoming = db.submit(claim)
                 settles.extend(self._process(lookup, fresh, cycle, db))
+                self.heartbeat()
                 if progress is not None:
                     progress(len(fresh))
         for path, done in settles:
@@ -290,27 +297,3 @@ class Compensator:
 
 def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def from_settings(
-    settings: config.Settings,
-    sends: SendStore,
-    limiter: ports.RateLimiter,
-    *,
-    replica: str,
-    grace: timedelta | None = None,
-) -> Compensator:
-    """The compensator as configured: rate, batch, grace and backoff from the settings.
-
-    Still-pending sends are re-checked after one interval, doubling per check, capped.
-    """
-    return Compensator(
-        sends,
-        providers.build_lookups(settings),
-        limiter,
-        grace=timedelta(seconds=settings.compensator_grace) if grace is None else grace,
-        batch_size=settings.compensator_batch_size,
-        base_backoff=settings.compensator_interval,
-        max_backoff=settings.compensator_max_backoff,
-        replica=replica,
-    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from receiptd import api, config, emulated, wiring
+from receiptd import api, config, wiring
 from receiptd.consumer import Consumer
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -25,7 +25,7 @@ from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, Profile
 from receiptd.health import Health
-from receiptd.providers.aliyun import dysms
+from receiptd.testing import emulated
 
 Echo = Callable[[str], None]
 RECIPIENTS_PER_SEND = 10
@@ -104,13 +104,15 @@ def run_demo(db_path: Path, echo: Echo) -> DemoResult:
 
 
 def _send_batch(settings: config.Settings, sends: SendStore, emu: Emulator, echo: Echo) -> int:
-    client = dysms.make_client(settings)
+    client = wiring.dysms_client(settings)
     template = "SMS_200000001"
     total = 0
     for i in range(SENDS):
         numbers = [f"13{i:03d}{j:06d}" for j in range(RECIPIENTS_PER_SEND)]
         param = {"name": "张三", "order": f"DEMO{i:04d}"}
-        api.send_sms(client, numbers, emu.info.sign_name, template, param, f"demo-{i}", sends)
+        api.send_and_register(
+            client, sends, numbers, emu.info.sign_name, template, param, f"demo-{i}"
+        )
         total += len(numbers)
     echo(f"sent {total} SMS in {SENDS} SendSms calls")
     return total

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from receiptd import domain
@@ -165,6 +165,58 @@ class StatusSummary:
     last_run_finished: datetime | None = None
     dead_letters: int = 0
     inbound: int = 0
+
+
+CLAIM_LEASE = timedelta(minutes=15)  # a claim not settled or released by then is free again
+
+
+class SendStore(Protocol):
+    """The send registry as the compensator (and registration) need it.
+
+    Every method is one short transaction; claims are leases (a crashed claimant's sends
+    become due again when ``claimed_until`` passes). ``receiptd.db.sends.SendStore`` is the
+    SQL implementation, ``receiptd.testing.InMemorySendStore`` the twin; one contract suite
+    (tests/integration/test_send_store_contract.py) runs over both.
+    """
+
+    def register(self, sends: Sequence[NewSend], now: datetime) -> int:
+        """Insert new sends (existing ones are left alone); returns rows inserted."""
+        ...
+
+    def claim_due(
+        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+    ) -> list[PendingSend]:
+        """Lease up to ``limit`` due sends (pending, older than ``grace``, next check reached,
+        unclaimed), oldest first, to the caller alone."""
+        ...
+
+    def peek_due(
+        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+    ) -> list[PendingSend]:
+        """The sends ``claim_due`` would claim now, without claiming them."""
+        ...
+
+    def expire_outside_window(self, provider: domain.Provider, oldest: date, now: datetime) -> int:
+        """Settle as expired (``window``) every pending send dated before ``oldest``."""
+        ...
+
+    def settle(
+        self,
+        settlements: Sequence[Settlement],
+        pending: Sequence[PendingSend],
+        now: datetime,
+        base_backoff: float,
+        max_backoff: float,
+    ) -> int:
+        """Apply the final settlements; every other send of ``pending`` is released with its
+        next check backed off. A final status never changes. Returns sends settled."""
+        ...
+
+    def start_run(self, replica: str, now: datetime) -> int: ...
+
+    def finish_run(self, run_id: int, now: datetime, **counts: int) -> None: ...
+
+    def summary(self) -> StatusSummary: ...
 
 
 # --- status lookups (QuerySendDetails, KooMessage send-details) -----------------------------

@@ -67,13 +67,21 @@ class Stopped(Exception):
 
 
 class Stoppable:
-    """A limiter that refuses further calls once ``stopping`` is set (a cycle ends early)."""
+    """A limiter that refuses further calls once ``stopping`` is set (a cycle ends early) and
+    reports each call it lets through to ``on_call`` (a heartbeat)."""
 
-    def __init__(self, limiter: ports.RateLimiter, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        limiter: ports.RateLimiter,
+        stopping: threading.Event,
+        on_call: Callable[[], None] = lambda: None,
+    ) -> None:
         self._limiter = limiter
         self._stopping = stopping
+        self._on_call = on_call
 
     def acquire(self) -> None:
         if self._stopping.is_set():
             raise Stopped
         self._limiter.acquire()
+        self._on_call()

@@ -104,13 +104,20 @@ def db_url(
 ) -> Iterator[str]:
     """A migrated database per backend, emptied before each test."""
     backend: str = request.param
-    url = _ensure_database(backend, database_urls, tmp_path_factory.getbasetemp())
+    yield emptied_database(backend, database_urls, tmp_path_factory)
+
+
+def emptied_database(
+    backend: str, urls: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """The session's migrated database of ``backend``, every table emptied."""
+    url = _ensure_database(backend, urls, tmp_path_factory.getbasetemp())
     engine = create_db_engine(url)
     with engine.begin() as conn:
         for table in reversed(Base.metadata.sorted_tables):
             conn.execute(table.delete())
     engine.dispose()
-    yield url
+    return url
 
 
 @pytest.fixture

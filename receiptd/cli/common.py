@@ -7,13 +7,12 @@ from typing import TYPE_CHECKING, NoReturn
 
 import click
 
-from receiptd import config, logs
-from receiptd.db.engine import create_db_engine
-from receiptd.db.sends import SendStore
-from receiptd.db.store import SqlStore
+from receiptd import config, logs, wiring
 
 if TYPE_CHECKING:
     from receiptd.compensator import Compensator
+    from receiptd.db.sends import SendStore
+    from receiptd.db.store import SqlStore
 
 # Documented exit codes (README "Exit codes").
 EXIT_OK = 0
@@ -26,12 +25,6 @@ EXIT_PROVIDER = 4
 def fail(message: str, code: int = EXIT_FAILURE) -> NoReturn:
     click.echo(f"receiptd: {message}", err=True)
     sys.exit(code)
-
-
-def describe_db_error(exc: Exception) -> str:
-    """The driver's own first line (e.g. 'connection refused'), not SQLAlchemy's wrapper."""
-    orig = getattr(exc, "orig", None) or exc
-    return f"{type(orig).__name__}: {str(orig).splitlines()[0] if str(orig) else ''}"
 
 
 def settings(ctx: click.Context) -> config.Settings:
@@ -72,8 +65,7 @@ def secret_values(s: config.Settings) -> list[str]:
 
 
 def stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
-    store = SqlStore(create_db_engine(s.database_url))
-    return store, SendStore(store, s.timezone)
+    return wiring.stores(s)
 
 
 def compensator(
@@ -81,8 +73,6 @@ def compensator(
 ) -> Compensator | None:
     """The configured compensator (None without any provider); a provider configured but
     unusable (e.g. Huawei without its SDK) exits 2 naming the setting."""
-    from receiptd import wiring
-
     try:
         return wiring.compensator(s, sends, grace)
     except config.ConfigError as exc:

@@ -8,6 +8,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from receiptd.cli import common
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
+from receiptd.db.store import describe_error
 
 
 @click.group("db")
@@ -27,7 +28,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
         migrate.upgrade(engine, revision)
         after = migrate.current_revision(engine)
     except SQLAlchemyError as exc:
-        common.fail(f"database error: {common.describe_db_error(exc)}", common.EXIT_DATABASE)
+        common.fail(f"database error: {describe_error(exc)}", common.EXIT_DATABASE)
     finally:
         engine.dispose()
     if before == after:
@@ -46,7 +47,7 @@ def current(ctx: click.Context) -> None:
         rev = migrate.current_revision(engine)
         head = migrate.head_revision(engine)
     except SQLAlchemyError as exc:
-        common.fail(f"database error: {common.describe_db_error(exc)}", common.EXIT_DATABASE)
+        common.fail(f"database error: {describe_error(exc)}", common.EXIT_DATABASE)
     finally:
         engine.dispose()
     click.echo(f"{rev or '<empty>'}{' (head)' if rev == head else f' (head is {head})'}")

@@ -182,3 +182,9 @@ REPORT = cast(Table, SmsReportRow.__table__)
 INBOUND = cast(Table, SmsInboundRow.__table__)
 DEAD = cast(Table, DeadLetter.__table__)
 RUN = cast(Table, CompensatorRun.__table__)
+
+
+def claim_released(now: Any) -> dict[str, Any]:
+    """The ``sms_send`` columns every settle, backoff and expiry writes: the claim is given
+    up and the row is touched (``now`` may be a bind parameter)."""
+    return {"claimed_by": None, "claimed_until": None, "updated_at": now}

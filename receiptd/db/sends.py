@@ -4,24 +4,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from receiptd import domain, ports
 from receiptd.db import upsert
-from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND
+from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
 
 PENDING = domain.SendStatus.PENDING.value
-CLAIM_LEASE = timedelta(minutes=15)
 
 
 class SendStore:
-    """Sends on top of :class:`SqlStore`; every method is one short transaction."""
+    """``ports.SendStore`` on top of :class:`SqlStore`; every method is one short transaction.
 
-    def __init__(self, store: SqlStore, tz: Any = domain.CHINA_TZ) -> None:
+    Also serves the status API (``by_biz_id``), which is not the compensator's business.
+    """
+
+    def __init__(self, store: SqlStore, tz: tzinfo = domain.CHINA_TZ) -> None:
         self.store = store
         self.tz = tz
 
@@ -78,7 +80,7 @@ class SendStore:
         now: datetime,
         grace: timedelta,
         limit: int,
-        lease: timedelta = CLAIM_LEASE,
+        lease: timedelta = ports.CLAIM_LEASE,
     ) -> list[ports.PendingSend]:
         """Claim up to ``limit`` due pending sends for this replica.
 
@@ -113,7 +115,8 @@ class SendStore:
                 .where(SEND.c.id.in_(chunk), free, SEND.c.status == PENDING)
                 .values(claimed_by=token, claimed_until=until)
             )
-        claimed = conn.execute(select(SEND).where(SEND.c.claimed_by == token)).all()
+        mine = select(SEND).where(SEND.c.claimed_by == token).order_by(SEND.c.sent_at, SEND.c.id)
+        claimed = conn.execute(mine).all()
         return [_pending_of(r._mapping) for r in claimed]
 
     def peek_due(
@@ -125,24 +128,20 @@ class SendStore:
             lambda conn: [_pending_of(r._mapping) for r in conn.execute(query.limit(limit))]
         )
 
-    def expire_outside_window(
-        self, provider: domain.Provider, oldest_date: Any, now: datetime
-    ) -> int:
+    def expire_outside_window(self, provider: domain.Provider, oldest: date, now: datetime) -> int:
         """Settle as expired every pending send older than the provider's query window."""
         stmt = (
             update(SEND)
             .where(
                 SEND.c.provider == provider.value,
                 SEND.c.status == PENDING,
-                SEND.c.send_date < oldest_date,
+                SEND.c.send_date < oldest,
             )
             .values(
                 status=domain.SendStatus.EXPIRED.value,
                 settled_by=domain.SettledBy.WINDOW.value,
                 settled_at=now,
-                claimed_by=None,
-                claimed_until=None,
-                updated_at=now,
+                **claim_released(now),
             )
         )
         return self.store.run(lambda conn: max(int(conn.execute(stmt).rowcount), 0))
@@ -203,9 +202,7 @@ _SETTLE = (
         err_msg=bindparam("b_err_msg"),
         settled_at=bindparam("b_now"),
         check_count=SEND.c.check_count + 1,
-        claimed_by=None,
-        claimed_until=None,
-        updated_at=bindparam("b_now"),
+        **claim_released(bindparam("b_now")),
     )
 )
 _RETRY = (
@@ -214,9 +211,7 @@ _RETRY = (
     .values(
         next_check_at=bindparam("b_next"),
         check_count=SEND.c.check_count + 1,
-        claimed_by=None,
-        claimed_until=None,
-        updated_at=bindparam("b_now"),
+        **claim_released(bindparam("b_now")),
     )
 )
 
@@ -269,8 +264,8 @@ def _summary(conn: Connection) -> ports.StatusSummary:
         oldest_pending=oldest,
         last_run_started=last.started_at if last else None,
         last_run_finished=last.finished_at if last else None,
-        dead_letters=_count(conn, DEAD.c.replayed_at.is_(None)),
-        inbound=_count(conn, None, INBOUND),
+        dead_letters=_count(conn, DEAD, DEAD.c.replayed_at.is_(None)),
+        inbound=_count(conn, INBOUND),
     )
 
 
@@ -289,8 +284,8 @@ def _due(provider: domain.Provider, now: datetime, grace: timedelta) -> Any:
     )
 
 
-def _count(conn: Connection, where: Any, table: Any = None) -> int:
-    query = select(func.count()).select_from(DEAD if table is None else table)
+def _count(conn: Connection, table: Any, where: Any = None) -> int:
+    query = select(func.count()).select_from(table)
     if where is not None:
         query = query.where(where)
     return int(conn.execute(query).scalar_one())

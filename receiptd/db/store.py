@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from receiptd import domain, ports
 from receiptd.db import upsert
-from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
+from receiptd.db.models import DEAD, INBOUND, REPORT, SEND, claim_released
 
 T = TypeVar("T")
 
@@ -25,10 +25,10 @@ def translate_errors() -> Iterator[None]:
         yield
     except DBAPIError as exc:
         if exc.connection_invalidated or _is_connection_error(exc):
-            raise ports.StoreUnavailable(_describe(exc)) from exc
-        raise ports.StoreWriteError(_describe(exc)) from exc
+            raise ports.StoreUnavailable(describe_error(exc)) from exc
+        raise ports.StoreWriteError(describe_error(exc)) from exc
     except SQLAlchemyError as exc:
-        raise ports.StoreUnavailable(_describe(exc)) from exc
+        raise ports.StoreUnavailable(describe_error(exc)) from exc
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
@@ -37,9 +37,11 @@ def _is_connection_error(exc: DBAPIError) -> bool:
     return isinstance(exc, OperationalError | InterfaceError)
 
 
-def _describe(exc: SQLAlchemyError) -> str:
+def describe_error(exc: Exception) -> str:
+    """The driver's own first line (e.g. 'connection refused'), not SQLAlchemy's wrapper."""
     orig = getattr(exc, "orig", None)
-    return f"{type(orig or exc).__name__}: {str(orig or exc).splitlines()[0][:300]}"
+    first_line = (str(orig or exc).splitlines() or [""])[0]
+    return f"{type(orig or exc).__name__}: {first_line[:300]}"
 
 
 class SqlStore:
@@ -173,9 +175,7 @@ _SETTLE_FROM_REPORT = (
         err_msg=bindparam("b_err_msg"),
         settled_by=domain.SettledBy.RECEIPT.value,
         settled_at=bindparam("b_now"),
-        claimed_by=None,
-        claimed_until=None,
-        updated_at=bindparam("b_now"),
+        **claim_released(bindparam("b_now")),
     )
 )
 
@@ -217,7 +217,3 @@ def settle_from_reports(
         return 0
     result = conn.execute(_SETTLE_FROM_REPORT, params)
     return max(int(result.rowcount), 0)
-
-
-def count_rows(conn: Connection, table: Any) -> int:
-    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())

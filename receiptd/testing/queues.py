@@ -15,10 +15,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from receiptd import emulated, ports
-from receiptd.config import Settings
+from receiptd import ports
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -208,15 +207,3 @@ def _report_key(record: ports.ReportRecord) -> tuple[str, str]:
 def _inbound_key(record: ports.InboundRecord) -> tuple[str, str, str]:
     reply = record.reply
     return (reply.phone_number, reply.sequence_id, reply.dest_code)
-
-
-def emulator_settings(
-    info: Any, database_url: str = "sqlite://", *, token_mode: bool = True, **overrides: Any
-) -> Settings:
-    """Test settings for a running emulator: short long polls and socket timeouts."""
-    return emulated.settings(
-        info,
-        database_url,
-        token_mode=token_mode,
-        **{"consumer_wait_seconds": 1, "consumer_socket_timeout": 10.0, **overrides},
-    )

@@ -10,14 +10,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from receiptd import api, config, domain
+from receiptd import api, config, domain, wiring
 from receiptd.compensator import Compensator
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, FaultSpec, Profile, SeedSend
-from receiptd.providers import build_lookups
-from receiptd.providers.aliyun.dysms import AliyunStatusLookup, make_client
+from receiptd.providers.aliyun.dysms import AliyunStatusLookup
 from receiptd.ratelimit import TokenBucket
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
 
@@ -55,7 +54,7 @@ def compensator(
 ) -> Compensator:
     return Compensator(
         sends,
-        build_lookups(settings),
+        wiring.status_lookups(settings),
         limiter or CountingLimiter(),
         grace=timedelta(0),
         batch_size=batch,
@@ -102,27 +101,27 @@ def seed_send(emu: Emulator, phone: str, sent: datetime, out_id: str = "") -> Se
 
 def test_one_cycle_settles_every_send_as_the_provider_recorded(emu, settings, sends) -> None:
     info = emu.info
-    client = make_client(settings)
+    client = wiring.dysms_client(settings)
     biz_ids = set()
     for i in range(12):  # single recipients, some sharing a phone with unique OutIds
         phone = f"1380000{i % 4:04d}"
-        result = api.send_sms(
+        result = api.send_and_register(
             client,
+            sends,
             phone,
             info.sign_name,
             info.template_code,
             {"code": "1234"},
             out_id=f"order-{i}",
-            store=sends,
         )
         biz_ids.add(result.biz_id)
-    batch = api.send_sms(
+    batch = api.send_and_register(
         client,
+        sends,
         [f"1390000{i:04d}" for i in range(8)],
         info.sign_name,
         info.template_code,
         {"code": "1"},
-        store=sends,
     )
     biz_ids.add(batch.biz_id)
     assert batch.registered == 8
@@ -240,7 +239,7 @@ def test_lookup_plans_and_counts_every_call(emu, settings, sends) -> None:
     sent = datetime.now(UTC) - timedelta(hours=1)
     seed(emu, sends, [seed_send(emu, "13100000000", sent, f"x{i}") for i in range(3)])
     limiter = CountingLimiter()
-    lookup = AliyunStatusLookup(make_client(settings))
+    lookup = AliyunStatusLookup(wiring.dysms_client(settings))
     pending = sends.claim_due(domain.Provider.ALIYUN, datetime.now(UTC), timedelta(0), 10)
     result = lookup.lookup(pending, limiter)
     assert result.calls == {"ok": 1} and limiter.acquired == 1
@@ -288,7 +287,7 @@ def test_contract_fake_lookup_answers_like_the_real_one(emu, settings, sends) ->
     seed(emu, sends, seeds)
     pending = sends.claim_due(domain.Provider.ALIYUN, datetime.now(UTC), timedelta(0), 10)
     truths = {(r.biz_id, r.phone_number): Truth(r.status, r.err_code) for r in emu.records()}
-    real = AliyunStatusLookup(make_client(settings)).lookup(pending, CountingLimiter())
+    real = AliyunStatusLookup(wiring.dysms_client(settings)).lookup(pending, CountingLimiter())
     fake = FakeLookup(truths).lookup(pending, CountingLimiter())
 
     key = lambda s: s.send_id  # noqa: E731

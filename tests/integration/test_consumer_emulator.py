@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from receiptd import domain, ports
+from receiptd import domain, ports, wiring
 from receiptd.cli import main
 from receiptd.config import Settings
 from receiptd.consumer import Backoff, Consumer, ConsumeStats
@@ -22,8 +22,7 @@ from receiptd.db.store import SqlStore
 from receiptd.emulator.emulator import Emulator
 from receiptd.emulator.faults import FaultSpec
 from receiptd.health import Health
-from receiptd.providers.aliyun import mns
-from receiptd.testing.queues import emulator_settings
+from receiptd.testing.emulated import emulator_settings
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 # Full size on PostgreSQL; SQLite and MariaDB take a fifth to keep CI time reasonable.
@@ -71,7 +70,7 @@ def consume(
     for _ in range(rounds):
         c = Consumer(
             domain.MessageType.REPORT,
-            mns.queue_factory(settings, domain.MessageType.REPORT),
+            wiring.queue_factory(settings, domain.MessageType.REPORT),
             sink,
             Health(),
             threads=threads,

@@ -7,14 +7,13 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from receiptd import domain
+from receiptd import domain, wiring
 from receiptd.consumer import Consumer
 from receiptd.db.models import INBOUND, REPORT
 from receiptd.db.store import SqlStore
 from receiptd.emulator.emulator import Emulator
 from receiptd.health import Health
-from receiptd.providers.aliyun import mns
-from receiptd.testing.queues import emulator_settings
+from receiptd.testing.emulated import emulator_settings
 
 REPORT_BODY = {
     "phone_number": "13000000000",
@@ -61,7 +60,7 @@ def consume_one(engine: sa.Engine, kind: domain.MessageType, body: dict[str, obj
         settings = emulator_settings(emu.info, str(engine.url))
         consumer = Consumer(
             kind,
-            mns.queue_factory(settings, kind),
+            wiring.queue_factory(settings, kind),
             SqlStore(engine),
             Health(),
             threads=1,

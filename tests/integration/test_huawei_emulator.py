@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkkoomessage.v1 import ListAimSendDetailsRequest
 
-from receiptd import api, config, domain, ports
+from receiptd import api, config, domain, ports, wiring
 from receiptd.compensator import Compensator
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -25,7 +25,6 @@ from receiptd.emulator.emulator import (
 )
 from receiptd.emulator.koomessage import KooMessageApi, KooMessageAuth
 from receiptd.emulator.koomessage_store import SendDetail, generate
-from receiptd.providers import build_lookups
 from receiptd.providers.huawei import koomessage, windows
 from receiptd.testing.lookups import CountingLimiter
 
@@ -64,8 +63,8 @@ def huawei_settings(emu: Emulator, secret: str = SK, **extra: Any) -> config.Set
 
 
 def lookup_for(emu: Emulator, secret: str = SK) -> koomessage.HuaweiLookup:
-    lookup = koomessage.build_huawei_lookup(huawei_settings(emu, secret))
-    assert lookup is not None
+    lookup = wiring.providers.huawei_lookup(huawei_settings(emu, secret))
+    assert isinstance(lookup, koomessage.HuaweiLookup)
     return lookup
 
 
@@ -194,8 +193,7 @@ def test_a_429_is_lookup_throttled(emu: Emulator) -> None:
 
 def test_a_refused_connection_is_lookup_unavailable(emu: Emulator) -> None:
     settings = huawei_settings(emu).model_copy(update={"huawei_endpoint": "http://127.0.0.1:9"})
-    lookup = koomessage.build_huawei_lookup(settings)
-    assert lookup is not None
+    lookup = wiring.providers.huawei_lookup(settings)
     with pytest.raises(ports.LookupUnavailable, match="unreachable"):
         lookup.lookup(one_send(), CountingLimiter())
 
@@ -381,7 +379,7 @@ def test_one_compensation_cycle_settles_aliyun_and_huawei_sends(
     koo.store.add(details)
     register(store, details)
 
-    lookups = build_lookups(settings)
+    lookups = wiring.status_lookups(settings)
     assert [lk.provider for lk in lookups] == [domain.Provider.ALIYUN, domain.Provider.HUAWEI]
     summary = Compensator(
         store,

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from receiptd import domain, ports
+from receiptd import domain, ports, wiring
 from receiptd.emulator.emulator import Emulator
-from receiptd.providers.aliyun import mns
-from receiptd.testing.queues import InMemoryQueue, emulator_settings
+from receiptd.testing.emulated import emulator_settings
+from receiptd.testing.queues import InMemoryQueue
 
 
 @dataclass
@@ -28,7 +28,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
         return
     with Emulator(profile="default") as emu:
         settings = emulator_settings(emu.info, token_mode=request.param == "mns-token")
-        queue = mns.queue_factory(settings, domain.MessageType.REPORT)()
+        queue = wiring.queue_factory(settings, domain.MessageType.REPORT)()
         backing = emu.mns.queue(emu.info.report_queue)
         yield Harness(
             queue,

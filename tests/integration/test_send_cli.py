@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from receiptd import wiring
 from receiptd.cli import main
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
@@ -182,7 +183,7 @@ def test_send_sms_retries_throttling_but_not_server_errors(emu, sends) -> None:
         aliyun_access_key_secret=info.access_key_secret,
         aliyun_dysms_endpoint=info.dysms_endpoint,
     )
-    client = dysms.make_client(settings)
+    client = wiring.dysms_client(settings)
     fast = dysms.RetryPolicy(attempts=8, base=0.01, cap=0.05)
     emu.reset_calls()
     emu.set_faults("dysms", FaultSpec(throttle_rate=0.5, seed=4))  # seed 4: throttle, throttle, OK
@@ -196,7 +197,7 @@ def test_send_sms_retries_throttling_but_not_server_errors(emu, sends) -> None:
     emu.reset_calls()
     emu.set_faults("dysms", FaultSpec(error_rate=1.0))
     with pytest.raises(dysms.DysmsError) as raised:
-        api.send_sms(client, "13800000078", info.sign_name, info.template_code, store=sends)
+        api.send_and_register(client, sends, "13800000078", info.sign_name, info.template_code)
     assert raised.value.kind == "unavailable"
     assert len(emu.calls("SendSms")) == 1  # a 5xx may have sent the SMS: never re-sent
 

@@ -7,18 +7,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiptd import domain
+from receiptd import domain, wiring
 from receiptd.emulator.emulator import Emulator
 from receiptd.emulator.faults import FaultSpec
-from receiptd.providers.aliyun.mns import MnsCredentials
+from receiptd.providers.aliyun.credentials import MnsCredentials
 from receiptd.providers.aliyun.token import (
-    DybaseTokenFetcher,
     QueueToken,
     TokenCache,
     TokenError,
     parse_expire_time,
 )
-from receiptd.testing.queues import emulator_settings
+from receiptd.testing.emulated import emulator_settings
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 REPORT = domain.MessageType.REPORT
@@ -108,7 +107,7 @@ def test_threads_share_one_fetch() -> None:
 
 def test_real_client_against_emulator() -> None:
     with Emulator(profile="default", token_lifetime=600.0) as emu:
-        fetcher = DybaseTokenFetcher.from_settings(emulator_settings(emu.info))
+        fetcher = wiring.token_fetcher(emulator_settings(emu.info))
         token = fetcher(domain.MessageType.UP, emu.info.up_queue)
         issued = emu.credentials.get(token.credentials.access_key_id)
         assert issued is not None and issued.queue == emu.info.up_queue
@@ -121,7 +120,7 @@ def test_real_client_against_emulator() -> None:
 def test_provider_errors_raise_token_error() -> None:
     with Emulator(profile="default") as emu:
         emu.set_faults("dybase", FaultSpec(error_rate=1.0))
-        fetcher = DybaseTokenFetcher.from_settings(emulator_settings(emu.info))
+        fetcher = wiring.token_fetcher(emulator_settings(emu.info))
         with pytest.raises(TokenError, match="QueryTokenForMnsQueue"):
             fetcher(REPORT, emu.info.report_queue)
 
@@ -130,4 +129,4 @@ def test_wrong_key_raises_token_error() -> None:
     with Emulator(profile="default") as emu:
         settings = emulator_settings(emu.info, aliyun_access_key_secret="wrong-secret")
         with pytest.raises(TokenError):
-            DybaseTokenFetcher.from_settings(settings)(REPORT, emu.info.report_queue)
+            wiring.token_fetcher(settings)(REPORT, emu.info.report_queue)

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from receiptd import emulated
 from receiptd.emulator import Emulator
+from receiptd.testing import emulated
 
 
 def free_port() -> int:

@@ -1,7 +1,7 @@
 """Provider faults: 10 % of MNS, Dysmsapi and Dybaseapi calls fail (5xx, resets, throttling)
 or answer slowly, every queue token expires mid-run, and 30 % of receipts are lost.
 
-Sends go out through ``receiptd.api.send_sms``; the daemon must store every receipt once,
+Sends go out through ``receiptd.api.send_and_register``; the daemon must store every receipt once,
 settle every registered send with the provider's true status (the lost ones by query), stay
 up, exit 0 on SIGTERM, and keep the compensator within its rate limit.
 """
@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from receiptd import api
+from receiptd import api, wiring
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, FaultSpec, Profile, SendRecord
 from receiptd.providers.aliyun import dysms
 from receiptd.ratelimit import default_burst
-from receiptd.testing.queues import emulator_settings
+from receiptd.testing.emulated import emulator_settings
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, max_in_window, queue_total
 
@@ -70,7 +70,7 @@ def _send_all(emu: Emulator, pg_url: str) -> tuple[int, int]:
     """SendSms + registration through receiptd.api; a failed call is retried like an
     application would. Returns (registered recipients, failed attempts)."""
     settings = emulator_settings(emu.info, pg_url)
-    client = dysms.make_client(settings)
+    client = wiring.dysms_client(settings)
     engine = create_db_engine(pg_url)
     store = SendStore(SqlStore(engine), settings.timezone)
     registered = failures = 0
@@ -79,14 +79,14 @@ def _send_all(emu: Emulator, pg_url: str) -> tuple[int, int]:
             numbers = [f"137{n * NUMBERS_PER_SEND + k:08d}" for k in range(NUMBERS_PER_SEND)]
             for _attempt in range(20):
                 try:
-                    result = api.send_sms(
+                    result = api.send_and_register(
                         client,
+                        store,
                         numbers,
                         emu.info.sign_name,
                         emu.info.template_code,
                         {"code": f"{n:04d}"},
                         f"order-{n}",
-                        store,
                     )
                 except dysms.DysmsError:
                     failures += 1

@@ -22,14 +22,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from receiptd import api
+from receiptd import api, wiring
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, Profile
 from receiptd.emulator.credentials import Credential, KeyKind
-from receiptd.providers.aliyun import dysms
-from receiptd.testing.queues import emulator_settings
+from receiptd.testing.emulated import emulator_settings
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import CutProxy, Db, find_secrets, raw_request, receipt_fields
 
@@ -129,16 +128,16 @@ def _send(emu: Emulator, pg_url: str) -> list[str]:
     engine = create_db_engine(pg_url)
     try:
         store = SendStore(SqlStore(engine), settings.timezone)
-        client = dysms.make_client(settings)
+        client = wiring.dysms_client(settings)
         return [
-            api.send_sms(
+            api.send_and_register(
                 client,
+                store,
                 PHONES[i : i + 2],
                 emu.info.sign_name,
                 emu.info.template_code,
                 {"code": "8642"},
                 f"secret-{i}",
-                store,
             ).biz_id
             for i in range(0, len(PHONES) - 2, 2)
         ]

@@ -1,18 +1,17 @@
-"""The compensator core over a real SQLite SendStore and in-memory lookups (no sockets)."""
+"""The compensator core over the in-memory send store and lookups: no database, no sockets.
+
+The same store rules run against SQLite, PostgreSQL and MariaDB in
+tests/integration/test_send_store_contract.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from receiptd import domain, metrics, ports
 from receiptd.compensator import Compensator
-from receiptd.db import migrate
-from receiptd.db.engine import create_db_engine
-from receiptd.db.sends import SendStore
-from receiptd.db.store import SqlStore
+from receiptd.testing import InMemorySendStore as SendStore
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 12:00 in China
@@ -20,11 +19,12 @@ ALIYUN, HUAWEI = domain.Provider.ALIYUN, domain.Provider.HUAWEI
 
 
 @pytest.fixture
-def sends(tmp_path) -> Iterator[SendStore]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    migrate.upgrade(engine)
-    yield SendStore(SqlStore(engine))
-    engine.dispose()
+def sends() -> SendStore:
+    return SendStore()
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 def register(store: SendStore, *specs: tuple[str, str, timedelta], provider=ALIYUN, out_id=None):
@@ -104,7 +104,8 @@ def test_window_edges_expire_without_a_call(sends: SendStore) -> None:
     register(sends, *[(biz, "13800000001", age) for biz, age in days.items()])
     truths = {(biz, "13800000001"): Truth(3, "DELIVERED") for biz in days}
     lookup = FakeLookup(truths)
-    before = metrics.SETTLED.labels("aliyun", "window")._value.get()
+    window = {"provider": "aliyun", "path": "window"}
+    before = sample("receiptd_sends_settled_total", window)
 
     summary = compensator(sends, lookup).run_once()
 
@@ -116,7 +117,7 @@ def test_window_edges_expire_without_a_call(sends: SendStore) -> None:
     }
     assert sorted(q.biz_id or "" for q in lookup.calls) == ["d29^0", "d30^0"]
     assert summary.expired == 2 and summary.settled == {"window": 2, "query": 2}
-    assert metrics.SETTLED.labels("aliyun", "window")._value.get() == before + 2
+    assert sample("receiptd_sends_settled_total", window) == before + 2
 
 
 def test_claimed_send_outside_a_lookups_own_window_expires(sends: SendStore) -> None:
@@ -181,8 +182,10 @@ def test_dry_run_plans_without_claiming(sends: SendStore) -> None:
 def test_gauges_follow_the_summary(sends: SendStore) -> None:
     register(sends, ("p^0", "13800000003", timedelta(hours=1)))
     compensator(sends, FakeLookup()).run_once()
-    assert metrics.SENDS.labels("aliyun", "pending")._value.get() == 1
-    assert metrics.OLDEST_PENDING.labels("aliyun")._value.get() == pytest.approx(3600, abs=1)
+    pending = {"provider": "aliyun", "status": "pending"}
+    assert sample("receiptd_sends", pending) == 1
+    age = sample("receiptd_oldest_pending_seconds", {"provider": "aliyun"})
+    assert age == pytest.approx(3600, abs=1)
 
 
 def test_stop_ends_the_cycle_without_further_calls_and_releases_claims(sends: SendStore) -> None:
@@ -214,3 +217,25 @@ def test_stop_ends_the_cycle_without_further_calls_and_releases_claims(sends: Se
     assert summary.providers[0].error is None
     rows = [r for b, _, _ in specs for r in sends.by_biz_id(b)]
     assert all(r["status"] == "pending" and r["claimed_by"] is None for r in rows)
+
+
+def test_heartbeats_before_every_call_and_after_every_batch(sends: SendStore) -> None:
+    specs = [(f"h{i}^0", f"1380000{i:04d}", timedelta(hours=2)) for i in range(25)]
+    register(sends, *specs)
+    beats: list[int] = []
+    lookup = FakeLookup({(b, p): Truth(3, "DELIVERED") for b, p, _ in specs})
+    comp = Compensator(
+        sends,
+        [lookup],
+        CountingLimiter(),
+        grace=timedelta(0),
+        batch_size=10,
+        base_backoff=300.0,
+        max_backoff=3600.0,
+        replica="test",
+        clock=lambda: NOW,
+        heartbeat=lambda: beats.append(len(lookup.calls)),
+    )
+    comp.run_once()
+    assert len(lookup.calls) == 25
+    assert len(beats) == 25 + 3  # one per call, one per batch of 10, 10, 5

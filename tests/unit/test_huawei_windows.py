@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from receiptd import domain, metrics, ports
 from receiptd.providers.huawei import koomessage, matching, windows
 from receiptd.testing.lookups import CountingLimiter
+from receiptd.wiring.providers import huawei_lookup
 
 NOW = datetime(2025, 6, 1, 12, 0, 0, tzinfo=UTC)
 T0 = datetime(2025, 6, 1, 0, 0, 0, tzinfo=UTC)
@@ -418,17 +419,18 @@ def test_in_window_and_oldest_send_date_agree() -> None:
     assert oldest == (NOW - timedelta(days=365) + windows.EDGE).astimezone(domain.CHINA_TZ).date()
 
 
-def test_build_returns_none_unless_configured() -> None:
+def test_no_lookup_is_built_unless_configured() -> None:
     from receiptd.config import Settings
+    from receiptd.wiring import status_lookups
 
-    assert koomessage.build_huawei_lookup(Settings()) is None
+    assert [lookup.provider for lookup in status_lookups(Settings())] == []
 
 
 def test_build_without_a_secret_is_a_config_error() -> None:
     from receiptd.config import ConfigError, Settings
 
     with pytest.raises(ConfigError, match="huawei_secret_access_key"):
-        koomessage.build_huawei_lookup(Settings(huawei_access_key_id="AK"))
+        huawei_lookup(Settings(huawei_access_key_id="AK"))
 
 
 def test_build_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -445,6 +447,5 @@ def test_build_without_the_sdk_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(builtins, "__import__", no_huawei)
     settings_ = Settings(huawei_access_key_id="AK", huawei_secret_access_key="SK")
-    with pytest.raises(ConfigError, match=r"pip install 'receiptd\[huawei\]'") as caught:
-        koomessage.build_huawei_lookup(settings_)
-    assert isinstance(caught.value, ImportError)  # the compensator's seam logs and skips it
+    with pytest.raises(ConfigError, match=r"pip install 'receiptd\[huawei\]'"):
+        huawei_lookup(settings_)

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from receiptd import ports
-from receiptd.providers.aliyun.mns import MnsCredentials, MnsReceiptQueue, StaticCredentials
+from receiptd.providers.aliyun.credentials import MnsCredentials, StaticCredentials
+from receiptd.providers.aliyun.mns import MnsReceiptQueue
 
 
 @pytest.fixture

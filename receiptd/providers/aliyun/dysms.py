@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
 import structlog
@@ -24,7 +24,8 @@ from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client
 from Tea.exceptions import TeaException
 
-from receiptd import config, domain, metrics, planning, ports
+from receiptd import domain, metrics, planning, ports
+from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.openapi import tea_config
 
 log = structlog.get_logger(__name__)
@@ -77,17 +78,9 @@ class SendReceipt:
     request_id: str | None
 
 
-def make_client(settings: config.Settings) -> Client:
-    """A Dysmsapi client with the configured endpoint, credentials and timeouts."""
-    return Client(
-        tea_config(
-            settings.aliyun_dysms_endpoint,
-            settings.aliyun_access_key_id,
-            settings.aliyun_access_key_secret.get_secret_value(),
-            settings.aliyun_region,
-            settings.aliyun_request_timeout,
-        )
-    )
+def make_client(access: OpenApiAccess) -> Client:
+    """A Dysmsapi client with these credentials, endpoint and timeouts."""
+    return Client(tea_config(access))
 
 
 def _call(call: Callable[[], Any]) -> Any:
@@ -144,7 +137,7 @@ class AliyunStatusLookup:
         self,
         client: Client,
         *,
-        tz: Any = domain.CHINA_TZ,
+        tz: tzinfo = domain.CHINA_TZ,
         retry: RetryPolicy = RetryPolicy(attempts=3, base=0.2, cap=2.0),
         concurrency: int = 1,
     ) -> None:
@@ -153,15 +146,11 @@ class AliyunStatusLookup:
         self.retry = retry
         self.concurrency = max(1, concurrency)
 
-    @classmethod
-    def from_settings(
-        cls, settings: config.Settings, concurrency: int | None = None
-    ) -> AliyunStatusLookup:
-        """One worker thread per ~200 calls/s of the configured rate (a thread signs and sends
-        a few hundred requests a second), at most 16."""
-        if concurrency is None:
-            concurrency = min(16, math.ceil(settings.compensator_rate_limit / 200))
-        return cls(make_client(settings), tz=settings.timezone, concurrency=concurrency)
+    @staticmethod
+    def concurrency_for(rate_limit: float) -> int:
+        """One worker thread per ~200 calls/s of the rate (a thread signs and sends a few
+        hundred requests a second), at most 16."""
+        return min(16, math.ceil(rate_limit / 200))
 
     @property
     def provider(self) -> domain.Provider:

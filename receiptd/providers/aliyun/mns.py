@@ -1,22 +1,21 @@
 """The receipt-queue adapter over aliyun-mns-sdk (see docs/spec mns.md for the SDK's quirks).
 
 One :class:`MnsReceiptQueue` owns one SDK ``Account`` and therefore one keep-alive HTTP
-connection, which the SDK uses without a lock: build one adapter per thread (``queue_factory``
-returns a factory for exactly that). No SDK exception type leaves this module.
+connection, which the SDK uses without a lock: build one adapter per thread (``receiptd.wiring``
+builds a factory for exactly that). No SDK exception type leaves this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase, MNSServerException
 
-from receiptd import domain, ports
-from receiptd.config import Settings
+from receiptd import ports
+from receiptd.providers.aliyun.credentials import CredentialSource, MnsCredentials
 
 # Codes that mean "these credentials are refused": refresh the token, then retry.
 AUTH_CODES = frozenset(
@@ -30,32 +29,6 @@ AUTH_CODES = frozenset(
 )
 # Batch-delete answers that mean "this handle is gone" rather than "the call failed".
 _HANDLE_CODES = frozenset({"ReceiptHandleError", "MessageNotExist"})
-
-
-@dataclass(frozen=True, slots=True)
-class MnsCredentials:
-    access_key_id: str
-    access_key_secret: str = field(repr=False)
-    security_token: str = field(default="", repr=False)
-
-
-class CredentialSource(Protocol):
-    """Where an adapter gets its keys: fixed (direct mode) or a token cache (token mode)."""
-
-    def current(self) -> MnsCredentials: ...
-
-    def invalidate(self, credentials: MnsCredentials) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class StaticCredentials:
-    credentials: MnsCredentials
-
-    def current(self) -> MnsCredentials:
-        return self.credentials
-
-    def invalidate(self, credentials: MnsCredentials) -> None:
-        """Fixed keys cannot be refreshed; the auth error surfaces to the loop's backoff."""
 
 
 class MnsReceiptQueue:
@@ -178,37 +151,3 @@ def _delete_failure(error: dict[str, str]) -> ports.DeleteFailure:
     return ports.DeleteFailure(
         error.get("ReceiptHandle", ""), error.get("ErrorCode", ""), error.get("ErrorMessage", "")
     )
-
-
-def queue_name(settings: Settings, kind: domain.MessageType) -> str:
-    return settings.report_queue if kind is domain.MessageType.REPORT else settings.up_queue
-
-
-def queue_factory(settings: Settings, kind: domain.MessageType) -> Callable[[], ports.ReceiptQueue]:
-    """A factory of per-thread adapters for one queue kind, in token or direct mode.
-
-    Token mode shares one token cache between the threads of the kind (one token per message
-    type); every adapter rebuilds its Account when that token changes.
-    """
-    from receiptd.providers.aliyun import token
-
-    name = queue_name(settings, kind)
-    source: CredentialSource
-    if settings.token_mode:
-        endpoint = settings.aliyun_alicom_mns_endpoint
-        source = token.TokenCache(token.DybaseTokenFetcher.from_settings(settings), kind, name)
-    else:
-        endpoint = str(settings.aliyun_mns_endpoint)
-        source = StaticCredentials(
-            MnsCredentials(
-                settings.aliyun_access_key_id,
-                settings.aliyun_access_key_secret.get_secret_value(),
-                settings.aliyun_security_token.get_secret_value(),
-            )
-        )
-    timeout = settings.consumer_socket_timeout
-
-    def make() -> ports.ReceiptQueue:
-        return MnsReceiptQueue(endpoint, name, source, timeout)
-
-    return make

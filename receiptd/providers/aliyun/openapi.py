@@ -7,6 +7,8 @@ from urllib.parse import urlsplit
 
 from alibabacloud_tea_openapi.utils_models import Config
 
+from receiptd.providers.aliyun.credentials import OpenApiAccess
+
 
 @dataclass(frozen=True, slots=True)
 class ApiEndpoint:
@@ -23,22 +25,16 @@ class ApiEndpoint:
         return cls(parts.netloc, parts.scheme)
 
 
-def tea_config(
-    endpoint: str,
-    access_key_id: str,
-    access_key_secret: str,
-    region_id: str,
-    timeout_seconds: float,
-) -> Config:
+def tea_config(access: OpenApiAccess) -> Config:
     """A client Config with bounded connect and read timeouts (the SDK takes milliseconds)."""
-    parsed = ApiEndpoint.parse(endpoint)
-    millis = int(timeout_seconds * 1000)
+    parsed = ApiEndpoint.parse(access.endpoint)
+    millis = int(access.timeout_seconds * 1000)
     return Config(
-        access_key_id=access_key_id,
-        access_key_secret=access_key_secret,
+        access_key_id=access.access_key_id,
+        access_key_secret=access.access_key_secret,
         endpoint=parsed.host,
         protocol=parsed.protocol,
-        region_id=region_id,
+        region_id=access.region_id,
         connect_timeout=min(millis, 5000),
         read_timeout=millis,
     )

@@ -12,13 +12,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from receiptd import domain, metrics, ports
-from receiptd.config import Settings
+from receiptd.clock import Clock, utc_now
 from receiptd.logs import get_logger
-from receiptd.providers.aliyun.mns import MnsCredentials
+from receiptd.providers.aliyun.credentials import MnsCredentials, OpenApiAccess
 from receiptd.providers.aliyun.openapi import tea_config
 
 log = get_logger(__name__)
@@ -48,11 +48,6 @@ def parse_expire_time(value: str) -> datetime:
 
 
 Fetch = Callable[[domain.MessageType, str], QueueToken]
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class DybaseTokenFetcher:
@@ -64,17 +59,11 @@ class DybaseTokenFetcher:
         self._lock = threading.Lock()  # the Tea client is not documented as thread-safe
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> DybaseTokenFetcher:
+    def connect(cls, access: OpenApiAccess) -> DybaseTokenFetcher:
+        """A fetcher over a new Dybaseapi client for these keys."""
         from alibabacloud_dybaseapi20170525.client import Client
 
-        config = tea_config(
-            settings.aliyun_dybase_endpoint,
-            settings.aliyun_access_key_id,
-            settings.aliyun_access_key_secret.get_secret_value(),
-            settings.aliyun_region,
-            settings.aliyun_request_timeout,
-        )
-        return cls(Client(config))
+        return cls(Client(tea_config(access)))
 
     def __call__(self, message_type: domain.MessageType, queue_name: str) -> QueueToken:
         from alibabacloud_dybaseapi20170525 import models

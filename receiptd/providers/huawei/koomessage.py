@@ -17,10 +17,11 @@ import logging
 import types
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-from receiptd import config, domain, metrics, ports
+from receiptd import domain, metrics, ports
 from receiptd.logs import get_logger
 from receiptd.providers.huawei import matching, windows
 
@@ -34,12 +35,20 @@ SDK_MISSING = (
 )
 
 
-class HuaweiSdkMissing(config.ConfigError, ImportError):
-    """Huawei is configured but ``huaweicloudsdkkoomessage`` is not installed.
+class HuaweiSdkMissing(ImportError):
+    """Huawei is configured but ``huaweicloudsdkkoomessage`` is not installed (the wiring
+    turns this into a configuration error: exit code 2)."""
 
-    A ConfigError for the CLI (exit code 2) and an ImportError for the compensator's seam,
-    which logs and skips a provider it cannot build.
-    """
+
+@dataclass(frozen=True, slots=True)
+class KooMessageAccess:
+    """Where KooMessage is and the AK/SK to sign with; ``project_id`` is optional."""
+
+    endpoint: str
+    access_key_id: str
+    secret_access_key: str = field(repr=False)
+    project_id: str = ""
+    timeout_seconds: float = 10.0
 
 
 class SendDetailsApi(Protocol):
@@ -202,53 +211,33 @@ def _import_sdk() -> Any:
     )
 
 
-def build_client(settings: config.Settings, sdk: Any) -> Any:
-    """A KooMessageClient for the configured endpoint, AK/SK and bounded timeouts.
+def build_client(access: KooMessageAccess, sdk: Any) -> Any:
+    """A KooMessageClient for the endpoint, AK/SK and bounded timeouts.
 
     ``with_endpoints`` (not ``with_region``) keeps the SDK from asking IAM for a project id;
-    ``X-Project-Id`` is sent only when ``huawei_project_id`` is set. The SDK's own retries are
-    off (``retry_times=0``): the compensator backs off a failed lookup itself.
+    ``X-Project-Id`` is sent only when a project id is set. The SDK's own retries are off
+    (``retry_times=0``): the compensator backs off a failed lookup itself.
     """
-    timeout = settings.aliyun_request_timeout
+    timeout = access.timeout_seconds
     # The SDK logs transport errors on its own non-propagating logger, which would reach
     # stderr through logging's last-resort handler; receiptd reports them as events instead.
     sdk_log = logging.getLogger("HuaweiCloud-SDK-KooMessageClient")
     if not sdk_log.handlers:
         sdk_log.addHandler(logging.NullHandler())
     credentials = sdk.BasicCredentials(
-        settings.huawei_access_key_id,
-        settings.huawei_secret_access_key.get_secret_value(),
-        settings.huawei_project_id or None,
+        access.access_key_id, access.secret_access_key, access.project_id or None
     )
     http = sdk.HttpConfig(timeout=(min(5.0, timeout), timeout), retry_times=0)
     return (
         sdk.KooMessageClient.new_builder()
         .with_credentials(credentials)
-        .with_endpoints([settings.huawei_endpoint])
+        .with_endpoints([access.endpoint])
         .with_http_config(http)
         .build()
     )
 
 
-def build_huawei_lookup(settings: config.Settings) -> HuaweiLookup | None:
-    """The Huawei lookup when ``huawei_access_key_id`` is set, else None.
-
-    Raises HuaweiSdkMissing without the extra and ConfigError without a secret key.
-    """
-    if not settings.huawei_configured:
-        return None
-    if not settings.huawei_secret_access_key.get_secret_value():
-        raise config.ConfigError(
-            "invalid setting huawei_secret_access_key: required when huawei_access_key_id is set"
-        )
+def connect_lookup(access: KooMessageAccess, tz: tzinfo = domain.CHINA_TZ) -> HuaweiLookup:
+    """The Huawei lookup over a new SDK client; HuaweiSdkMissing without the extra."""
     sdk = _import_sdk()
-    api = SdkSendDetails(build_client(settings, sdk), sdk)
-    return HuaweiLookup(api, tz=settings.timezone)
-
-
-def build_lookup(settings: config.Settings) -> HuaweiLookup:
-    """``receiptd.providers.build_lookups``'s seam (called only when Huawei is configured)."""
-    lookup = build_huawei_lookup(settings)
-    if lookup is None:
-        raise config.ConfigError("huawei_access_key_id is not set")
-    return lookup
+    return HuaweiLookup(SdkSendDetails(build_client(access, sdk), sdk), tz=tz)

@@ -1,26 +1,31 @@
-"""Builds the core objects from Settings: the one place that joins the core to its adapters.
-
-Used by the CLI commands (`run`, `consume`, `compensate`) and the demo, so each is wired the
-same way.
-"""
+"""The core objects built from Settings: stores, consumers, the compensator."""
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 
-from receiptd import compensator as compensation
 from receiptd import config, domain, ports
+from receiptd.compensator import Compensator
 from receiptd.consumer import Consumer
+from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
+from receiptd.db.store import SqlStore
 from receiptd.health import Health
 from receiptd.ratelimit import TokenBucket, default_burst
+from receiptd.wiring import providers
 
 
 def replica_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def stores(settings: config.Settings) -> tuple[SqlStore, SendStore]:
+    """The receipt store and the send registry over one new engine."""
+    store = SqlStore(create_db_engine(settings.database_url))
+    return store, SendStore(store, settings.timezone)
 
 
 def consumers(
@@ -31,8 +36,6 @@ def consumers(
 ) -> list[Consumer]:
     """One consumer per queue kind with the configured threads (at least one: a kind asked
     for explicitly always gets a thread)."""
-    from receiptd.providers.aliyun import mns
-
     threads = {
         domain.MessageType.REPORT: settings.consumer_report_threads,
         domain.MessageType.UP: settings.consumer_up_threads,
@@ -40,7 +43,7 @@ def consumers(
     return [
         Consumer(
             kind,
-            mns.queue_factory(settings, kind),
+            providers.queue_factory(settings, kind),
             sink,
             health,
             threads=max(threads[kind], 1),
@@ -70,18 +73,33 @@ def daemon_consumers(
 
 
 def compensator(
-    settings: config.Settings, sends: SendStore, grace: float | None = None
-) -> compensation.Compensator | None:
+    settings: config.Settings,
+    sends: ports.SendStore,
+    grace: float | None = None,
+    heartbeat: Callable[[], None] | None = None,
+) -> Compensator | None:
     """The configured compensator, or None when no provider is configured.
 
-    Raises config.ConfigError when a provider is configured but unusable.
+    Rate, batch, grace and backoff come from the settings: a still-pending send is checked
+    again after one interval, doubling per check, capped. Raises config.ConfigError when a
+    provider is configured but unusable.
     """
+    lookups = providers.status_lookups(settings)
+    if not lookups:
+        return None
     rate = settings.compensator_rate_limit
-    comp = compensation.from_settings(
-        settings,
+    return Compensator(
         sends,
+        lookups,
         TokenBucket(rate, default_burst(rate)),
+        grace=timedelta(seconds=settings.compensator_grace if grace is None else grace),
+        batch_size=settings.compensator_batch_size,
+        base_backoff=settings.compensator_interval,
+        max_backoff=settings.compensator_max_backoff,
         replica=replica_name(),
-        grace=None if grace is None else timedelta(seconds=grace),
+        heartbeat=heartbeat or _nothing,
     )
-    return comp if comp.lookups else None
+
+
+def _nothing() -> None:
+    return None

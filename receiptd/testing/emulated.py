@@ -60,3 +60,15 @@ def environ(
         env[ENV_PREFIX + name.upper()] = str(value)
     env.update(extra or {})
     return env
+
+
+def emulator_settings(
+    info: Any, database_url: str = "sqlite://", *, token_mode: bool = True, **overrides: Any
+) -> Settings:
+    """Test settings for a running emulator: short long polls and socket timeouts."""
+    return settings(
+        info,
+        database_url,
+        token_mode=token_mode,
+        **{"consumer_wait_seconds": 1, "consumer_socket_timeout": 10.0, **overrides},
+    )

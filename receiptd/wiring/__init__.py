@@ -1,0 +1,31 @@
+"""All construction: Settings in, core objects joined to their adapters out.
+
+The only package that reads ``Settings`` beyond the CLI, and the only one that knows both the
+core (consumer, compensator, service) and the adapters (``receiptd.db``,
+``receiptd.providers``). ``receiptd run``, ``consume``, ``compensate``, the demo and the
+benchmarks are all wired here, so each is wired the same way. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from receiptd.wiring.core import compensator, consumers, daemon_consumers, replica_name, stores
+from receiptd.wiring.providers import (
+    dysms_client,
+    queue_factory,
+    queue_name,
+    status_lookups,
+    token_fetcher,
+)
+
+__all__ = [
+    "compensator",
+    "consumers",
+    "daemon_consumers",
+    "dysms_client",
+    "queue_factory",
+    "queue_name",
+    "replica_name",
+    "status_lookups",
+    "stores",
+    "token_fetcher",
+]

@@ -1,0 +1,96 @@
+"""``receiptd run`` assembled: loops, jobs, probes and the ops server from Settings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from pydantic import SecretStr
+
+from receiptd import config
+from receiptd.db.sends import SendStore
+from receiptd.db.store import SqlStore
+from receiptd.health import Health
+from receiptd.http import Check, OpsApp, OpsServer, Probes, run_check
+from receiptd.notify import Notifier
+from receiptd.service import Job, Service, ServiceParts
+from receiptd.wiring import core
+
+COMPENSATOR_JOB = "compensator"
+
+
+def service(
+    settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
+) -> tuple[Service, Callable[[], bool]]:
+    """The daemon and its readiness test (True once every readiness check passes).
+
+    Raises config.ConfigError for a configured but unusable provider and OSError when the
+    ops address cannot be bound.
+    """
+    readiness = {"database": database_check(store), "queues": queues_check(health)}
+    app = OpsApp(
+        Probes({"loops": liveness_check(health, settings.heartbeat_timeout)}, readiness),
+        status_token=_secret(settings.status_api_token),
+        lookup=sends.by_biz_id,
+        register=lambda new: sends.register(new, datetime.now(UTC)),
+        show_phone_numbers=settings.log_show_phone_numbers,
+    )
+    host, port = config.split_host_port(settings.http_addr)
+    parts = ServiceParts(
+        loops=core.daemon_consumers(settings, store, health),
+        jobs=_jobs(settings, sends, health),
+        server=OpsServer(app, host, port),
+        health=health,
+        notifier=Notifier(),
+        heartbeat_timeout=settings.heartbeat_timeout,
+        shutdown_timeout=settings.shutdown_timeout,
+        dispose=store.engine.dispose,
+    )
+
+    def ready() -> bool:
+        return all(run_check(check)[0] for check in readiness.values())
+
+    return Service(parts), ready
+
+
+def _jobs(settings: config.Settings, sends: SendStore, health: Health) -> list[Job]:
+    jobs: list[Job] = []
+    if settings.compensator_enabled:
+        beat = f"job.{COMPENSATOR_JOB}"
+        comp = core.compensator(settings, sends, heartbeat=lambda: health.heartbeat(beat))
+        if comp is not None:
+            jobs.append(
+                Job(COMPENSATOR_JOB, comp.run_once, settings.compensator_interval, stop=comp.stop)
+            )
+    return jobs
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value else None
+
+
+def database_check(store: SqlStore) -> Check:
+    def check() -> tuple[bool, str]:
+        store.ping()
+        return True, "reachable"
+
+    return check
+
+
+def queues_check(health: Health) -> Check:
+    def check() -> tuple[bool, str]:
+        loops = {n: s for n, s in health.snapshot().items() if n.startswith("consumer.")}
+        if not loops:
+            return True, "no queues configured"
+        failing = [n for n, s in loops.items() if s.last_error or s.last_success is None]
+        return (not failing, "failing: " + ", ".join(sorted(failing)) if failing else "polled")
+
+    return check
+
+
+def liveness_check(health: Health, threshold: float) -> Check:
+    def check() -> tuple[bool, str]:
+        stale = health.stale_loops(threshold)
+        return (not stale, f"stale: {', '.join(stale)}" if stale else "heartbeating")
+
+    return check

@@ -1,0 +1,172 @@
+"""One contract, two send stores: ``InMemorySendStore`` and the SQL store on every database.
+
+The compensator's unit tests run on the in-memory twin; this suite is what makes that honest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+
+from receiptd import domain, ports
+from receiptd.db.engine import create_db_engine
+from receiptd.db.sends import SendStore
+from receiptd.db.store import SqlStore
+from receiptd.testing import InMemorySendStore
+from tests.conftest import BACKENDS, emptied_database
+
+NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 12:00 in China
+ALIYUN, HUAWEI = domain.Provider.ALIYUN, domain.Provider.HUAWEI
+GRACE = timedelta(minutes=5)
+DELIVERED, FAILED, EXPIRED = (
+    domain.SendStatus.DELIVERED,
+    domain.SendStatus.FAILED,
+    domain.SendStatus.EXPIRED,
+)
+
+
+class Store:
+    """The store under test plus the by_biz_id view both implementations offer."""
+
+    def __init__(self, store: ports.SendStore) -> None:
+        self.port = store
+        self._view = store
+
+    def row(self, biz_id: str) -> dict[str, object]:
+        (row,) = self._view.by_biz_id(biz_id)  # type: ignore[attr-defined]
+        return dict(row)
+
+
+@pytest.fixture(params=["memory", *BACKENDS])
+def store(
+    request: pytest.FixtureRequest,
+    database_urls: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Store]:
+    if request.param == "memory":
+        yield Store(InMemorySendStore())
+        return
+    engine = create_db_engine(emptied_database(request.param, database_urls, tmp_path_factory))
+    yield Store(SendStore(SqlStore(engine)))
+    engine.dispose()
+
+
+def send(
+    biz_id: str, age: timedelta, phone: str = "13800000001", provider=ALIYUN
+) -> ports.NewSend:
+    return ports.NewSend(provider, biz_id, phone, NOW - age, out_id=f"o-{biz_id}")
+
+
+def claim(store: Store, limit: int = 100, now: datetime = NOW, provider=ALIYUN):
+    return store.port.claim_due(provider, now, GRACE, limit)
+
+
+def test_register_is_idempotent_and_keeps_the_11_digit_form(store: Store) -> None:
+    hour = timedelta(hours=1)
+    assert store.port.register([send("a", hour, "+8613800000001")], NOW) == 1
+    assert store.port.register([send("a", hour, "13800000001"), send("b", hour)], NOW) == 1
+    assert store.row("a")["phone_number"] == "13800000001"
+    assert store.row("a")["status"] == "pending" and store.row("a")["check_count"] == 0
+
+
+def test_claim_takes_due_sends_oldest_first_up_to_the_limit(store: Store) -> None:
+    store.port.register(
+        [
+            send("young", timedelta(minutes=1)),  # inside the grace period
+            send("mid", timedelta(hours=1)),
+            send("old", timedelta(hours=2)),
+            send("hw", timedelta(hours=3), provider=HUAWEI),
+        ],
+        NOW,
+    )
+    first = claim(store, limit=1)
+    assert [s.biz_id for s in first] == ["old"]
+    assert first[0].send_date == date(2026, 11, 25) and first[0].out_id == "o-old"
+    assert [s.biz_id for s in claim(store)] == ["mid"]  # "old" is held by the first claim
+    assert claim(store) == []
+    assert [s.biz_id for s in claim(store, provider=HUAWEI)] == ["hw"]
+
+
+def test_a_claim_is_a_lease(store: Store) -> None:
+    store.port.register([send("a", timedelta(hours=1))], NOW)
+    assert len(claim(store)) == 1
+    assert claim(store, now=NOW + ports.CLAIM_LEASE - timedelta(seconds=1)) == []
+    assert len(claim(store, now=NOW + ports.CLAIM_LEASE + timedelta(seconds=1))) == 1
+
+
+def test_peek_reads_what_claim_would_take_without_taking_it(store: Store) -> None:
+    store.port.register([send("a", timedelta(hours=1)), send("b", timedelta(hours=2))], NOW)
+    peeked = store.port.peek_due(ALIYUN, NOW, GRACE, 10)
+    assert [s.biz_id for s in peeked] == ["b", "a"]
+    assert [s.biz_id for s in claim(store)] == ["b", "a"]
+
+
+def test_settle_finals_and_backs_off_the_rest(store: Store) -> None:
+    store.port.register([send("d", timedelta(hours=1)), send("p", timedelta(hours=1))], NOW)
+    claimed = {s.biz_id: s for s in claim(store)}
+    settled = store.port.settle(
+        [ports.Settlement(claimed["d"].id, DELIVERED, err_code="DELIVERED")],
+        list(claimed.values()),
+        NOW,
+        300.0,
+        3600.0,
+    )
+    assert settled == 1
+    d, p = store.row("d"), store.row("p")
+    assert (d["status"], d["settled_by"], d["err_code"]) == ("delivered", "query", "DELIVERED")
+    assert d["claimed_by"] is None and d["check_count"] == 1
+    assert (p["status"], p["claimed_by"], p["check_count"]) == ("pending", None, 1)
+    assert p["next_check_at"] == NOW + timedelta(seconds=300)
+    assert claim(store, now=NOW + timedelta(seconds=299)) == []
+    (again,) = claim(store, now=NOW + timedelta(seconds=300))
+    assert again.check_count == 1
+
+
+def test_a_final_status_never_changes(store: Store) -> None:
+    store.port.register([send("a", timedelta(hours=1))], NOW)
+    (a,) = claim(store)
+    assert store.port.settle([ports.Settlement(a.id, DELIVERED)], [a], NOW, 300.0, 3600.0) == 1
+    later = NOW + timedelta(minutes=1)
+    assert store.port.settle([ports.Settlement(a.id, FAILED)], [a], later, 300.0, 3600.0) == 0
+    row = store.row("a")
+    assert row["status"] == "delivered" and row["check_count"] == 1
+    assert claim(store, now=NOW + timedelta(days=1)) == []
+
+
+def test_expiry_outside_the_window_touches_only_old_pending_sends_of_that_provider(
+    store: Store,
+) -> None:
+    store.port.register(
+        [
+            send("old", timedelta(days=40)),
+            send("settled", timedelta(days=40), phone="13800000002"),
+            send("new", timedelta(days=2)),
+            send("hw", timedelta(days=40), provider=HUAWEI),
+        ],
+        NOW,
+    )
+    settled = next(s for s in claim(store) if s.biz_id == "settled")
+    store.port.settle([ports.Settlement(settled.id, FAILED)], [], NOW, 300.0, 3600.0)
+    assert store.port.expire_outside_window(ALIYUN, date(2026, 10, 26), NOW) == 1
+    assert (store.row("old")["status"], store.row("old")["settled_by"]) == ("expired", "window")
+    assert store.row("old")["claimed_by"] is None
+    assert store.row("settled")["status"] == "failed"
+    assert store.row("new")["status"] == "pending" and store.row("hw")["status"] == "pending"
+
+
+def test_runs_and_the_summary(store: Store) -> None:
+    store.port.register(
+        [send("a", timedelta(hours=3)), send("b", timedelta(hours=1)), send("c", timedelta(0))],
+        NOW,
+    )
+    (a, *_) = claim(store)
+    store.port.settle([ports.Settlement(a.id, EXPIRED, domain.SettledBy.WINDOW)], [], NOW, 1, 1)
+    run = store.port.start_run("replica-1", NOW)
+    store.port.finish_run(run, NOW + timedelta(seconds=2), claimed=2, calls=1)
+    summary = store.port.summary()
+    assert summary.counts == {("aliyun", "expired"): 1, ("aliyun", "pending"): 2}
+    assert summary.oldest_pending == {"aliyun": NOW - timedelta(hours=1)}
+    assert summary.last_run_started == NOW
+    assert summary.last_run_finished == NOW + timedelta(seconds=2)
