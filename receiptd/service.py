@@ -2,10 +2,11 @@
 
 Shutdown order (``stop()`` is idempotent; ``run()`` performs it once):
 1. tell systemd STOPPING=1 and stop the watchdog;
-2. loops stop in the order given (consumers first: they stop receiving and finish their
-   in-flight batch — commit, then delete) and are joined;
-3. jobs are told to stop (a running compensation cycle makes no further call and releases its
-   claims), the scheduler stops, and a running job is awaited;
+2. loops and jobs are told to stop: consumers stop receiving and finish their in-flight batch
+   (commit, then delete); a running compensation cycle makes no further provider call and
+   releases its claims;
+3. loops are joined in the order given (consumers first), the scheduler stops starting runs,
+   and a running job is awaited;
 4. the HTTP server closes (probes answer until here, so orchestrators see the drain);
 5. the engine is disposed (nothing uses it any more); one summary log line.
 Everything after step 1 shares one deadline: ``shutdown_timeout``.
@@ -24,7 +25,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from receiptd import ports
 from receiptd.health import Health
-from receiptd.http import OpsServer
 from receiptd.logs import get_logger
 from receiptd.notify import Notifier
 
@@ -48,6 +48,14 @@ class Loop(Protocol):
     def failed(self) -> BaseException | None: ...
 
 
+class Server(Protocol):
+    """The ops HTTP server: probes answer until ``close``."""
+
+    def start(self) -> None: ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
 def _nothing() -> None:
     return None
 
@@ -68,7 +76,7 @@ class Job:
 class ServiceParts:
     loops: Sequence[Loop]
     jobs: Sequence[Job]
-    server: OpsServer
+    server: Server
     health: Health
     notifier: Notifier
     heartbeat_timeout: float
@@ -196,9 +204,9 @@ class Service:
         p.notifier.stop_watchdog()
         for loop in p.loops:
             loop.stop()
-        drained = all(loop.join(max(0.0, deadline - time.monotonic())) for loop in p.loops)
-        for job in self.jobs:
+        for job in self.jobs:  # told now, awaited after the loops: no call starts meanwhile
             job.job.stop()
+        drained = all(loop.join(max(0.0, deadline - time.monotonic())) for loop in p.loops)
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=False)  # no new runs; a running one is awaited below
         drained = all(j.wait_idle(deadline - time.monotonic()) for j in self.jobs) and drained

@@ -53,9 +53,7 @@ def store(
     engine.dispose()
 
 
-def send(
-    biz_id: str, age: timedelta, phone: str = "13800000001", provider=ALIYUN
-) -> ports.NewSend:
+def send(biz_id: str, age: timedelta, phone: str = "13800000001", provider=ALIYUN) -> ports.NewSend:
     return ports.NewSend(provider, biz_id, phone, NOW - age, out_id=f"o-{biz_id}")
 
 

@@ -6,8 +6,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.conftest import _ensure_database
+from tests.system.reliability import CutProxy
 
 
 @pytest.fixture(scope="module")
@@ -19,3 +21,12 @@ def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = _ensure_database("postgresql", urls, Path(tmp_path_factory.mktemp("pg")))
     yield url
     _drop_server_database("postgresql", url)
+
+
+@pytest.fixture
+def proxy(pg_url: str) -> Iterator[CutProxy]:
+    """A TCP proxy in front of the module's PostgreSQL that a test can cut and restore."""
+    url = make_url(pg_url)
+    p = CutProxy(url.host or "127.0.0.1", url.port or 5432).start()
+    yield p
+    p.close()

@@ -56,14 +56,6 @@ def db(pg_url: str) -> Iterator[Db]:
     handle.close()
 
 
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[CutProxy]:
-    url = make_url(pg_url)
-    p = CutProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    yield p
-    p.close()
-
-
 class Feeder:
     """Enqueues receipts ``start``.. at a steady pace in a thread; ``enqueued`` is exact."""
 

@@ -57,14 +57,6 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-@pytest.fixture
-def proxy(pg_url: str) -> Iterator[CutProxy]:
-    url = make_url(pg_url)
-    p = CutProxy(url.host or "127.0.0.1", url.port or 5432).start()
-    yield p
-    p.close()
-
-
 def test_run_probes_notify_outage_and_drain(
     emulator: Emulator, pg_url: str, proxy: CutProxy, tmp_path: Path
 ) -> None:
