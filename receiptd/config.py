@@ -2,7 +2,8 @@
 
 Layers, lowest precedence first: defaults < TOML file (``--config`` / ``RECEIPTD_CONFIG``) <
 systemd credentials (``$CREDENTIALS_DIRECTORY/<setting>``) < ``RECEIPTD_<SETTING>_FILE`` <
-``RECEIPTD_<SETTING>`` environment variables. No other module reads ``os.environ``.
+``RECEIPTD_<SETTING>`` environment variables. No other module reads a ``RECEIPTD_*`` variable
+(``receiptd.notify`` reads systemd's own ``NOTIFY_SOCKET`` and ``WATCHDOG_USEC``).
 """
 
 from __future__ import annotations

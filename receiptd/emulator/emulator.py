@@ -78,7 +78,8 @@ class EmulatorInfo:
 
 
 class Emulator:
-    """Strict local Alibaba Cloud SMS provider: MNS, Dybaseapi and Dysmsapi on one port.
+    """Strict local providers on one port: Alibaba Cloud MNS, Dybaseapi and Dysmsapi, and
+    Huawei KooMessage's send-details API.
 
     Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port.
     """

@@ -22,7 +22,7 @@ VISIBLE, INFLIGHT, DELAYED = 0, 1, 2
 
 
 class MnsError(Exception):
-    """An MNS error answer (mns.md §6)."""
+    """An MNS error answer (the MNS API reference's error responses)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(code, message)

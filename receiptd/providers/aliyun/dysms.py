@@ -5,7 +5,8 @@ bounded connect/read timeouts). SDK exception types stay inside this module: cal
 :class:`DysmsError` (SendSms) or plain counts and settlements (lookups).
 
 Business errors arrive as HTTP 200 with ``Code != "OK"``; gateway throttling raises. The SDK's
-own retry does not retry a throttled call (sdk-notes §2.5), so retries here use tenacity:
+own retry does not retry a throttled call (its retry condition skips throttling errors), so
+retries here use tenacity:
 bounded attempts, exponential backoff with full jitter, retryable codes only.
 """
 

@@ -1,4 +1,4 @@
-"""The receipt-queue adapter over aliyun-mns-sdk (see docs/spec mns.md for the SDK's quirks).
+"""The receipt-queue adapter over aliyun-mns-sdk (docs/consumer.md has the SDK's quirks).
 
 One :class:`MnsReceiptQueue` owns one SDK ``Account`` and therefore one keep-alive HTTP
 connection, which the SDK uses without a lock: build one adapter per thread (``receiptd.wiring``

@@ -1,6 +1,6 @@
 """Temporary MNS credentials for the Alicom-owned queues (Dybaseapi ``QueryTokenForMnsQueue``).
 
-Pitfalls this module exists for (spec README fact 3): ``ExpireTime`` is a zone-less
+Pitfalls this module exists for (docs/consumer.md, token mode): ``ExpireTime`` is a zone-less
 ``yyyy-MM-dd HH:mm:ss`` in **Asia/Shanghai** time; the official demo compares naive local times
 and never refreshes an expired token on a UTC host. Here every time is zone-aware UTC, a token
 is refreshed ahead of expiry and at once after an auth error, and an adapter never gets a token
