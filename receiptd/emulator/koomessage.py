@@ -5,11 +5,11 @@ Authentication: an ``SDK-HMAC-SHA256`` signature (canonical request rebuilt exac
 re-encoded query, the signed headers, the payload hash) with ``X-Sdk-Date`` within 15 minutes,
 or an ``X-Auth-Token`` the emulator was given. Failures are 401 ``APIGW.0301``.
 
-Every limit of the KooMessage API reference (docs/emulator.md) is enforced (400 ``KOO.00000400``): field lengths,
-offset 0..1,000,000, limit 1..100, begin_time/end_time only together, ``...Z`` times, the last
-year only; ``offset + limit > 10,000`` answers an empty list (with the real total). Without a
-time range the last year is searched; the default limit is 10. Times are inclusive at both
-ends; details are listed by send_time, oldest first.
+Every limit of the KooMessage API reference (docs/emulator.md) is enforced (400 ``KOO.00000400``):
+field lengths, offset 0..1,000,000, limit 1..100, begin_time/end_time only together, ``...Z`` times,
+the last year only; ``offset + limit > 10,000`` answers an empty list (with the real total). Without
+a time range the last year is searched; the default limit is 10. Times are inclusive at both ends;
+details are listed by send_time, oldest first.
 
 Details live in :class:`receiptd.emulator.koomessage_store.DetailStore`.
 """

@@ -42,7 +42,7 @@ def queue_not_exist() -> MnsError:
 
 
 def operation(request: Request) -> tuple[str, str]:
-    """(operation name, queue name) from method + path + query (the MNS API reference's request paths)."""
+    """(operation name, queue name) from method + path + query, as the MNS API routes them."""
     parts = request.path.split("/")  # "", "queues", name, "messages"
     if len(parts) == 3 and parts[2]:
         name = {"PUT": "CreateQueue", "GET": "GetQueueAttributes", "DELETE": "DeleteQueue"}

@@ -122,7 +122,8 @@ def _check_content_md5(request: Request) -> None:
 
 
 def mns_signature(request: Request, secret: str) -> str:
-    """The MNS string-to-sign (the MNS API reference's signature section), signed; the resource is the raw request target."""
+    """The MNS string-to-sign (the MNS API's signature scheme), signed; the resource is the
+    raw request target."""
     mns_headers = "".join(
         f"{name}:{request.headers[name]}\n"
         for name in sorted(request.headers)
