@@ -37,17 +37,25 @@ def register(store: SendStore, *specs: tuple[str, str, timedelta], provider=ALIY
     )
 
 
-def compensator(store: SendStore, *lookups, grace: float = 60.0, batch: int = 100) -> Compensator:
+def compensator(
+    store: SendStore,
+    *lookups,
+    grace: float = 60.0,
+    batch: int = 100,
+    limiter: ports.RateLimiter | None = None,
+    heartbeat=lambda: None,
+) -> Compensator:
     return Compensator(
         store,
         list(lookups),
-        CountingLimiter(),
+        limiter or CountingLimiter(),
         grace=timedelta(seconds=grace),
         batch_size=batch,
         base_backoff=300.0,
         max_backoff=3600.0,
         replica="test",
         clock=lambda: NOW,
+        heartbeat=heartbeat,
     )
 
 
@@ -200,17 +208,7 @@ def test_stop_ends_the_cycle_without_further_calls_and_releases_claims(sends: Se
                 comp.stop()
 
     limiter = StopAfter()
-    comp = Compensator(
-        sends,
-        [lookup],
-        limiter,
-        grace=timedelta(0),
-        batch_size=10,
-        base_backoff=300.0,
-        max_backoff=3600.0,
-        replica="test",
-        clock=lambda: NOW,
-    )
+    comp = compensator(sends, lookup, grace=0, batch=10, limiter=limiter)
     summary = comp.run_once()
 
     assert limiter.acquired == 3 and len(lookup.calls) == 3
@@ -224,18 +222,7 @@ def test_heartbeats_before_every_call_and_after_every_batch(sends: SendStore) ->
     register(sends, *specs)
     beats: list[int] = []
     lookup = FakeLookup({(b, p): Truth(3, "DELIVERED") for b, p, _ in specs})
-    comp = Compensator(
-        sends,
-        [lookup],
-        CountingLimiter(),
-        grace=timedelta(0),
-        batch_size=10,
-        base_backoff=300.0,
-        max_backoff=3600.0,
-        replica="test",
-        clock=lambda: NOW,
-        heartbeat=lambda: beats.append(len(lookup.calls)),
-    )
-    comp.run_once()
+    heartbeat = lambda: beats.append(len(lookup.calls))  # noqa: E731
+    compensator(sends, lookup, grace=0, batch=10, heartbeat=heartbeat).run_once()
     assert len(lookup.calls) == 25
     assert len(beats) == 25 + 3  # one per call, one per batch of 10, 10, 5
