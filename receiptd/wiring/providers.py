@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from receiptd.providers.aliyun.credentials import OpenApiAccess
     from receiptd.providers.aliyun.token import DybaseTokenFetcher
+    from receiptd.providers.huawei.koomessage import KooMessageAccess
 
 
 def aliyun_access(settings: config.Settings, endpoint: str) -> OpenApiAccess:
@@ -114,14 +115,20 @@ def huawei_lookup(settings: config.Settings) -> ports.StatusLookup:
         raise config.ConfigError(
             "invalid setting huawei_secret_access_key: required when huawei_access_key_id is set"
         )
-    access = koomessage.KooMessageAccess(
+    try:
+        return koomessage.connect_lookup(koomessage_access(settings), tz=settings.timezone)
+    except koomessage.HuaweiSdkMissing as exc:
+        raise config.ConfigError(str(exc)) from None
+
+
+def koomessage_access(settings: config.Settings) -> KooMessageAccess:
+    """KooMessage's endpoint and AK/SK; calls share the Aliyun request timeout setting."""
+    from receiptd.providers.huawei.koomessage import KooMessageAccess
+
+    return KooMessageAccess(
         endpoint=settings.huawei_endpoint,
         access_key_id=settings.huawei_access_key_id,
         secret_access_key=settings.huawei_secret_access_key.get_secret_value(),
         project_id=settings.huawei_project_id,
         timeout_seconds=settings.aliyun_request_timeout,
     )
-    try:
-        return koomessage.connect_lookup(access, tz=settings.timezone)
-    except koomessage.HuaweiSdkMissing as exc:
-        raise config.ConfigError(str(exc)) from None
