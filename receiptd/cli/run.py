@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiptd import config, ports, wiring
+from receiptd import config, ports, push, wiring
 from receiptd.cli import common
 from receiptd.db import migrate
 from receiptd.db.sends import SendStore
@@ -32,10 +32,10 @@ log = get_logger(__name__)
 def run(ctx: click.Context, migrate_first: bool) -> None:
     """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
     settings = common.settings(ctx)
-    if not (settings.aliyun_configured or settings.huawei_configured):
+    if not (settings.aliyun_configured or settings.huawei_configured or settings.push_addr):
         common.fail(
             "invalid setting aliyun_access_key_id: no provider is configured, the daemon would "
-            "do nothing (set aliyun_access_key_id, or huawei_access_key_id)",
+            "do nothing (set aliyun_access_key_id, huawei_access_key_id or push_addr)",
             common.EXIT_CONFIG,
         )
     store, sends = common.stores(settings)
@@ -91,7 +91,7 @@ def _build(
         else []
     )
     parts = ServiceParts(
-        loops=wiring.daemon_consumers(settings, store, health),
+        loops=[*_push_listener(settings, store), *wiring.daemon_consumers(settings, store, health)],
         jobs=jobs,
         server=OpsServer(app, host, port),
         health=health,
@@ -105,6 +105,15 @@ def _build(
         return all(run_check(check)[0] for check in readiness.values())
 
     return Service(parts), ready
+
+
+def _push_listener(settings: config.Settings, store: SqlStore) -> list[push.PushListener]:
+    """The HTTP push listener when push_addr is set (first: it stops receiving first)."""
+    try:
+        listener = push.build(settings, store)
+    except OSError as exc:
+        common.fail(f"cannot listen on push_addr {settings.push_addr}: {exc.strerror}", 1)
+    return [] if listener is None else [listener]
 
 
 def _database_check(store: SqlStore) -> Check:
