@@ -156,7 +156,7 @@ class PushApp:
             log.warning("push_store_unavailable", queue=channel.queue, error=str(exc))
             return _UNAVAILABLE
         _count(channel, batch, parsed, result)
-        log.info(
+        log.debug(
             "push_stored",
             queue=channel.queue,
             elements=parsed.elements,
