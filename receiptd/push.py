@@ -296,7 +296,10 @@ class PushListener:
             host,
             port,
             threads=threads,
-            channel_timeout=timeout,
+            channel_timeout=max(1, round(timeout)),
+            # waitress checks idle channels every cleanup_interval (default 30 s): a slow
+            # client is dropped within about timeout + timeout / 2.
+            cleanup_interval=max(1, round(timeout / 2)),
             max_request_body_size=app.cfg.max_body,
             connection_limit=max(100, threads * 16),
             clear_untrusted_proxy_headers=False,  # PushApp reads X-Forwarded-For itself
