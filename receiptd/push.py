@@ -202,6 +202,20 @@ class PushApp:
         return total
 
 
+def replay_batch(queue: str, raw: bytes, tz: tzinfo) -> ports.Batch:
+    """A push dead letter parsed again (``receiptd dead-letters replay``, after a parser fix):
+    the records it now yields; BodyError (or ValueError for an unknown queue) otherwise."""
+    channel = next((c for c in CHANNELS.values() if c.queue == queue), None)
+    if channel is None:
+        raise ValueError(f"{queue!r} is not a push channel")
+    if channel.provider == "huawei" and b'"callback_type"' not in raw:
+        raw = json.dumps({"callback_type": "sms", "body": [json.loads(raw)]}).encode()
+    parsed = channel.parse(raw, PushConfig(token="", tz=tz))
+    if parsed.rejected:
+        raise domain.BodyError(parsed.rejected[0].error)
+    return to_batch(channel, parsed, "replay")
+
+
 def to_batch(channel: Channel, parsed: push_formats.Parsed, request_id: str) -> ports.Batch:
     push = domain.Channel.PUSH
     reports = [
