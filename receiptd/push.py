@@ -17,6 +17,7 @@ Answers (the providers retry anything but ``200`` + ``{"code": 0}``):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import ipaddress
@@ -29,7 +30,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from receiptd import batch as batches
-from receiptd import config, domain, metrics, ports, push_formats
+from receiptd import config, domain, group_commit, metrics, ports, push_formats
 from receiptd.http import OpsServer, StartResponse, _json
 from receiptd.logs import get_logger
 
@@ -104,6 +105,13 @@ class PushApp:
         self.cfg = cfg
         self.clock = clock
         self._token = cfg.token.encode()
+        # One group commit per channel: concurrent requests share a transaction.
+        self._groups = {
+            c.queue: group_commit.GroupCommit(
+                functools.partial(self._commit, c), max(cfg.max_elements, 1)
+            )
+            for c in CHANNELS.values()
+        }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -151,22 +159,27 @@ class PushApp:
             return self._refuse(channel, raw, exc, Answer(400, "rejected", _error(400, exc)))
         batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
         try:
-            result = self._write(batch, channel)
+            self._groups[channel.queue].write(batch)
         except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
             log.warning("push_store_unavailable", queue=channel.queue, error=str(exc))
             return _UNAVAILABLE
-        _count(channel, batch, parsed, result)
+        label = "up" if channel.type == "up" else "report"
+        metrics.RECEIPTS.labels(domain.Channel.PUSH.value, label, "ignored").inc(parsed.ignored)
+        result_label = "dead_letter" if batch.dead else "stored"
+        return Answer(200, result_label, push_formats.SUCCESS_ANSWER)
+
+    def _commit(self, channel: Channel, batch: ports.Batch) -> None:
+        """One transaction for the records of one or more requests (group commit)."""
+        result = self._write(batch, channel)
+        _count(channel, batch, result)
         log.debug(
             "push_stored",
             queue=channel.queue,
-            elements=parsed.elements,
+            records=len(batch),
             new=result.reports_new + result.inbound_new,
             dead_letters=len(batch.dead),
-            ignored=parsed.ignored,
             settled=result.sends_settled,
         )
-        result_label = "dead_letter" if batch.dead else "stored"
-        return Answer(200, result_label, push_formats.SUCCESS_ANSWER)
 
     def _refuse(
         self, channel: Channel, raw: bytes, exc: domain.BodyError, answer: Answer
@@ -174,11 +187,10 @@ class PushApp:
         """The whole body is unreadable: keep it as a dead letter, then refuse it."""
         dead = dead_record(channel, raw, f"{answer.status}: {exc}")
         try:
-            self._write(ports.Batch(dead=[dead]), channel)
+            self._groups[channel.queue].write(ports.Batch(dead=[dead]))
         except (ports.StoreUnavailable, ports.StoreWriteError) as error:
             log.warning("push_store_unavailable", queue=channel.queue, error=str(error))
             return _UNAVAILABLE
-        metrics.RECEIPTS.labels(domain.Channel.PUSH.value, channel.type, "dead_letter").inc()
         log.warning("push_rejected", queue=channel.queue, status=answer.status, error=str(exc))
         return answer
 
@@ -189,8 +201,6 @@ class PushApp:
             return self.sink.write_batch(batch, self.clock())
         except ports.StoreWriteError as exc:
             self.sink.ping()  # StoreUnavailable: the caller answers 503
-            if len(batch) == 1:
-                raise
             log.warning("push_isolating", records=len(batch), error=str(exc))
         total = ports.BatchResult()
         for single in batches.singles(batch):
@@ -251,14 +261,11 @@ def _add(a: ports.BatchResult, b: ports.BatchResult) -> ports.BatchResult:
     )
 
 
-def _count(
-    channel: Channel, batch: ports.Batch, parsed: push_formats.Parsed, result: ports.BatchResult
-) -> None:
+def _count(channel: Channel, batch: ports.Batch, result: ports.BatchResult) -> None:
     label = "up" if channel.type == "up" else "report"
     meters = batches.ChannelMeters(domain.Channel.PUSH, label)
     stored = result.reports_new + result.inbound_new
     meters.count(stored, len(batch.reports) + len(batch.inbound) - stored, len(batch.dead))
-    metrics.RECEIPTS.labels(domain.Channel.PUSH.value, label, "ignored").inc(parsed.ignored)
     provider = domain.Provider.HUAWEI if channel.provider == "huawei" else domain.Provider.ALIYUN
     metrics.SETTLED.labels(provider.value, "receipt").inc(result.sends_settled)
 

@@ -169,3 +169,16 @@ def test_settings() -> None:
     listener.stop()
     assert listener.join(2) and listener.failed is None
     assert push.build(config.Settings(), InMemorySink()) is None
+
+
+def test_push_dead_letters_replay_after_a_fix() -> None:
+    tz = push.PushConfig(token="x").tz
+    element = js({**REPORT_OLD, "sms_size": "1"})
+    (record,) = push.replay_batch("push:aliyun/SmsReport", element, tz).reports
+    assert record.report.biz_id == REPORT_OLD["biz_id"] and record.channel.value == "push"
+    (huawei,) = push.replay_batch("push:huawei/send-status", js(SMS), tz).reports
+    assert huawei.report.provider.value == "huawei"
+    with pytest.raises(ValueError, match="boolean"):
+        push.replay_batch("push:aliyun/SmsReport", js({**REPORT_OLD, "success": "x"}), tz)
+    with pytest.raises(ValueError, match="not a push channel"):
+        push.replay_batch("push:other", b"[]", tz)
