@@ -49,17 +49,11 @@ SIZES = (1, 10, 100)
 
 
 def element(i: int) -> dict[str, object]:
-    return {
-        "phone_number": f"139{i % 10**8:08d}",
-        "send_time": "2026-11-25 10:00:00",
-        "report_time": "2026-11-25 10:00:04",
-        "success": True,
-        "err_code": "DELIVERED",
-        "err_msg": "用户接收成功",
-        "sms_size": "1",
-        "biz_id": f"{i:015d}^0",
-        "out_id": f"o{i}",
-    }
+    """A delivered SmsReport element (the older field set); unique per ``i``."""
+    times = {"send_time": "2026-11-25 10:00:00", "report_time": "2026-11-25 10:00:04"}
+    ids = {"biz_id": f"{i:015d}^0", "out_id": f"o{i}", "phone_number": f"139{i % 10**8:08d}"}
+    outcome = {"success": True, "err_code": "DELIVERED", "err_msg": "用户接收成功"}
+    return {**ids, **times, **outcome, "sms_size": "1"}
 
 
 class Counter:
