@@ -273,6 +273,7 @@ def test_hostile_requests_get_4xx_or_dead_letters_never_5xx(
     assert len(dead) == 7, [(d["error"], d["raw_body"][:40]) for d in dead]
     assert {d["queue"] for d in dead} == {"push:aliyun/SmsReport", "push:huawei/send-status"}
     assert closed_after is not None and closed_after < 8  # an idle slow client is dropped
+    assert TOKEN not in daemon.log()  # the path token is a secret: never logged
 
 
 def _closed_within(sock: socket.socket, timeout: float) -> float | None:
