@@ -50,6 +50,7 @@ def run(ctx: click.Context, migrate_first: bool) -> None:
         mode="token" if settings.token_mode else "direct",
         http_addr=settings.http_addr,
         report_queue=settings.report_queue,
+        push_addr=settings.push_addr,
     )
     with on_stop_signals(service.stop):
         code = service.run(ready)
