@@ -54,3 +54,28 @@ def test_profile_push_section_and_envelope() -> None:
     envelope = json.loads(koomessage_body([{"a": 1}], attempt=1))
     assert json.loads(envelope["body"]) == {"a": 1} and envelope["retry"] is True
     assert queue_element("not base64!") == "not base64!"
+
+
+def test_control_api_turns_push_on_and_off() -> None:
+    import urllib.request
+
+    def control(method: str, path: str, body: object = None) -> object:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{base}/{path}", data=data, method=method)  # noqa: S310
+        with urllib.request.urlopen(req, timeout=5) as answer:  # noqa: S310 - local emulator
+            return json.loads(answer.read())
+
+    url = f"http://127.0.0.1:{free_port()}/nobody"
+    with Emulator() as emu:
+        base = emu.info.control_endpoint
+        spec = {"type": "SmsUp", "url": url, "schedule": "none", "time_scale": 0}
+        control("POST", "push", spec)
+        control("POST", "push_elements", {"type": "SmsUp", "elements": [{"x": 1}]})
+        deadline = time.monotonic() + 10
+        while emu.push_stats()["SmsUp"]["pending"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stats = control("GET", "push_stats")
+        assert stats == {"SmsUp": {**emu.push_stats()["SmsUp"]}}
+        assert emu.push_stats()["SmsUp"]["given_up"] == 1
+        control("POST", "push", {"type": "SmsUp", "url": None})
+        assert emu.push_stats() == {}
