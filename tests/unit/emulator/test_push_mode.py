@@ -30,7 +30,9 @@ def test_only_200_with_code_0_is_success(status: int, body: bytes, ok: bool) -> 
     assert accepted(status, body) is ok
 
 
-@pytest.mark.parametrize(("schedule", "attempts"), [("short", 4), ("long", 10), ("none", 1)])
+@pytest.mark.parametrize(
+    ("schedule", "attempts"), [("short", 4), ("short3", 3), ("long", 10), ("none", 1)]
+)
 def test_gives_up_after_the_last_attempt(schedule: str, attempts: int) -> None:
     url = f"http://127.0.0.1:{free_port()}/nobody-listens"
     with Emulator() as emu:
