@@ -39,6 +39,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/emulator.py
 	$(PY) bench/consumer.py
+	$(PY) bench/push.py
 	$(PY) bench/compensator.py
 
 clean:

@@ -103,6 +103,21 @@ class _Meters:
         self.duration = metrics.BATCH_DURATION.labels(label)
         # Receipts are Aliyun's (KooMessage has no queue): sends they settled, by path.
         self.settled = metrics.SETTLED.labels(domain.Provider.ALIYUN.value, "receipt")
+        self.channel = ChannelMeters(domain.Channel.MNS, label)
+
+
+class ChannelMeters:
+    """``receiptd_receipts{channel,type,outcome}``: the MNS and push paths count alike."""
+
+    def __init__(self, channel: domain.Channel, label: str) -> None:
+        self.stored = metrics.RECEIPTS.labels(channel.value, label, "stored")
+        self.duplicate = metrics.RECEIPTS.labels(channel.value, label, "duplicate")
+        self.dead_letter = metrics.RECEIPTS.labels(channel.value, label, "dead_letter")
+
+    def count(self, stored: int, duplicates: int, dead: int) -> None:
+        self.stored.inc(stored)
+        self.duplicate.inc(duplicates)
+        self.dead_letter.inc(dead)
 
 
 class BatchWriter:
@@ -173,7 +188,7 @@ class BatchWriter:
             return self._refused(batch, ctx, exc)
         log.warning("batch_isolating", loop=ctx.loop, messages=len(batch), error=str(exc))
         done: set[str] = set()
-        for single in _singles(batch):
+        for single in singles(batch):
             ids = self._commit(single, ctx)
             if ids is None:
                 return done  # stopping mid-way: delete exactly what was committed
@@ -203,6 +218,7 @@ class BatchWriter:
         self._meters.dead_letter.inc(len(batch.dead))
         self._meters.dead_letters.inc(len(batch.dead))
         self._meters.settled.inc(result.sends_settled)
+        self._meters.channel.count(stored, duplicates, len(batch.dead))
 
     def _delete(self, handles: list[str], ctx: BatchContext) -> None:
         """Best effort after commit: a failed delete only means a harmless redelivery."""
@@ -234,7 +250,7 @@ def _ids(batch: ports.Batch) -> set[str]:
     return ids | {d.message_id for d in batch.dead}
 
 
-def _singles(batch: ports.Batch) -> list[ports.Batch]:
+def singles(batch: ports.Batch) -> list[ports.Batch]:
     return [
         *(ports.Batch(reports=[r]) for r in batch.reports),
         *(ports.Batch(inbound=[r]) for r in batch.inbound),

@@ -8,7 +8,9 @@ systemd credentials (``$CREDENTIALS_DIRECTORY/<setting>``) < ``RECEIPTD_<SETTING
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +27,7 @@ ENV_PREFIX = "RECEIPTD_"
 CONFIG_ENV = "RECEIPTD_CONFIG"
 SUPPORTED_DATABASES = ("sqlite", "postgresql", "mysql", "mariadb")
 
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -87,6 +90,16 @@ class Settings(BaseSettings):
     compensator_rate_limit: float = Field(50.0, gt=0, le=5000)
     compensator_batch_size: int = Field(5000, ge=1, le=1_000_000)
     compensator_max_backoff: float = Field(6 * 3600.0, gt=0)
+
+    # HTTP push listener (receipts pushed by Alibaba and KooMessage; off unless push_addr).
+    push_addr: str | None = None
+    push_token: SecretStr | None = None
+    push_allow_cidrs: str = ""  # comma-separated networks; empty: any source
+    push_trusted_proxies: str = ""  # comma-separated; X-Forwarded-For is read only from these
+    push_threads: int = Field(8, ge=1, le=64)
+    push_max_body: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    push_max_elements: int = Field(5000, ge=1, le=100_000)
+    push_channel_timeout: float = Field(30.0, gt=0, le=600)
 
     heartbeat_timeout: float = Field(120.0, gt=0)
     shutdown_timeout: float = Field(10.0, gt=0, le=600)
@@ -155,6 +168,35 @@ class Settings(BaseSettings):
             raise ValueError("must start with http:// or https://")
         return value.rstrip("/") if value else value
 
+    @field_validator("push_addr")
+    @classmethod
+    def _check_push_addr(cls, value: str | None) -> str | None:
+        if value:
+            split_host_port(value)
+        return value or None
+
+    @field_validator("push_token")
+    @classmethod
+    def _check_push_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value():
+            token = value.get_secret_value()
+            if len(token) < 16 or not PUSH_TOKEN_CHARS.fullmatch(token):
+                raise ValueError("must be at least 16 characters of A-Z a-z 0-9 - _ . ~")
+        return value
+
+    @field_validator("push_allow_cidrs", "push_trusted_proxies")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_push(self) -> Settings:
+        token = self.push_token.get_secret_value() if self.push_token else ""
+        if self.push_addr and not token:
+            raise ValueError("push_token is required when push_addr is set")
+        return self
+
     @model_validator(mode="after")
     def _check_socket_timeout(self) -> Settings:
         if self.consumer_socket_timeout <= self.consumer_wait_seconds:
@@ -214,6 +256,22 @@ class _DictSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(self._data)
+
+
+PUSH_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+def parse_networks(value: str) -> tuple[IPNetwork, ...]:
+    """``10.0.0.0/8, 192.0.2.7`` to networks, or ValueError naming the bad entry."""
+    out = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network") from None
+    return tuple(out)
 
 
 def split_host_port(addr: str) -> tuple[str, int]:

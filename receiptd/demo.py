@@ -8,6 +8,7 @@ compensator until every send is settled, and prints a summary.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +25,11 @@ from receiptd.db.models import SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, Profile
+from receiptd.emulator.push import PushSpec
 from receiptd.health import Health
+from receiptd.push import PushListener
 from receiptd.testing import emulated
+from receiptd.wiring import daemon
 
 Echo = Callable[[str], None]
 RECIPIENTS_PER_SEND = 10
@@ -58,6 +62,8 @@ class DemoResult:
     dead_letters: int = 0
     api_calls: Counter[str] = field(default_factory=Counter)
     messages: int = 0
+    pushed: int = 0  # receipts and replies accepted by the push listener
+    push_requests: int = 0
     seconds: float = 0.0
 
     @property
@@ -77,7 +83,9 @@ def demo_settings(emu: Emulator, db_path: Path) -> config.Settings:
     )
 
 
-def run_demo(db_path: Path, echo: Echo) -> DemoResult:
+def run_demo(db_path: Path, echo: Echo, push: bool = False) -> DemoResult:
+    """The demo; with ``push`` the emulator delivers SmsReport and SmsUp by HTTP push to
+    receiptd's push listener instead of the MNS queues."""
     for leftover in db_path.parent.glob(db_path.name + "*"):
         leftover.unlink()
     started = time.monotonic()
@@ -87,20 +95,39 @@ def run_demo(db_path: Path, echo: Echo) -> DemoResult:
         migrate.upgrade(store.engine)
         sends = SendStore(store, settings.timezone)
         echo(f"emulator on {emu.info.mns_endpoint}; database {db_path}")
+        listener = _start_push(emu, store, echo) if push else None
         recipients = _send_batch(settings, sends, emu, echo)
-        emu.inject_malformed("report")
-        consumers = _start_consumers(settings, store)
+        if listener is None:
+            emu.inject_malformed("report")
+        else:
+            emu.push_elements("SmsReport", [{"biz_id": "broken", "success": "maybe"}])
+        consumers = [] if listener else _start_consumers(settings, store)
+        loops: list[Consumer | PushListener] = [*consumers]
+        loops += [listener] if listener else []
         try:
             _settle(settings, sends, emu, echo, started)
         finally:
-            for consumer in consumers:
-                consumer.stop()
-            for consumer in consumers:
-                consumer.join(5)
+            for loop in loops:
+                loop.stop()
+            for loop in loops:
+                loop.join(5)
         result = _result(sends, emu, recipients, consumers)
         store.engine.dispose()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _start_push(emu: Emulator, store: SqlStore, echo: Echo) -> PushListener:
+    """receiptd's push listener on a free port, and the emulator pushing to it."""
+    token = secrets.token_urlsafe(24)
+    settings = config.Settings(push_addr="127.0.0.1:0", push_token=token)
+    (listener,) = daemon.push_listener(settings, store)
+    listener.start()
+    base = f"http://127.0.0.1:{listener.port}/push/{token}/aliyun"
+    for kind in ("SmsReport", "SmsUp"):
+        emu.set_push(kind, PushSpec(url=f"{base}/{kind}", batch=50, time_scale=0.01))
+    echo(f"receipts arrive by HTTP push at http://127.0.0.1:{listener.port}/push/<token>/aliyun")
+    return listener
 
 
 def _send_batch(settings: config.Settings, sends: SendStore, emu: Emulator, echo: Echo) -> int:
@@ -139,6 +166,7 @@ def _settle(
         # Queued or still to be emitted (receipts and replies the provider has not sent yet).
         queued = sum(sum(emu.queue_depth(q).values()) for q in ("report", "up"))
         queued += emu.scheduler.pending()
+        queued += sum(stats["pending"] for stats in emu.push_stats().values())
         echo(
             f"[{time.monotonic() - started:4.1f}s] pending {counts.get('pending', 0):3d}  "
             f"delivered {counts.get('delivered', 0):3d}  failed {counts.get('failed', 0):3d}  "
@@ -172,6 +200,8 @@ def _result(
         dead_letters=summary.dead_letters,
         api_calls=Counter(call.api for call in emu.calls()),
         messages=sum(c.stats.received for c in consumers),
+        pushed=sum(stats["delivered"] for stats in emu.push_stats().values()),
+        push_requests=sum(stats["requests"] for stats in emu.push_stats().values()),
     )
 
 
@@ -188,12 +218,22 @@ def render(result: DemoResult) -> list[str]:
         f"  API calls: SendSms {calls.get('SendSms', 0)}, QuerySendDetails "
         f"{calls.get('QuerySendDetails', 0)}, QueryTokenForMnsQueue "
         f"{calls.get('QueryTokenForMnsQueue', 0)}, MNS {mns_calls}",
-        f"  queue messages consumed: {result.messages} in {result.seconds:.1f} s (the pace is the "
-        "emulator's receipt delays of 0.2–5 s, not receiptd's; see bench/ for throughput)",
+        _delivery_line(result),
         "",
         "Next: `receiptd run` runs this as a daemon against your account; see the README's",
         "configuration reference (RECEIPTD_* settings) and `receiptd config check`.",
     ]
+
+
+def _delivery_line(result: DemoResult) -> str:
+    if result.push_requests:
+        how = f"receipts pushed: {result.pushed} in {result.push_requests} HTTP requests"
+    else:
+        how = f"queue messages consumed: {result.messages}"
+    return (
+        f"  {how} in {result.seconds:.1f} s (the pace is the emulator's receipt delays of "
+        "0.2–5 s, not receiptd's; see bench/ for throughput)"
+    )
 
 
 def _fmt(counter: Counter[str], order: tuple[str, ...]) -> str:

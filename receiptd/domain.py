@@ -23,6 +23,9 @@ _TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y%m%d%H%M%S")
 # Longest value per field, matching the columns (receiptd.db.models); longer is malformed.
 _MAX_LENGTH = {"biz_id": 64, "phone_number": 32, "out_id": 128, "err_code": 64, "err_msg": 512}
 _MAX_LENGTH.update(dest_code=64, sequence_id=64, content=65536)
+_MAX_LENGTH.update(message_id=64, sign_name=64, template_code=64)
+# KooMessage callbacks: cust_flag is stored as phone_number; the description is truncated.
+_MAX_LENGTH.update(cust_flag=32, send_status_desc=4096)
 _DEFAULT_MAX_LENGTH = 64
 
 
@@ -57,6 +60,13 @@ class Provider(enum.StrEnum):
     HUAWEI = "huawei"
 
 
+class Channel(enum.StrEnum):
+    """How a receipt reached receiptd: read from an MNS queue, or pushed over HTTP."""
+
+    MNS = "mns"
+    PUSH = "push"
+
+
 @dataclass(frozen=True, slots=True)
 class SmsReport:
     """A delivery receipt (SmsReport body). Times are UTC."""
@@ -70,6 +80,11 @@ class SmsReport:
     err_code: str | None = None
     err_msg: str | None = None
     sms_size: int | None = None
+    # Only some channels carry these (push's newer field set, KooMessage callbacks).
+    provider: Provider = Provider.ALIYUN
+    message_id: str | None = None
+    sign_name: str | None = None
+    template_code: str | None = None
 
     @property
     def status(self) -> SendStatus:
@@ -85,6 +100,7 @@ class SmsUp:
     send_time: datetime
     dest_code: str
     sequence_id: str
+    sign_name: str | None = None  # some pushed SmsUp pages add it
 
 
 def decode_json_body(raw: str | bytes) -> dict[str, Any]:
@@ -118,7 +134,7 @@ def parse_provider_time(value: str, tz: tzinfo = CHINA_TZ) -> datetime:
     raise ValueError(f"{value!r} is not 'yyyy-MM-dd HH:mm:ss' or 'yyyyMMddHHmmss'")
 
 
-class _Fields:
+class Fields:
     """Typed access to a decoded body; every failure names the field."""
 
     def __init__(self, data: Mapping[str, Any], tz: tzinfo) -> None:
@@ -177,7 +193,12 @@ class _Fields:
 
 def parse_report(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsReport:
     """A raw SmsReport queue body to a typed receipt, or BodyError."""
-    fields = _Fields(decode_json_body(raw), tz)
+    return report_from_fields(decode_json_body(raw), tz)
+
+
+def report_from_fields(data: Mapping[str, Any], tz: tzinfo = CHINA_TZ) -> SmsReport:
+    """A decoded SmsReport object (queue body or pushed element) to a typed receipt."""
+    fields = Fields(data, tz)
     send_time = fields.required_time("send_time")
     return SmsReport(
         biz_id=fields.required_text("biz_id"),
@@ -189,12 +210,20 @@ def parse_report(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsReport:
         err_code=fields.text("err_code"),
         err_msg=fields.text("err_msg"),
         sms_size=fields.count("sms_size"),
+        message_id=fields.text("message_id"),
+        sign_name=fields.text("sign_name"),
+        template_code=fields.text("template_code"),
     )
 
 
 def parse_up(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsUp:
     """A raw SmsUp queue body to a typed reply, or BodyError."""
-    fields = _Fields(decode_json_body(raw), tz)
+    return up_from_fields(decode_json_body(raw), tz)
+
+
+def up_from_fields(data: Mapping[str, Any], tz: tzinfo = CHINA_TZ) -> SmsUp:
+    """A decoded SmsUp object (queue body or pushed element) to a typed reply."""
+    fields = Fields(data, tz)
     send_time = fields.required_time("send_time")
     return SmsUp(
         phone_number=normalize_phone(fields.text("phone_number") or ""),
@@ -202,6 +231,7 @@ def parse_up(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsUp:
         send_time=send_time,
         dest_code=fields.required_text("dest_code"),
         sequence_id=fields.required_text("sequence_id"),
+        sign_name=fields.text("sign_name"),
     )
 
 

@@ -249,19 +249,21 @@ def _send(
 class OpsServer:
     """waitress in a background thread; ``close()`` stops it."""
 
-    def __init__(self, app: OpsApp, host: str, port: int, threads: int = 4) -> None:
-        self._server = create_server(
-            app,
-            host=host,
-            port=port,
-            threads=threads,
-            channel_timeout=30,
-            max_request_header_size=16 * 1024,
-            max_request_body_size=MAX_REGISTRATION_BODY,
-            connection_limit=100,
-            clear_untrusted_proxy_headers=True,
-            ident="receiptd",
-        )
+    def __init__(
+        self, app: Callable[..., Any], host: str, port: int, threads: int = 4, **options: Any
+    ) -> None:
+        """``options`` override waitress's settings below (the push listener has its own)."""
+        settings: dict[str, Any] = {
+            "threads": threads,
+            "channel_timeout": 30,
+            "max_request_header_size": 16 * 1024,
+            "max_request_body_size": MAX_REGISTRATION_BODY,
+            "connection_limit": 100,
+            "clear_untrusted_proxy_headers": True,
+            "ident": "receiptd",
+        }
+        self._server = create_server(app, host=host, port=port, **{**settings, **options})
+        self.failed: BaseException | None = None
         self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
 
@@ -275,9 +277,10 @@ class OpsServer:
     def _serve(self) -> None:
         try:
             self._server.run()
-        except OSError:
+        except OSError as exc:
             # close() from another thread can pull a socket from under select(): expected then.
             if not self._closing.is_set():
+                self.failed = exc
                 raise
 
     def close(self, timeout: float = 5.0) -> None:

@@ -87,6 +87,29 @@ HEARTBEAT_AGE = Gauge(
     ["loop"],
     registry=REGISTRY,
 )
+# HTTP push (receipts pushed by Alibaba and KooMessage; docs/operations.md).
+PUSH_REQUESTS = Counter(
+    "receiptd_push_requests",
+    "Push requests answered, by provider (aliyun|huawei|unknown), type (report|up|"
+    "send_status|unknown) and result (stored|dead_letter|rejected|too_large|unavailable|"
+    "not_found|forbidden).",
+    ["provider", "type", "result"],
+    registry=REGISTRY,
+)
+PUSH_DURATION = Histogram(
+    "receiptd_push_request_duration_seconds",
+    "Time from a push request's body read to its answer, by provider and type.",
+    ["provider", "type"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+    registry=REGISTRY,
+)
+RECEIPTS = Counter(
+    "receiptd_receipts",
+    "Receipts and replies by channel (mns|push), type (report|up) and outcome "
+    "(stored|duplicate|dead_letter|ignored): MNS and push side by side.",
+    ["channel", "type", "outcome"],
+    registry=REGISTRY,
+)
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)
 BUILD = Info("receiptd_build", "receiptd build information.", registry=REGISTRY)
 BUILD.info({"version": __version__})

@@ -64,14 +64,19 @@ class ReceiptQueue(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ReportRecord:
+    """``message_id`` names the carrier message: the MNS MessageId, or for a push the
+    request id and element index (logs only; push rows store no mns_message_id)."""
+
     message_id: str
     report: domain.SmsReport
+    channel: domain.Channel = domain.Channel.MNS
 
 
 @dataclass(frozen=True, slots=True)
 class InboundRecord:
     message_id: str
     reply: domain.SmsUp
+    channel: domain.Channel = domain.Channel.MNS
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import click
 
-from receiptd import domain, ports
+from receiptd import domain, ports, push
 from receiptd.cli import common
 from receiptd.config import Settings
 from receiptd.db.store import DeadLetterView, SqlStore
@@ -32,7 +32,9 @@ def replay_one(
     """Re-parse and store one dead letter; None on success, else the (new) error text."""
     tz = settings.timezone
     try:
-        if kind_of(letter.queue, settings) is domain.MessageType.REPORT:
+        if letter.queue.startswith("push:"):  # HTTP push (docs/push.md)
+            batch = push.replay_batch(letter.queue, letter.raw_body, tz)
+        elif kind_of(letter.queue, settings) is domain.MessageType.REPORT:
             report = domain.parse_report(letter.raw_body, tz)
             batch = ports.Batch(reports=[ports.ReportRecord(letter.mns_message_id, report)])
         else:

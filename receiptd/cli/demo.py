@@ -18,13 +18,18 @@ from receiptd import logs
     show_default=True,
     help="SQLite file to (re)create for the demo.",
 )
-def demo(database: Path) -> None:
+@click.option(
+    "--push",
+    is_flag=True,
+    help="Deliver receipts and replies by HTTP push to receiptd's push listener, not MNS.",
+)
+def demo(database: Path, push: bool) -> None:
     """Send a few hundred SMS to the built-in emulator and settle every one of them."""
     from receiptd.demo import render, run_demo
 
     # The demo's own progress lines are the output; library logs stay at warnings.
     logs.configure(level="WARNING", fmt="console", stream=sys.stderr)
-    result = run_demo(database.resolve(), lambda line: click.echo(line, err=True))
+    result = run_demo(database.resolve(), lambda line: click.echo(line, err=True), push=push)
     for line in render(result):
         click.echo(line)
     if not result.all_settled:

@@ -27,10 +27,10 @@ log = get_logger(__name__)
 def run(ctx: click.Context, migrate_first: bool) -> None:
     """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
     settings = common.settings(ctx)
-    if not (settings.aliyun_configured or settings.huawei_configured):
+    if not (settings.aliyun_configured or settings.huawei_configured or settings.push_addr):
         common.fail(
             "invalid setting aliyun_access_key_id: no provider is configured, the daemon would "
-            "do nothing (set aliyun_access_key_id, or huawei_access_key_id)",
+            "do nothing (set aliyun_access_key_id, huawei_access_key_id or push_addr)",
             common.EXIT_CONFIG,
         )
     store, sends = common.stores(settings)
@@ -39,13 +39,14 @@ def run(ctx: click.Context, migrate_first: bool) -> None:
         service, ready = daemon.service(settings, store, sends, Health())
     except config.ConfigError as exc:
         common.fail(str(exc), common.EXIT_CONFIG)
-    except OSError as exc:
-        common.fail(f"cannot listen on http_addr {settings.http_addr}: {exc.strerror}", 1)
+    except daemon.CannotListen as exc:
+        common.fail(str(exc), 1)
     log.info(
         "service_starting",
         mode="token" if settings.token_mode else "direct",
         http_addr=settings.http_addr,
         report_queue=settings.report_queue,
+        push_addr=settings.push_addr,
     )
     with on_stop_signals(service.stop):
         code = service.run(ready)

@@ -121,6 +121,13 @@ class SmsReportRow(Base):
     err_msg: Mapped[str | None] = mapped_column(String(512))
     sms_size: Mapped[int | None] = mapped_column(Integer)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # HTTP push (migration 0003): the channel that delivered the row first, and the fields
+    # only some channels carry.
+    channel: Mapped[str | None] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(16))
+    message_id: Mapped[str | None] = mapped_column(String(64))
+    sign_name: Mapped[str | None] = mapped_column(String(64))
+    template_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class SmsInboundRow(Base):
@@ -140,6 +147,8 @@ class SmsInboundRow(Base):
     dest_code: Mapped[str] = mapped_column(String(64))
     sequence_id: Mapped[str] = mapped_column(String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    channel: Mapped[str | None] = mapped_column(String(16))  # mns | push (migration 0003)
+    sign_name: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeadLetter(Base):

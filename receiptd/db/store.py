@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from receiptd import domain, ports
@@ -70,7 +70,13 @@ class SqlStore:
         reports_new = upsert.insert_ignore(
             conn, REPORT, [_report_row(r, now) for r in batch.reports], ("biz_id", "phone_number")
         )
-        settled = settle_from_reports(conn, [r.report for r in batch.reports], now)
+        reports = [r.report for r in batch.reports]
+        settled = settle_from_reports(
+            conn, [r for r in reports if r.provider is domain.Provider.ALIYUN], now
+        )
+        settled += settle_huawei_from_reports(
+            conn, [r for r in reports if r.provider is domain.Provider.HUAWEI], now
+        )
         inbound_new = upsert.insert_ignore(
             conn,
             INBOUND,
@@ -132,7 +138,7 @@ class DeadLetterView:
 def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
     r = record.report
     return {
-        "mns_message_id": record.message_id,
+        "mns_message_id": _mns_id(record.message_id, record.channel),
         "biz_id": r.biz_id,
         "phone_number": r.phone_number,
         "success": r.success,
@@ -143,22 +149,41 @@ def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
         "err_msg": r.err_msg,
         "sms_size": r.sms_size,
         "received_at": now,
+        "channel": record.channel.value,
+        "provider": r.provider.value,
+        "message_id": r.message_id,
+        "sign_name": r.sign_name,
+        "template_code": r.template_code,
     }
+
+
+def _mns_id(message_id: str, channel: domain.Channel) -> str | None:
+    return message_id if channel is domain.Channel.MNS else None
 
 
 def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     u = record.reply
     return {
-        "mns_message_id": record.message_id,
+        "mns_message_id": _mns_id(record.message_id, record.channel),
         "phone_number": u.phone_number,
         "content": u.content,
         "send_time": u.send_time,
         "dest_code": u.dest_code,
         "sequence_id": u.sequence_id,
         "received_at": now,
+        "channel": record.channel.value,
+        "sign_name": u.sign_name,
     }
 
 
+_SETTLED_BY_RECEIPT: dict[str, Any] = {
+    "status": bindparam("b_status"),
+    "err_code": bindparam("b_err_code"),
+    "err_msg": bindparam("b_err_msg"),
+    "settled_by": domain.SettledBy.RECEIPT.value,
+    "settled_at": bindparam("b_now"),
+    **claim_released(bindparam("b_now")),
+}
 _SETTLE_FROM_REPORT = (
     update(SEND)
     .where(
@@ -169,14 +194,7 @@ _SETTLE_FROM_REPORT = (
             SEND.c.status == domain.SendStatus.PENDING.value,
         )
     )
-    .values(
-        status=bindparam("b_status"),
-        err_code=bindparam("b_err_code"),
-        err_msg=bindparam("b_err_msg"),
-        settled_by=domain.SettledBy.RECEIPT.value,
-        settled_at=bindparam("b_now"),
-        **claim_released(bindparam("b_now")),
-    )
+    .values(**_SETTLED_BY_RECEIPT)
 )
 
 
@@ -216,4 +234,42 @@ def settle_from_reports(
     if not params:
         return 0
     result = conn.execute(_SETTLE_FROM_REPORT, params)
+    return max(int(result.rowcount), 0)
+
+
+# KooMessage AIM callbacks (HTTP push): a Huawei send is registered as biz_id = task id and
+# phone_number = cust_flag; out_id, when set, is the detail's msg_id and must match too
+# (the same rule as providers/huawei/matching.py). Kept apart from the Aliyun statement.
+_SETTLE_HUAWEI = (
+    update(SEND)
+    .where(
+        SEND.c.provider == domain.Provider.HUAWEI.value,
+        SEND.c.biz_id == bindparam("b_biz_id"),
+        SEND.c.phone_number == bindparam("b_phone"),
+        SEND.c.status == domain.SendStatus.PENDING.value,
+        or_(SEND.c.out_id.is_(None), SEND.c.out_id == bindparam("b_msg_id")),
+    )
+    .values(**_SETTLED_BY_RECEIPT)
+)
+
+
+def settle_huawei_from_reports(
+    conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
+) -> int:
+    """Settle pending Huawei sends from pushed KooMessage receipts; final never changes."""
+    if not reports:
+        return 0
+    params = [
+        {
+            "b_biz_id": r.biz_id,
+            "b_phone": r.phone_number,
+            "b_msg_id": r.message_id or "",
+            "b_status": r.status.value,
+            "b_err_code": r.err_code,
+            "b_err_msg": r.err_msg,
+            "b_now": now,
+        }
+        for r in reports
+    ]
+    result = conn.execute(_SETTLE_HUAWEI, params)
     return max(int(result.rowcount), 0)

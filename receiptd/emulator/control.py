@@ -15,6 +15,7 @@ from receiptd.emulator.faults import FaultKind, FaultSpec
 from receiptd.emulator.http_types import Request, Response, decode_form
 from receiptd.emulator.mns_queue import MnsError
 from receiptd.emulator.provider import SeedSend
+from receiptd.emulator.push import PushSpec
 from receiptd.emulator.router import CONTROL_PREFIX, Params, Route
 
 if TYPE_CHECKING:
@@ -61,6 +62,19 @@ def _set_qps_limit(emu: Emulator, body: Body) -> Body:
     return {}
 
 
+def _set_push(emu: Emulator, body: Body) -> Body:
+    """``{"type": "SmsReport", "url": ..., "batch": 100, "schedule": "long", ...}``;
+    ``"url": null`` turns push mode off for that type."""
+    kind = body.pop("type")
+    emu.set_push(kind, None if body.get("url") is None else PushSpec(**body))
+    return {}
+
+
+def _push_elements(emu: Emulator, body: Body) -> Body:
+    emu.push_elements(body["type"], body["elements"])
+    return {}
+
+
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "info"): lambda emu, b: emu.info.as_dict(),
     ("POST", "enqueue"): lambda emu, b: {
@@ -85,6 +99,9 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "faults"): _set_faults,
     ("POST", "expire_tokens"): lambda emu, b: {"expired": emu.expire_tokens()},
     ("POST", "qps_limit"): _set_qps_limit,
+    ("POST", "push"): _set_push,
+    ("GET", "push_stats"): lambda emu, b: emu.push_stats(),
+    ("POST", "push_elements"): _push_elements,
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from receiptd.emulator import receipts
+from receiptd.emulator import push, receipts
 from receiptd.emulator.calls import CallLog, RecordedCall
 from receiptd.emulator.credentials import Credential, CredentialStore, KeyKind
 from receiptd.emulator.dybase import Dybase
@@ -109,6 +109,10 @@ class Emulator:
         self.sms_records = SmsRecords(seed=self.profile.seed)
         self.scheduler = Scheduler()
         self.provider = SmsProvider(self.profile, self.sms_records, self.mns, self.scheduler)
+        self.pushers: dict[str, push.Pusher] = {}
+        for kind, push_spec in self.profile.push.items():
+            self.set_push(kind, push_spec)
+        self.provider.divert = self._divert
         huawei_keys = {HUAWEI_ACCESS_KEY_ID: HUAWEI_SECRET_ACCESS_KEY}
         self.koomessage = KooMessageApi(auth=KooMessageAuth(huawei_keys, [HUAWEI_AUTH_TOKEN]))
         self.router = self._build_router()
@@ -157,6 +161,8 @@ class Emulator:
             self.mns.close()
             server.stop()
         self.scheduler.stop()
+        for kind in list(self.pushers):
+            self.set_push(kind, None)
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -263,8 +269,48 @@ class Emulator:
         return self.sms_records.snapshot()
 
     def seed_koomessage(self, details: Iterable[SendDetail]) -> int:
-        """Add KooMessage send details (a known msg_id is replaced); returns how many were new."""
-        return self.koomessage.store.add(details)
+        """Add KooMessage send details (a known msg_id is replaced); returns how many were new.
+        In push mode a final detail is also called back."""
+        details = list(details)
+        added = self.koomessage.store.add(details)
+        pusher = self.pushers.get("koomessage")
+        if pusher is not None:
+            elements = [push.koomessage_element(d) for d in details]
+            pusher.submit([e for e in elements if e is not None])
+        return added
+
+    # -- push mode -----------------------------------------------------------------------
+    def set_push(self, kind: str, spec: push.PushSpec | None) -> None:
+        """Deliver ``kind`` (SmsReport, SmsUp, koomessage) by HTTP push; None: back to MNS
+        (for koomessage: no callbacks). Receipts still retrying in the old pusher are dropped."""
+        new = None if spec is None else push.build(kind, spec, self.scheduler)
+        with self._lock:
+            old = self.pushers.pop(kind, None)
+            if new is not None:
+                self.pushers[kind] = new
+        if old is not None:
+            old.stop()
+
+    def push_elements(self, kind: str, elements: Iterable[Any]) -> None:
+        """Push these elements (receipt field dicts, or anything malformed) as the provider."""
+        pusher = self.pushers.get(kind)
+        if pusher is None:
+            raise ValueError(f"{kind} is not in push mode")
+        pusher.submit(list(elements))
+
+    def push_stats(self) -> dict[str, dict[str, Any]]:
+        return {
+            kind: {**p.stats.as_dict(), "pending": p.pending()}
+            for kind, p in list(self.pushers.items())
+        }
+
+    def _divert(self, queue: str, bodies: list[str]) -> bool:
+        kinds = {self.profile.report_queue: "SmsReport", self.profile.up_queue: "SmsUp"}
+        pusher = self.pushers.get(kinds.get(queue, ""))
+        if pusher is None:
+            return False
+        pusher.submit([push.queue_element(body) for body in bodies])
+        return True
 
     def koomessage_details(self) -> list[SendDetail]:
         return self.koomessage.store.snapshot()

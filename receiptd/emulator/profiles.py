@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from receiptd.emulator.faults import GROUPS, FaultSpec
+from receiptd.emulator.push import KINDS as PUSH_KINDS
+from receiptd.emulator.push import PushSpec
 
 OUTCOMES = ("delivered", "failed", "pending")
 #: queue: one receipt when the carrier answers; lost: none (only QuerySendDetails tells);
@@ -70,6 +72,8 @@ class Profile:
     replies: tuple[str, ...] = DEFAULT_REPLIES
     qps: Mapping[str, float] = field(default_factory=dict)
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
+    # Push mode per message type (SmsReport, SmsUp, koomessage): HTTP POST instead of MNS.
+    push: Mapping[str, PushSpec] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if min(self.delivered, self.failed, self.pending) < 0 or (
@@ -87,6 +91,8 @@ class Profile:
         unknown = set(self.faults) - set(GROUPS)
         if unknown:
             raise ValueError(f"unknown fault groups: {sorted(unknown)}")
+        if set(self.push) - set(PUSH_KINDS):
+            raise ValueError(f"push types must be among {PUSH_KINDS}")
 
     # -- derived names -------------------------------------------------------------------
     @property
@@ -143,6 +149,8 @@ class Profile:
             )
         if "faults" in data:
             kwargs["faults"] = {g: FaultSpec(**spec) for g, spec in data.pop("faults").items()}
+        if "push" in data:
+            kwargs["push"] = {k: PushSpec(**spec) for k, spec in data.pop("push").items()}
         kwargs.update(data)
         allowed = {f.name for f in fields(cls)}
         unknown = set(kwargs) - allowed

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from receiptd import config
+from receiptd import config, ports, push
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
@@ -19,13 +19,20 @@ from receiptd.wiring import core
 COMPENSATOR_JOB = "compensator"
 
 
+class CannotListen(Exception):
+    """A listen address setting cannot be bound; the message names the setting."""
+
+    def __init__(self, setting: str, address: str, exc: OSError) -> None:
+        super().__init__(f"cannot listen on {setting} {address}: {exc.strerror or exc}")
+
+
 def service(
     settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
 ) -> tuple[Service, Callable[[], bool]]:
     """The daemon and its readiness test (True once every readiness check passes).
 
-    Raises config.ConfigError for a configured but unusable provider and OSError when the
-    ops address cannot be bound.
+    Raises config.ConfigError for a configured but unusable provider and CannotListen when
+    the ops or the push address cannot be bound.
     """
     readiness = {"database": database_check(store), "queues": queues_check(health)}
     app = OpsApp(
@@ -36,10 +43,15 @@ def service(
         show_phone_numbers=settings.log_show_phone_numbers,
     )
     host, port = config.split_host_port(settings.http_addr)
+    try:
+        server = OpsServer(app, host, port)
+    except OSError as exc:
+        raise CannotListen("http_addr", settings.http_addr, exc) from exc
     parts = ServiceParts(
-        loops=core.daemon_consumers(settings, store, health),
+        # The push listener first: on a stop it stops accepting before the consumers drain.
+        loops=[*push_listener(settings, store), *core.daemon_consumers(settings, store, health)],
         jobs=_jobs(settings, sends, health),
-        server=OpsServer(app, host, port),
+        server=server,
         health=health,
         notifier=Notifier(),
         heartbeat_timeout=settings.heartbeat_timeout,
@@ -63,6 +75,32 @@ def _jobs(settings: config.Settings, sends: SendStore, health: Health) -> list[J
                 Job(COMPENSATOR_JOB, comp.run_once, settings.compensator_interval, stop=comp.stop)
             )
     return jobs
+
+
+def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[push.PushListener]:
+    """The HTTP push listener when ``push_addr`` is set (it binds its port here)."""
+    if not settings.push_addr or settings.push_token is None:
+        return []
+    cfg = push.PushConfig(
+        token=settings.push_token.get_secret_value(),
+        tz=settings.timezone,
+        allow=config.parse_networks(settings.push_allow_cidrs),
+        trusted_proxies=config.parse_networks(settings.push_trusted_proxies),
+        max_body=settings.push_max_body,
+        max_elements=settings.push_max_elements,
+    )
+    host, port = config.split_host_port(settings.push_addr)
+    try:
+        listener = push.PushListener(
+            push.PushApp(sink, cfg),
+            host,
+            port,
+            settings.push_threads,
+            settings.push_channel_timeout,
+        )
+    except OSError as exc:
+        raise CannotListen("push_addr", settings.push_addr, exc) from exc
+    return [listener]
 
 
 def _secret(value: SecretStr | None) -> str | None:

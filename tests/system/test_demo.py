@@ -13,10 +13,10 @@ import pytest
 pytestmark = pytest.mark.system
 
 
-def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiptd", "demo"],
+    return subprocess.run(
+        [sys.executable, "-m", "receiptd", "demo", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -24,6 +24,10 @@ def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+
+
+def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
+    proc = run_demo(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     match = re.search(r"receiptd demo: (\d+) SMS settled in ([\d.]+) s", out)
@@ -40,3 +44,17 @@ def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
     assert re.search(r"dead letters .*: 1$", out, re.M)
     assert int(re.search(r"replies stored \(sms_inbound\): (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
     assert (tmp_path / "receiptd-demo.db").exists()
+
+
+def test_demo_push_settles_every_send_with_receipts_by_push(tmp_path: Path) -> None:
+    proc = run_demo(tmp_path, "--push")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert re.search(r"receiptd demo: 300 SMS settled", out), out
+    assert re.search(r"expired 0, pending 0", out), out
+    by = re.search(r"settled by:\s+receipt (\d+), query (\d+)", out)
+    assert by and int(by.group(1)) > 0  # receipts came by push: MNS was never read
+    assert re.search(r"MNS 0$", out, re.M), out
+    pushed = re.search(r"receipts pushed: (\d+) in (\d+) HTTP requests", out)
+    assert pushed and int(pushed.group(1)) > int(pushed.group(2)) > 0  # merged arrays
+    assert re.search(r"dead letters .*: 1$", out, re.M)  # the broken pushed element

@@ -62,6 +62,15 @@ BAD_VALUES: dict[str, list[str]] = {
     "heartbeat_timeout": ["0", "-5"],
     "shutdown_timeout": ["0", "601"],
     "migrate_on_start": ["sometimes"],
+    # HTTP push (docs/push.md); a push_addr without push_token is refused too.
+    "push_addr": ["localhost", "127.0.0.1:99999", "127.0.0.1:9500"],
+    "push_token": ["short", "has spaces in it but long", "slash/inside/the/token/x"],
+    "push_allow_cidrs": ["10.0.0.0/33", "nonsense", "10.0.0.0/8, example.com"],
+    "push_trusted_proxies": ["proxy.example.com"],
+    "push_threads": ["0", "65"],
+    "push_max_body": ["0", "1023", "big"],
+    "push_max_elements": ["0", "100001"],
+    "push_channel_timeout": ["0", "601", "nan"],
 }
 # Free text: no value is invalid in itself (the provider refuses a wrong key at run time).
 FREE_TEXT = {

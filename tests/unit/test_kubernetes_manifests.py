@@ -204,6 +204,9 @@ CONTRACT_METRICS = {
     "receiptd_loop_heartbeat_age_seconds",
     "receiptd_build_info",
     "receiptd_ready",
+    "receiptd_receipts_total",
+    "receiptd_push_requests_total",
+    "receiptd_push_request_duration_seconds",
 }
 
 
@@ -637,3 +640,32 @@ def test_dashboard_structure() -> None:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
             assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+
+
+# --- the push overlay (a second Service and an Ingress) -----------------------------------------
+
+PUSH_OVERLAY = DEPLOY / "overlays" / "push"
+
+
+def test_push_overlay_exposes_only_the_push_port(kubectl: str) -> None:
+    result = subprocess.run(
+        [kubectl, "kustomize", str(PUSH_OVERLAY)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    objects = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for obj in objects:
+        kubernetes_validate.validate(obj, KUBE_VERSION, strict=True)
+    services = {s["metadata"]["name"]: s for s in by_kind(objects, "Service")}
+    assert set(services) == {"receiptd", "receiptd-push"}
+    ports = {p["name"]: p["containerPort"] for p in deployment_container(objects)["ports"]}
+    assert ports == {"http": HTTP_PORT, "push": 9500}
+    assert [p["targetPort"] for p in services["receiptd-push"]["spec"]["ports"]] == ["push"]
+    assert [p["targetPort"] for p in services["receiptd"]["spec"]["ports"]] == ["http"]
+    env = container_env(deployment_container(objects), objects)
+    assert env["RECEIPTD_PUSH_ADDR"].endswith(":9500")
+    token_key = env["RECEIPTD_PUSH_TOKEN_FILE"].rpartition("/")[2]
+    assert token_key in yaml.safe_load(SECRET_EXAMPLE.read_text(encoding="utf-8"))["stringData"]
+    ingress = the(objects, "Ingress")["spec"]
+    assert ingress["tls"] and ingress["tls"][0]["secretName"]
+    (path,) = ingress["rules"][0]["http"]["paths"]
+    assert path["path"] == "/push/" and path["backend"]["service"]["name"] == "receiptd-push"
