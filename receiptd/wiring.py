@@ -83,5 +83,17 @@ def compensator(
         TokenBucket(rate, default_burst(rate)),
         replica=replica_name(),
         grace=None if grace is None else timedelta(seconds=grace),
+        horizons=compensator_horizons(settings),
     )
     return comp if comp.lookups else None
+
+
+def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, timedelta]:
+    """The status horizon per provider: ``compensator_horizon_<provider>`` when set, else
+    ``compensator_horizon``; zero means none (ask up to the provider's query window)."""
+    horizons = {}
+    for provider in domain.Provider:
+        own = getattr(settings, f"compensator_horizon_{provider.value}", None)
+        seconds = settings.compensator_horizon if own is None else own
+        horizons[provider] = timedelta(seconds=seconds)
+    return horizons

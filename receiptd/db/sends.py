@@ -10,9 +10,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from receiptd import domain, ports
+from receiptd import horizon as _horizon
 from receiptd.db import upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND
-from receiptd.db.store import SqlStore, settle_from_reports
+from receiptd.db.store import SqlStore, settle_from_reports, settleable
 
 PENDING = domain.SendStatus.PENDING.value
 CLAIM_LEASE = timedelta(minutes=15)
@@ -154,20 +155,18 @@ class SendStore:
         now: datetime,
         base_backoff: float,
         max_backoff: float,
+        horizon: timedelta | None = None,
     ) -> int:
-        """Apply final statuses; every other claimed send gets its next check pushed back.
+        """Apply final statuses; every other claimed send gets its next check pushed back
+        (``receiptd.horizon.next_check_at``: backoff, at most to the send's horizon).
 
         Returns the number of sends that reached a final status.
         """
         final = [s for s in settlements if s.status.is_final]
         done = {s.send_id for s in final}
+        schedule = _horizon.Schedule(base_backoff, max_backoff, horizon)
         retry = [
-            {
-                "b_id": p.id,
-                "b_next": now
-                + timedelta(seconds=domain.backoff_delay(p.check_count, base_backoff, max_backoff)),
-                "b_now": now,
-            }
+            {"b_id": p.id, "b_next": _horizon.next_check_at(p, now, schedule), "b_now": now}
             for p in pending
             if p.id not in done
         ]
@@ -195,7 +194,7 @@ class SendStore:
 
 _SETTLE = (
     update(SEND)
-    .where(SEND.c.id == bindparam("b_id"), SEND.c.status == PENDING)
+    .where(SEND.c.id == bindparam("b_id"), settleable(SEND, bindparam("b_status")))
     .values(
         status=bindparam("b_status"),
         settled_by=bindparam("b_by"),
