@@ -86,13 +86,13 @@ def verdicts(
 
 
 def calls_over_life(schedule: Schedule, grace: timedelta, interval: timedelta) -> list[timedelta]:
-    """The ages at which a send that never settles is queried, with cycles every
+    """The ages at which a send that never settles is queried, with compensation cycles every
     ``interval`` from its send and its first check after ``grace`` (for docs and benchmarks).
-    Ends at the horizon (or at 30 days without one)."""
-    end = deadline(_EPOCH, schedule.horizon) or _EPOCH + timedelta(days=30)
+    Ends with the last query at the horizon (without one: at 30 days, the query window)."""
+    window_end = _EPOCH + timedelta(days=30)
     ages: list[timedelta] = []
     due, count, now = _EPOCH + grace, 0, _EPOCH
-    while now <= end:
+    while schedule.horizon is not None or now <= window_end:
         if now >= due:
             ages.append(now - _EPOCH)
             if reached(_probe(count), now, schedule.horizon):
