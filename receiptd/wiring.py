@@ -9,13 +9,20 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from receiptd import compensator as compensation
-from receiptd import config, domain, ports
+from receiptd import config, domain, ports, retention
 from receiptd.consumer import Consumer
 from receiptd.db.sends import SendStore
 from receiptd.health import Health
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from receiptd.db.prune import Pruner
+    from receiptd.service import Job
 from receiptd.ratelimit import TokenBucket, default_burst
 
 
@@ -97,3 +104,36 @@ def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, tim
         seconds = settings.compensator_horizon if own is None else own
         horizons[provider] = timedelta(seconds=seconds)
     return horizons
+
+
+# --- retention (receiptd prune, the daily prune job) -------------------------------------------
+
+
+def retention_cutoffs(
+    settings: config.Settings, now: datetime, tables: Sequence[str] = retention.TABLES
+) -> list[retention.Cutoff]:
+    """Per table: ``retention_days_<table>`` when set, else ``retention_days``."""
+    overrides = {t: getattr(settings, f"retention_days_{t}", None) for t in retention.TABLES}
+    days = retention.days_per_table(settings.retention_days, overrides)
+    return retention.cutoffs(days, now, tuple(tables))
+
+
+def pruner(settings: config.Settings, engine: Engine, health: Health | None = None) -> Pruner:
+    from receiptd.db.prune import Pruner
+
+    beat = (lambda: health.heartbeat("job.prune")) if health is not None else (lambda: None)
+    return Pruner(engine, settings.prune_batch_size, heartbeat=beat)
+
+
+def prune_job(settings: config.Settings, engine: Engine, health: Health) -> Job | None:
+    """The daily prune inside `receiptd run` (None when prune_enabled is off)."""
+    from receiptd.service import Job
+
+    if not settings.prune_enabled:
+        return None
+    prune = pruner(settings, engine, health)
+
+    def run() -> None:
+        prune.run(retention_cutoffs(settings, datetime.now(UTC)))
+
+    return Job("prune", run, settings.prune_interval, stop=prune.stop)

@@ -90,6 +90,7 @@ def _build(
         if comp
         else []
     )
+    jobs.extend(j for j in [wiring.prune_job(settings, store.engine, health)] if j)
     parts = ServiceParts(
         loops=wiring.daemon_consumers(settings, store, health),
         jobs=jobs,
