@@ -105,17 +105,18 @@ class SendStore:
         free = _unclaimed(now)
         due = _due(provider, now, grace)
         ids_query = select(SEND.c.id).where(due).order_by(SEND.c.sent_at).limit(limit)
-        ids = list(conn.execute(ids_query.with_for_update(skip_locked=True)).scalars())
-        if not ids:
-            return []
+        ids_query = ids_query.with_for_update(skip_locked=True)
+        claim = update(SEND).values(claimed_by=token, claimed_until=until)
+        if conn.dialect.update_returning:  # PostgreSQL, SQLite: one round trip (docs/scale.md)
+            stmt = claim.where(SEND.c.id.in_(ids_query.scalar_subquery())).returning(*SEND.c)
+            return [_pending_of(r._mapping) for r in conn.execute(stmt)]
+        ids = list(conn.execute(ids_query).scalars())  # MariaDB: no LIMIT in an IN subquery
+        claimed: list[ports.PendingSend] = []
         for chunk in _chunks(ids, 500):
-            conn.execute(
-                update(SEND)
-                .where(SEND.c.id.in_(chunk), free, SEND.c.status == PENDING)
-                .values(claimed_by=token, claimed_until=until)
-            )
-        claimed = conn.execute(select(SEND).where(SEND.c.claimed_by == token)).all()
-        return [_pending_of(r._mapping) for r in claimed]
+            conn.execute(claim.where(SEND.c.id.in_(chunk), free, SEND.c.status == PENDING))
+            mine = select(SEND).where(SEND.c.id.in_(chunk), SEND.c.claimed_by == token)
+            claimed.extend(_pending_of(r._mapping) for r in conn.execute(mine))
+        return claimed
 
     def peek_due(
         self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
