@@ -1,8 +1,9 @@
 """Retention in SQL: delete what ``receiptd.retention`` allows, in short batches, one replica
 at a time.
 
-Each batch is its own transaction: select up to ``batch_size`` ids by the table's time index,
-delete those ids (two statements: MariaDB refuses ``LIMIT`` inside an ``IN`` subquery). Locks
+Each batch is its own transaction: one ``DELETE ... WHERE id IN (SELECT id ... LIMIT n)``
+found by the table's time index (MariaDB, which refuses ``LIMIT`` inside an ``IN`` subquery,
+reads the ids first). Locks
 are held for one batch only, so the consumer's writes and the compensator's claims interleave
 with a running prune. A cross-replica lock (``locks.PRUNE``) keeps a second replica's prune
 from doing the same work; it does not wait: the other replica skips its run.
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, Table, and_, delete, func, select
+from sqlalchemy import Connection, Engine, Select, Table, and_, delete, func, select
 
 from receiptd import metrics, retention
 from receiptd.db import locks
@@ -104,17 +105,27 @@ class Pruner:
         total = 0
         while not self._stopping.is_set():
             with self.engine.begin() as conn:
-                batch = list(conn.execute(ids).scalars())
-                if batch:
-                    conn.execute(delete(table).where(table.c.id.in_(batch)))
-            total += len(batch)
-            metrics.PRUNED.labels(cut.rule.table).inc(len(batch))
+                deleted = _delete_batch(conn, table, ids)
+            total += deleted
+            metrics.PRUNED.labels(cut.rule.table).inc(deleted)
             self.heartbeat()
-            if progress is not None and batch:
-                progress(len(batch))
-            if len(batch) < self.batch_size:
+            if progress is not None and deleted:
+                progress(deleted)
+            if deleted < self.batch_size:
                 break
         return total
+
+
+def _delete_batch(conn: Connection, table: Table, ids: Select[Any]) -> int:
+    """One batch: a single DELETE with the id subquery where the database takes LIMIT there
+    (PostgreSQL, SQLite); MariaDB refuses LIMIT in an IN subquery, so it reads the ids first."""
+    if conn.dialect.name in ("postgresql", "sqlite"):
+        result = conn.execute(delete(table).where(table.c.id.in_(ids.scalar_subquery())))
+        return max(int(result.rowcount), 0)
+    batch = list(conn.execute(ids).scalars())
+    if batch:
+        conn.execute(delete(table).where(table.c.id.in_(batch)))
+    return len(batch)
 
 
 def _table(rule: retention.Rule) -> Table:
