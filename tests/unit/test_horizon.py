@@ -160,3 +160,41 @@ def test_zero_horizon_means_up_to_the_query_window(sends: SendStore) -> None:
     comp = compensator(sends, lookup, Clock(T0), limit=timedelta(0))
     assert comp.run_once().settled == {}
     assert sends.by_biz_id("old^0")[0]["status"] == "pending"
+
+
+def test_horizons_from_settings_per_provider_and_zero_is_none() -> None:
+    from receiptd import config, wiring
+
+    settings = config.Settings(compensator_horizon=3600, compensator_horizon_huawei=0)
+    horizons = wiring.compensator_horizons(settings)
+    assert horizons == {ALIYUN: timedelta(hours=1), domain.Provider.HUAWEI: timedelta(0)}
+    comp = Compensator(
+        SendStore(SqlStore(create_db_engine("sqlite://"))), [], CountingLimiter(),
+        grace=timedelta(0), batch_size=1, base_backoff=1, max_backoff=1, replica="x",
+        horizons=horizons,
+    )  # fmt: skip
+    assert comp.horizons == {ALIYUN: timedelta(hours=1)}  # huawei: up to its window
+
+
+def test_retention_per_table_overrides_and_keep_forever() -> None:
+    from receiptd import config, retention, wiring
+
+    settings = config.Settings(retention_days=30, retention_days_sms_report=0)
+    cuts = {c.rule.table: c for c in wiring.retention_cutoffs(settings, T0)}
+    assert list(cuts) == list(retention.TABLES)
+    assert cuts["sms_report"].before is None  # kept forever
+    assert cuts["sms_send"].before == T0 - timedelta(days=30)
+    assert cuts["sms_send"].rule.keep_value == "pending"  # pending sends never go
+    only = wiring.retention_cutoffs(settings, T0, ("dead_letter",))
+    assert [c.rule.table for c in only] == ["dead_letter"]
+
+
+def test_a_bad_retention_or_horizon_value_names_the_key() -> None:
+    from pydantic import ValidationError
+
+    from receiptd import config
+
+    with pytest.raises(ValidationError, match="retention_days_dead_letter"):
+        config.Settings(retention_days_dead_letter=-1)
+    with pytest.raises(ValidationError, match="compensator_horizon"):
+        config.Settings(compensator_horizon=-5)
