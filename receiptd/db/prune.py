@@ -1,9 +1,9 @@
 """Retention in SQL: delete what ``receiptd.retention`` allows, in short batches, one replica
 at a time.
 
-Each batch is its own transaction: one ``DELETE ... WHERE id IN (SELECT id ... LIMIT n)``
-found by the table's time index (MariaDB, which refuses ``LIMIT`` inside an ``IN`` subquery,
-reads the ids first). Locks
+Each batch is its own transaction: one ``DELETE`` of the ids a ``SELECT id … LIMIT n`` finds
+by the table's time index (``subset.id_in``; MariaDB, which refuses ``LIMIT`` in such a
+subquery, reads the ids first). Locks
 are held for one batch only, so the consumer's writes and the compensator's claims interleave
 with a running prune. A cross-replica lock (``locks.PRUNE``) keeps a second replica's prune
 from doing the same work; it does not wait: the other replica skips its run.
@@ -21,7 +21,7 @@ import structlog
 from sqlalchemy import Connection, Engine, Select, Table, and_, delete, func, select
 
 from receiptd import metrics, retention
-from receiptd.db import locks
+from receiptd.db import locks, subset
 from receiptd.db.models import Base
 from receiptd.db.store import translate_errors
 
@@ -120,7 +120,7 @@ def _delete_batch(conn: Connection, table: Table, ids: Select[Any]) -> int:
     """One batch: a single DELETE with the id subquery where the database takes LIMIT there
     (PostgreSQL, SQLite); MariaDB refuses LIMIT in an IN subquery, so it reads the ids first."""
     if conn.dialect.name in ("postgresql", "sqlite"):
-        result = conn.execute(delete(table).where(table.c.id.in_(ids.scalar_subquery())))
+        result = conn.execute(delete(table).where(subset.id_in(conn, table.c.id, ids)))
         return max(int(result.rowcount), 0)
     batch = list(conn.execute(ids).scalars())
     if batch:

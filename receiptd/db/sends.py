@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from receiptd import domain, ports
 from receiptd import horizon as _horizon
-from receiptd.db import upsert
+from receiptd.db import subset, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND
 from receiptd.db.store import SqlStore, settle_from_reports, settleable
 
@@ -108,7 +108,7 @@ class SendStore:
         ids_query = ids_query.with_for_update(skip_locked=True)
         claim = update(SEND).values(claimed_by=token, claimed_until=until)
         if conn.dialect.update_returning:  # PostgreSQL, SQLite: one round trip (docs/scale.md)
-            stmt = claim.where(SEND.c.id.in_(ids_query.scalar_subquery())).returning(*_PENDING)
+            stmt = claim.where(subset.id_in(conn, SEND.c.id, ids_query)).returning(*_PENDING)
             return [_pending_of(r._mapping) for r in conn.execute(stmt)]
         ids = list(conn.execute(ids_query).scalars())  # MariaDB: no LIMIT in an IN subquery
         claimed: list[ports.PendingSend] = []
