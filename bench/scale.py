@@ -44,6 +44,7 @@ from sqlalchemy.engine import make_url
 from receiptd import domain, ports, retention
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
+from receiptd.db.models import REPORT, SEND
 from receiptd.db.prune import Pruner
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -56,40 +57,8 @@ NOW = datetime.now(UTC).replace(microsecond=0)
 ALIYUN = domain.Provider.ALIYUN
 GRACE = timedelta(seconds=300)
 CONSUMER_BASE = 900_000_000  # bench/consumer.py body(i) keys: biz "{i}^0", phone 138{i:08d}
-SEND_COLUMNS = [
-    "provider",
-    "biz_id",
-    "phone_number",
-    "out_id",
-    "template_code",
-    "sign_name",
-    "sent_at",
-    "send_date",
-    "status",
-    "err_code",
-    "err_msg",
-    "settled_by",
-    "settled_at",
-    "next_check_at",
-    "check_count",
-    "claimed_by",
-    "claimed_until",
-    "created_at",
-    "updated_at",
-]
-REPORT_COLUMNS = [
-    "mns_message_id",
-    "biz_id",
-    "phone_number",
-    "success",
-    "out_id",
-    "send_time",
-    "report_time",
-    "err_code",
-    "err_msg",
-    "sms_size",
-    "received_at",
-]
+SEND_COLUMNS = [c.name for c in SEND.c if c.name != "id"]
+REPORT_COLUMNS = [c.name for c in REPORT.c if c.name != "id"]
 TS = "%Y-%m-%d %H:%M:%S"
 
 

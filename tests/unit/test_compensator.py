@@ -2,29 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from receiptd import domain, metrics, ports
 from receiptd.compensator import Compensator
-from receiptd.db import migrate
-from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
-from receiptd.db.store import SqlStore
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
 
 NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 12:00 in China
 ALIYUN, HUAWEI = domain.Provider.ALIYUN, domain.Provider.HUAWEI
-
-
-@pytest.fixture
-def sends(tmp_path) -> Iterator[SendStore]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'c.db'}")
-    migrate.upgrade(engine)
-    yield SendStore(SqlStore(engine))
-    engine.dispose()
 
 
 def register(store: SendStore, *specs: tuple[str, str, timedelta], provider=ALIYUN, out_id=None):

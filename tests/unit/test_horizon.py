@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +10,6 @@ from hypothesis import strategies as st
 
 from receiptd import domain, horizon, ports
 from receiptd.compensator import Compensator
-from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -82,14 +80,6 @@ def test_verdicts_expire_only_what_the_provider_left_pending() -> None:
     partial = horizon.verdicts([a, c], ports.LookupResult(answered, {"ok": 1, "throttled": 1}))
     assert [s.send_id for s in partial] == [1]  # c's call may have failed: not judged
     assert horizon.verdicts([a, c], ports.LookupResult([], {"unavailable": 1})) == []
-
-
-@pytest.fixture
-def sends(tmp_path) -> Iterator[SendStore]:
-    engine = create_db_engine(f"sqlite:///{tmp_path / 'h.db'}")
-    migrate.upgrade(engine)
-    yield SendStore(SqlStore(engine))
-    engine.dispose()
 
 
 class Clock:
