@@ -6,9 +6,9 @@ is still "waiting for receipt" after that mostly costs calls. So each provider h
 (``timedelta``; ``None`` = none: ask until the provider's query window ends):
 
 * a still-pending send is asked again after the usual backoff (``compensator_interval``
-  doubling per check, capped at ``compensator_max_backoff``), never later than its horizon,
-  and spaced so that at most :data:`MAX_CALLS` checks fit its life, the last at the horizon
-  (defaults: at 0.2, 0.5, 1.2, 2.3, 4.7, 9, 17, 31, 52 and 72 hours);
+  doubling per check, capped at ``compensator_max_backoff``), never later than its horizon;
+  its 10th check (:data:`MAX_CALLS`) is the one at the horizon, so a send is asked at most 10
+  times (defaults: at 0.2, 0.3, 0.7, 1.3, 2.7, 5.3, 10.7, 16.7, 22.7 and 72 hours);
 * a send claimed at or past its horizon gets that one last query; still pending (or unknown to
   a provider that answered every call) it becomes ``expired`` with ``settled_by = horizon``.
 """
@@ -50,20 +50,17 @@ def next_check_at(send: ports.PendingSend, now: datetime, schedule: Schedule) ->
     """When a send still pending after its check number ``send.check_count + 1`` (made at
     ``now``) is asked again.
 
-    Without a horizon: the plain backoff. With one: never past the horizon, and the last
-    check of the budget is the one at the horizon (so a send is asked at most ``max_calls``
-    times whatever the interval and cap). In between, each wait is at least the time left
-    halved once per check left (``T / 2**left``): the checks spread geometrically towards the
-    horizon instead of bunching up early and leaving one long gap.
+    The plain backoff (``compensator_max_backoff`` stays the longest wait), never past the
+    horizon; and once the checks before the last one are spent, the next is the last one, at
+    the horizon. So a send is asked at most ``max_calls`` times whatever the interval and cap.
     """
     delay = timedelta(seconds=domain.backoff_delay(send.check_count, schedule.base, schedule.cap))
     last = deadline(send.sent_at, schedule.horizon)
     if last is None or now >= last:
         return now + delay
-    left = schedule.max_calls - (send.check_count + 1) - 1  # checks left before the last one
-    if left <= 0:
+    if send.check_count + 2 >= schedule.max_calls:  # this was the last check before the last
         return last
-    return min(last, now + max(delay, (last - now) / (1 << left)))
+    return min(last, now + delay)
 
 
 def verdicts(

@@ -32,7 +32,7 @@ def test_default_schedule_asks_ten_times_and_last_at_the_horizon() -> None:
         horizon.Schedule(600, 6 * 3600, H72), timedelta(seconds=300), timedelta(seconds=600)
     )
     hours = [round(a.total_seconds() / 3600, 1) for a in ages]
-    assert hours == [0.2, 0.5, 1.2, 2.3, 4.7, 9.0, 17.0, 30.8, 51.5, 72.0]
+    assert hours == [0.2, 0.3, 0.7, 1.3, 2.7, 5.3, 10.7, 16.7, 22.7, 72.0]
 
 
 def test_without_a_horizon_the_backoff_asks_until_the_window_ends() -> None:
