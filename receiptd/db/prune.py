@@ -63,10 +63,11 @@ class Pruner:
         with translate_errors(), self.engine.connect() as conn:
             for cut in cutoffs:
                 where = _removable(cut)
+                if where is None:
+                    counts[cut.rule.table] = 0
+                    continue
                 query = select(func.count()).select_from(_table(cut.rule)).where(where)
-                counts[cut.rule.table] = (
-                    0 if where is None else int(conn.execute(query).scalar_one())
-                )
+                counts[cut.rule.table] = int(conn.execute(query).scalar_one())
         return counts
 
     def run(
