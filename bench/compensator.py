@@ -10,6 +10,10 @@
    rate by the in-memory lookup: wall time versus the ideal N / rate (target <= 1.05x). This
    measures the compensator's own overhead (claims, settles, planning) against the limiter.
 3. *sdk throughput* (optional, --sdk-sends): the same through the real SDK and the emulator.
+4. *never settles*: sends the provider reports "waiting for receipt" forever, cycles every
+   600 s on a controlled clock for 31 days with the production backoff (600 s doubling, 6 h
+   cap): QuerySendDetails calls per send without a status horizon (before) and with the
+   72-hour horizon (after), side by side (target <= 10).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from receiptd import domain, ports
+from receiptd import domain, horizon, ports
 from receiptd.compensator import Compensator
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -31,7 +35,7 @@ from receiptd.emulator import Emulator, Profile, SeedSend
 from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.dysms import AliyunStatusLookup, make_client
 from receiptd.ratelimit import TokenBucket, default_burst
-from receiptd.testing.lookups import FakeLookup, Truth
+from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
 
 NOW = datetime.now(UTC)
 
@@ -52,6 +56,7 @@ def compensator(store: SendStore, lookup: object, rate: float, batch: int) -> Co
         base_backoff=600.0,
         max_backoff=3600.0,
         replica="bench",
+        horizons={domain.Provider.ALIYUN: horizon.DEFAULT_HORIZON},
     )
 
 
@@ -138,6 +143,41 @@ def bench_sdk(
         return timed(compensator(store, sdk_lookup(emu, concurrency), rate, 5000), n, rate)
 
 
+def bench_never(n: int, limit: timedelta | None, url: str | None, tmp: Path) -> dict[str, float]:
+    """Calls per send over the whole life of sends that never settle (controlled clock)."""
+    store = fresh_store(url, tmp, f"never-{limit}.db")
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    sends = [
+        ports.NewSend(domain.Provider.ALIYUN, f"n{i}^0", f"137{i:08d}", start) for i in range(n)
+    ]
+    store.register(sends, start)
+    lookup = FakeLookup({(s.biz_id, s.phone_number): Truth(1) for s in sends})
+    clock = [start]
+    comp = Compensator(
+        store,
+        [lookup],
+        CountingLimiter(),
+        grace=timedelta(seconds=300),  # the production defaults
+        batch_size=5000,
+        base_backoff=600.0,
+        max_backoff=6 * 3600.0,
+        replica="bench",
+        clock=lambda: clock[0],
+        horizons={domain.Provider.ALIYUN: limit} if limit else {},
+    )
+    while clock[0] < start + timedelta(days=31):
+        comp.run_once()
+        clock[0] += timedelta(seconds=600)
+    (row,) = store.by_biz_id("n0^0")
+    return {
+        "sends": n,
+        "calls": len(lookup.calls),
+        "per_send": len(lookup.calls) / n,
+        "verdict": f"{row['status']}/{row['settled_by']}",
+        "after_hours": (row["settled_at"] - start).total_seconds() / 3600,
+    }
+
+
 def timed(comp: Compensator, n: int, rate: float) -> dict[str, float]:
     start = time.perf_counter()
     summary = comp.run_once()
@@ -157,6 +197,7 @@ def main() -> None:
     parser.add_argument("--sdk-sends", type=int, default=0)
     parser.add_argument("--sdk-rate", type=float, default=500.0)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--never-sends", type=int, default=20)
     parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -183,6 +224,15 @@ def main() -> None:
                 f"| {name} @ {rate:g}/s | {r['sends']} | {r['settled']} | {r['calls']} "
                 f"| {r['calls'] / max(r['settled'], 1):.3f} | {r['seconds']:.1f} "
                 f"| {r['ideal']:.1f} | {r['seconds'] / r['ideal']:.3f}x |"
+            )
+        print()
+        print("| never-settling sends | sends | calls | calls/send | verdict | after |")
+        print("|---|---:|---:|---:|---|---:|")
+        for name, limit in (("before: no horizon", None), ("after: 72 h", horizon.DEFAULT_HORIZON)):
+            r = bench_never(args.never_sends, limit, args.database_url, tmp)
+            print(
+                f"| {name} | {r['sends']} | {r['calls']} | **{r['per_send']:.1f}** "
+                f"| {r['verdict']} | {r['after_hours']:.1f} h |"
             )
 
 

@@ -5,7 +5,8 @@ One cycle (``run_once``), per provider, in this order:
 2. claim due sends in batches (grace period passed, ``next_check_at`` reached; row claims keep
    replicas apart), expire claimed ones that left the window meanwhile;
 3. look them up (the provider adapter plans and rate-limits its calls), settle what is final,
-   back off the rest; repeat until nothing due is left;
+   expire what is still pending at its status horizon (``receiptd.horizon``: ``horizon``), back
+   off the rest; repeat until nothing due is left;
 4. record the run (``compensator_run``) and refresh the gauges.
 
 Provider-agnostic: it knows only ``ports.StatusLookup``. A failing lookup is logged, counted and
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -25,7 +26,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from receiptd import domain, metrics, planning, ports, ratelimit
+from receiptd import domain, horizon, metrics, planning, ports, ratelimit
 from receiptd.clock import Clock, utc_now
 
 log = structlog.get_logger(__name__)
@@ -51,13 +52,13 @@ class ProviderCycle:
     provider: str
     claimed: int = 0
     calls: Counter[str] = field(default_factory=Counter)  # result → API calls
-    settled: Counter[str] = field(default_factory=Counter)  # path (query|window) → sends
+    settled: Counter[str] = field(default_factory=Counter)  # path (query|window|horizon) → sends
     still_pending: int = 0
     error: str | None = None
 
     @property
     def expired(self) -> int:
-        return self.settled["window"]
+        return self.settled["window"] + self.settled["horizon"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +104,7 @@ class Compensator:
         replica: str,
         clock: Clock = utc_now,
         heartbeat: Callable[[], None] = _nothing,
+        horizons: Mapping[domain.Provider, timedelta] | None = None,
     ) -> None:
         self._stopping = threading.Event()
         self.sends = sends
@@ -115,6 +117,8 @@ class Compensator:
         self.max_backoff = max_backoff
         self.replica = replica
         self.clock = clock
+        # Status horizon per provider; absent or zero: ask up to the provider's query window.
+        self.horizons = {p: h for p, h in (horizons or {}).items() if h > timedelta(0)}
 
     def stop(self) -> None:
         """Make a running cycle end soon (idempotent, thread-safe, permanent): no further call
@@ -214,7 +218,8 @@ class Compensator:
             while batch := upcoming.result():
                 fresh = [s for s in batch if s.id not in seen]
                 if not fresh or self._stopping.is_set():  # handled already, or stopping
-                    settles.append(("query", db.submit(self._settle, [], batch)))
+                    release = partial(self._settle, limit=self.horizons.get(lookup.provider))
+                    settles.append(("query", db.submit(release, [], batch)))
                     break
                 seen.update(s.id for s in fresh)
                 upcoming = db.submit(claim)
@@ -241,21 +246,40 @@ class Compensator:
             for s in batch
             if s.id not in inside_ids
         ]
+        limit = self.horizons.get(lookup.provider)
+        last_chance = [s for s in inside if horizon.reached(s, now, limit)]
         result = self._lookup(lookup, inside, cycle)
         cycle.calls.update(result.calls)
-        cycle.still_pending += len(inside) - sum(1 for s in result.settlements if s.status.is_final)
+        expired = horizon.verdicts(last_chance, result)
+        gone = {s.send_id for s in expired}
+        cycle.still_pending += (
+            len(inside) - len(gone) - sum(1 for s in result.settlements if s.status.is_final)
+        )
+        still = [s for s in inside if s.id not in gone]
+        settle = partial(self._settle, limit=limit)
+        # In order on the one database thread: expiries first, so the release of the query's
+        # still-pending sends (guarded by status = pending) leaves the expired ones alone.
         return [
-            ("window", db.submit(self._settle, outside, [])),
-            ("query", db.submit(self._settle, result.settlements, inside)),
+            ("window", db.submit(settle, outside, [])),
+            ("horizon", db.submit(settle, expired, [])),
+            ("query", db.submit(settle, result.settlements, still)),
         ]
 
     def _settle(
-        self, settlements: Sequence[ports.Settlement], pending: Sequence[ports.PendingSend]
+        self,
+        settlements: Sequence[ports.Settlement],
+        pending: Sequence[ports.PendingSend],
+        limit: timedelta | None = None,
     ) -> int:
         if not settlements and not pending:
             return 0
         return self.sends.settle(
-            settlements, pending, self.clock(), self.base_backoff, self.max_backoff
+            settlements,
+            pending,
+            self.clock(),
+            self.base_backoff,
+            self.max_backoff,
+            horizon=limit,
         )
 
     def _lookup(

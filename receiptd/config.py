@@ -101,6 +101,21 @@ class Settings(BaseSettings):
     push_max_elements: int = Field(5000, ge=1, le=100_000)
     push_channel_timeout: float = Field(30.0, gt=0, le=600)
 
+    # Status horizon and retention (receiptd.horizon, receiptd.retention; docs/operations.md).
+    # Seconds a pending send is asked about (72 h, fact 12); 0 = up to the query window.
+    compensator_horizon: float = Field(72 * 3600.0, ge=0)
+    compensator_horizon_aliyun: float | None = Field(None, ge=0)  # None: compensator_horizon
+    compensator_horizon_huawei: float | None = Field(None, ge=0)
+    retention_days: int = Field(90, ge=0, le=36500)  # 0 = keep forever
+    retention_days_sms_send: int | None = Field(None, ge=0, le=36500)  # settled sends only
+    retention_days_sms_report: int | None = Field(None, ge=0, le=36500)
+    retention_days_sms_inbound: int | None = Field(None, ge=0, le=36500)
+    retention_days_dead_letter: int | None = Field(None, ge=0, le=36500)
+    retention_days_compensator_run: int | None = Field(None, ge=0, le=36500)
+    prune_enabled: bool = True  # the daily prune job inside `receiptd run`
+    prune_interval: float = Field(86400.0, ge=60)
+    prune_batch_size: int = Field(5000, ge=1, le=100_000)
+
     heartbeat_timeout: float = Field(120.0, gt=0)
     shutdown_timeout: float = Field(10.0, gt=0, le=600)
     migrate_on_start: bool = False

@@ -46,13 +46,21 @@ class SendStatus(enum.StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """Settled: the compensator no longer looks this send up."""
         return self is not SendStatus.PENDING
+
+    @property
+    def is_conclusive(self) -> bool:
+        """The provider's own verdict (delivered/failed): never changes again. ``expired`` is
+        receiptd's verdict and gives way to a later receipt or query result."""
+        return self in (SendStatus.DELIVERED, SendStatus.FAILED)
 
 
 class SettledBy(enum.StrEnum):
     RECEIPT = "receipt"
     QUERY = "query"
-    WINDOW = "window"
+    WINDOW = "window"  # past the provider's query window: expired without a call
+    HORIZON = "horizon"  # still pending after its last query at the status horizon
 
 
 class Provider(enum.StrEnum):
@@ -244,12 +252,18 @@ def encode_body(fields: Mapping[str, Any]) -> str:
 
 
 def next_status(current: SendStatus, observed: SendStatus) -> SendStatus:
-    """Monotonic: a final status never changes; pending moves to whatever was observed.
+    """Monotonic: delivered/failed never change; pending moves to whatever was observed;
+    expired (receiptd's verdict) moves only to the provider's delivered/failed.
 
-    The store enforces the same rule in SQL (every settling UPDATE matches only
-    ``status = 'pending'``), so concurrent writers cannot race past it.
+    The store enforces the same rule in SQL (every settling UPDATE matches ``status =
+    'pending'``, or ``'expired'`` for a delivered/failed result), so concurrent writers cannot
+    race past it.
     """
-    return current if current.is_final else observed
+    if current is SendStatus.PENDING:
+        return observed
+    if current is SendStatus.EXPIRED and observed.is_conclusive:
+        return observed
+    return current
 
 
 def provider_send_date(sent_at: datetime, tz: tzinfo = CHINA_TZ) -> date:

@@ -75,6 +75,12 @@ COMPENSATOR_RUNS = Counter(
     ["result"],
     registry=REGISTRY,
 )
+PRUNED = Counter(
+    "receiptd_pruned_rows",
+    "Rows deleted by retention (receiptd prune and the daily job), by table.",
+    ["table"],
+    registry=REGISTRY,
+)
 TOKEN_REFRESHES = Counter(
     "receiptd_token_refreshes",
     "QueryTokenForMnsQueue calls, by message type and result.",

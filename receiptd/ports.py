@@ -212,9 +212,12 @@ class SendStore(Protocol):
         now: datetime,
         base_backoff: float,
         max_backoff: float,
+        horizon: timedelta | None = None,
     ) -> int:
-        """Apply the final settlements; every other send of ``pending`` is released with its
-        next check backed off. A final status never changes. Returns sends settled."""
+        """Apply the settlements (``domain.next_status`` decides: delivered/failed never
+        change, expired gives way to delivered/failed); every other send of ``pending`` is
+        released with its next check backed off, never past its ``horizon``
+        (``receiptd.horizon.next_check_at``). Returns sends settled."""
         ...
 
     def start_run(self, replica: str, now: datetime) -> int: ...

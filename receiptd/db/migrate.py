@@ -8,12 +8,12 @@ Pygments: ~9 MB of resident memory). A unit test keeps HEAD equal to Alembic's o
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
+
+from receiptd.db import locks
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -32,38 +32,14 @@ def alembic_config(engine: Engine) -> Config:
 
 
 # Several replicas may start with --migrate at once: one migrates, the others wait.
-_LOCK_KEY = 0x72656365  # "rece"
-_LOCK_NAME = "receiptd_migrate"
 _PROCESS_LOCK = threading.Lock()
-
-
-@contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
-    backend = engine.dialect.name
-    if backend == "sqlite":  # a single writer already
-        yield
-        return
-    with engine.connect() as conn:
-        if backend == "postgresql":
-            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _LOCK_KEY})
-        else:
-            conn.execute(text("SELECT GET_LOCK(:n, 300)"), {"n": _LOCK_NAME})
-        conn.commit()
-        try:
-            yield
-        finally:
-            if backend == "postgresql":
-                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
-            else:
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": _LOCK_NAME})
-            conn.commit()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     from alembic import command
 
     # Alembic's command context is process-global: one upgrade per process at a time.
-    with _PROCESS_LOCK, _migration_lock(engine):
+    with _PROCESS_LOCK, locks.held(engine, locks.MIGRATE):
         command.upgrade(alembic_config(engine), revision)
 
 

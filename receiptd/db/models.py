@@ -78,6 +78,10 @@ class SmsSend(Base):
     __table_args__ = (
         UniqueConstraint("provider", "biz_id", "phone_number"),
         Index(None, "status", "next_check_at"),
+        # 0002: claim/peek walk one provider's pending sends in sent_at order; the status
+        # summary counts from it (index-only); prune finds settled sends by settled_at.
+        Index(None, "status", "provider", "sent_at"),
+        Index(None, "settled_at"),
         MYSQL_TABLE_ARGS,
     )
 
@@ -107,7 +111,11 @@ class SmsReportRow(Base):
     """One delivery receipt per recipient of a send, exactly as the provider reported it."""
 
     __tablename__ = "sms_report"
-    __table_args__ = (UniqueConstraint("biz_id", "phone_number"), MYSQL_TABLE_ARGS)
+    __table_args__ = (
+        UniqueConstraint("biz_id", "phone_number"),
+        Index(None, "received_at"),  # 0002: retention
+        MYSQL_TABLE_ARGS,
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     mns_message_id: Mapped[str | None] = mapped_column(String(64))
@@ -136,6 +144,7 @@ class SmsInboundRow(Base):
     __tablename__ = "sms_inbound"
     __table_args__ = (
         UniqueConstraint("phone_number", "sequence_id", "dest_code", "send_time"),
+        Index(None, "received_at"),  # 0002: retention
         MYSQL_TABLE_ARGS,
     )
 
@@ -155,7 +164,11 @@ class DeadLetter(Base):
     """A queue message receiptd could not store, kept byte for byte with the reason."""
 
     __tablename__ = "dead_letter"
-    __table_args__ = (UniqueConstraint("queue", "mns_message_id"), MYSQL_TABLE_ARGS)
+    __table_args__ = (
+        UniqueConstraint("queue", "mns_message_id"),
+        Index(None, "last_seen"),  # 0002: retention
+        MYSQL_TABLE_ARGS,
+    )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     queue: Mapped[str] = mapped_column(String(128))
@@ -172,7 +185,7 @@ class CompensatorRun(Base):
     """One compensation cycle of one replica, for ``receiptd status`` and operators."""
 
     __tablename__ = "compensator_run"
-    __table_args__ = (MYSQL_TABLE_ARGS,)
+    __table_args__ = (Index(None, "started_at"), MYSQL_TABLE_ARGS)  # 0002: retention
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     replica: Mapped[str] = mapped_column(String(64))

@@ -176,6 +176,16 @@ def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     }
 
 
+def settleable(send: Any, new_status: Any) -> Any:
+    """SQL twin of ``domain.next_status``: a row may take ``new_status`` when it is pending,
+    or expired (receiptd's verdict) and the new status is the provider's delivered/failed."""
+    conclusive = or_(*(new_status == s.value for s in domain.SendStatus if s.is_conclusive))
+    return or_(
+        send.c.status == domain.SendStatus.PENDING.value,
+        and_(send.c.status == domain.SendStatus.EXPIRED.value, conclusive),
+    )
+
+
 _SETTLED_BY_RECEIPT: dict[str, Any] = {
     "status": bindparam("b_status"),
     "err_code": bindparam("b_err_code"),
@@ -191,16 +201,17 @@ _SETTLE_FROM_REPORT = (
             SEND.c.provider == domain.Provider.ALIYUN.value,
             SEND.c.biz_id == bindparam("b_biz_id"),
             SEND.c.phone_number == bindparam("b_phone"),
-            SEND.c.status == domain.SendStatus.PENDING.value,
+            settleable(SEND, bindparam("b_status")),
         )
     )
     .values(**_SETTLED_BY_RECEIPT)
 )
 
 
+# Receipts are delivered/failed: they settle pending sends and overturn expired ones.
 _PENDING_KEYS = select(SEND.c.biz_id, SEND.c.phone_number).where(
     SEND.c.provider == domain.Provider.ALIYUN.value,
-    SEND.c.status == domain.SendStatus.PENDING.value,
+    SEND.c.status.in_([domain.SendStatus.PENDING.value, domain.SendStatus.EXPIRED.value]),
     SEND.c.biz_id.in_(bindparam("biz_ids", expanding=True)),
 )
 
@@ -208,12 +219,13 @@ _PENDING_KEYS = select(SEND.c.biz_id, SEND.c.phone_number).where(
 def settle_from_reports(
     conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
 ) -> int:
-    """Settle the pending sends these receipts describe; final statuses never change.
+    """Settle the pending (or expired) sends these receipts describe; delivered/failed never
+    change (``domain.next_status``).
 
-    One indexed SELECT finds which receipts have a pending send (usually none: most receipts
+    One indexed SELECT finds which receipts have an open send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
-    registered), then only those are updated. The UPDATE keeps its ``status = pending``
-    guard, so a send settled concurrently in between is left alone.
+    registered), then only those are updated. The UPDATE keeps its status guard
+    (:func:`settleable`), so a send settled concurrently in between is left alone.
     """
     if not reports:
         return 0
@@ -246,7 +258,7 @@ _SETTLE_HUAWEI = (
         SEND.c.provider == domain.Provider.HUAWEI.value,
         SEND.c.biz_id == bindparam("b_biz_id"),
         SEND.c.phone_number == bindparam("b_phone"),
-        SEND.c.status == domain.SendStatus.PENDING.value,
+        settleable(SEND, bindparam("b_status")),
         or_(SEND.c.out_id.is_(None), SEND.c.out_id == bindparam("b_msg_id")),
     )
     .values(**_SETTLED_BY_RECEIPT)
@@ -256,7 +268,8 @@ _SETTLE_HUAWEI = (
 def settle_huawei_from_reports(
     conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
 ) -> int:
-    """Settle pending Huawei sends from pushed KooMessage receipts; final never changes."""
+    """Settle pending (or expired) Huawei sends from pushed KooMessage receipts; delivered and
+    failed never change."""
     if not reports:
         return 0
     params = [

@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from receiptd import domain, ports
+from receiptd import horizon as horizons
 
 PENDING = domain.SendStatus.PENDING
 
@@ -130,7 +131,9 @@ class InMemorySendStore:
         now: datetime,
         base_backoff: float,
         max_backoff: float,
+        horizon: timedelta | None = None,
     ) -> int:
+        schedule = horizons.Schedule(base_backoff, max_backoff, horizon)
         with self._locked():
             final = {s.send_id: s for s in settlements if s.status.is_final}
             settled = sum(
@@ -142,10 +145,9 @@ class InMemorySendStore:
                 row = self.rows.get(send.id)
                 if send.id in final or row is None or row.status is not PENDING:
                     continue
-                delay = domain.backoff_delay(send.check_count, base_backoff, max_backoff)
                 self.rows[row.id] = replace(
                     row,
-                    next_check_at=now + timedelta(seconds=delay),
+                    next_check_at=horizons.next_check_at(send, now, schedule),
                     check_count=row.check_count + 1,
                     claimed_by=None,
                     claimed_until=None,

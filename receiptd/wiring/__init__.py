@@ -8,7 +8,16 @@ benchmarks are all wired here, so each is wired the same way. See docs/architect
 
 from __future__ import annotations
 
-from receiptd.wiring.core import compensator, consumers, daemon_consumers, replica_name, stores
+from receiptd.wiring.core import (
+    compensator,
+    compensator_horizons,
+    consumers,
+    daemon_consumers,
+    pruner,
+    replica_name,
+    retention_cutoffs,
+    stores,
+)
 from receiptd.wiring.providers import (
     dysms_client,
     queue_factory,
@@ -19,12 +28,15 @@ from receiptd.wiring.providers import (
 
 __all__ = [
     "compensator",
+    "compensator_horizons",
     "consumers",
     "daemon_consumers",
     "dysms_client",
+    "pruner",
     "queue_factory",
     "queue_name",
     "replica_name",
+    "retention_cutoffs",
     "status_lookups",
     "stores",
     "token_fetcher",

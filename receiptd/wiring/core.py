@@ -5,15 +5,21 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from receiptd import config, domain, ports
+from receiptd import config, domain, ports, retention
 from receiptd.compensator import Compensator
 from receiptd.consumer import Consumer
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from receiptd.db.prune import Pruner
 from receiptd.ratelimit import TokenBucket, default_burst
 from receiptd.wiring import providers
 
@@ -98,8 +104,39 @@ def compensator(
         max_backoff=settings.compensator_max_backoff,
         replica=replica_name(),
         heartbeat=heartbeat or _nothing,
+        horizons=compensator_horizons(settings),
     )
 
 
 def _nothing() -> None:
     return None
+
+
+def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, timedelta]:
+    """The status horizon per provider: ``compensator_horizon_<provider>`` when set, else
+    ``compensator_horizon``; zero means none (ask up to the provider's query window)."""
+    horizons = {}
+    for provider in domain.Provider:
+        own = getattr(settings, f"compensator_horizon_{provider.value}", None)
+        seconds = settings.compensator_horizon if own is None else own
+        horizons[provider] = timedelta(seconds=seconds)
+    return horizons
+
+
+# --- retention (receiptd prune, the daily prune job) -------------------------------------------
+
+
+def retention_cutoffs(
+    settings: config.Settings, now: datetime, tables: Sequence[str] = retention.TABLES
+) -> list[retention.Cutoff]:
+    """Per table: ``retention_days_<table>`` when set, else ``retention_days``."""
+    overrides = {t: getattr(settings, f"retention_days_{t}", None) for t in retention.TABLES}
+    days = retention.days_per_table(settings.retention_days, overrides)
+    return retention.cutoffs(days, now, tuple(tables))
+
+
+def pruner(settings: config.Settings, engine: Engine, health: Health | None = None) -> Pruner:
+    from receiptd.db.prune import Pruner
+
+    beat = (lambda: health.heartbeat("job.prune")) if health is not None else (lambda: None)
+    return Pruner(engine, settings.prune_batch_size, heartbeat=beat)

@@ -50,7 +50,7 @@ def service(
     parts = ServiceParts(
         # The push listener first: on a stop it stops accepting before the consumers drain.
         loops=[*push_listener(settings, store), *core.daemon_consumers(settings, store, health)],
-        jobs=_jobs(settings, sends, health),
+        jobs=_jobs(settings, store, sends, health),
         server=server,
         health=health,
         notifier=Notifier(),
@@ -65,8 +65,10 @@ def service(
     return Service(parts), ready
 
 
-def _jobs(settings: config.Settings, sends: SendStore, health: Health) -> list[Job]:
-    jobs: list[Job] = []
+def _jobs(
+    settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
+) -> list[Job]:
+    jobs: list[Job] = [*prune_job(settings, store, health)]
     if settings.compensator_enabled:
         beat = f"job.{COMPENSATOR_JOB}"
         comp = core.compensator(settings, sends, heartbeat=lambda: health.heartbeat(beat))
@@ -75,6 +77,18 @@ def _jobs(settings: config.Settings, sends: SendStore, health: Health) -> list[J
                 Job(COMPENSATOR_JOB, comp.run_once, settings.compensator_interval, stop=comp.stop)
             )
     return jobs
+
+
+def prune_job(settings: config.Settings, store: SqlStore, health: Health) -> list[Job]:
+    """The daily prune (none when ``prune_enabled`` is off); one replica at a time prunes."""
+    if not settings.prune_enabled:
+        return []
+    prune = core.pruner(settings, store.engine, health)
+
+    def run() -> None:
+        prune.run(core.retention_cutoffs(settings, datetime.now(UTC)))
+
+    return [Job("prune", run, settings.prune_interval, stop=prune.stop)]
 
 
 def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[push.PushListener]:

@@ -168,3 +168,28 @@ def test_runs_and_the_summary(store: Store) -> None:
     assert summary.oldest_pending == {"aliyun": NOW - timedelta(hours=1)}
     assert summary.last_run_started == NOW
     assert summary.last_run_finished == NOW + timedelta(seconds=2)
+
+
+def test_expired_gives_way_to_a_later_verdict_and_delivered_does_not(store: Store) -> None:
+    store.port.register([send("e", timedelta(hours=1)), send("d", timedelta(hours=1), "2")], NOW)
+    claimed = {s.biz_id: s for s in claim(store)}
+    horizon = domain.SettledBy.HORIZON
+    first = [
+        ports.Settlement(claimed["e"].id, EXPIRED, horizon),
+        ports.Settlement(claimed["d"].id, DELIVERED),
+    ]
+    assert store.port.settle(first, [], NOW, 300.0, 3600.0) == 2
+    later = [
+        ports.Settlement(claimed["e"].id, DELIVERED, domain.SettledBy.RECEIPT),
+        ports.Settlement(claimed["d"].id, FAILED, domain.SettledBy.RECEIPT),
+    ]
+    assert store.port.settle(later, [], NOW + timedelta(hours=1), 300.0, 3600.0) == 1
+    assert (store.row("e")["status"], store.row("e")["settled_by"]) == ("delivered", "receipt")
+    assert (store.row("d")["status"], store.row("d")["settled_by"]) == ("delivered", "query")
+
+
+def test_a_backoff_never_reaches_past_the_horizon(store: Store) -> None:
+    store.port.register([send("h", timedelta(hours=71))], NOW)  # 1 h before a 72 h horizon
+    (h,) = claim(store)
+    store.port.settle([], [h], NOW, 6 * 3600.0, 6 * 3600.0, horizon=timedelta(hours=72))
+    assert store.row("h")["next_check_at"] == NOW + timedelta(hours=1)

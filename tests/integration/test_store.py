@@ -191,3 +191,30 @@ def test_receipt_settlement_is_counted_by_path(engine: sa.Engine) -> None:
     consumer.run_until_idle()
     after = metrics.REGISTRY.get_sample_value("receiptd_sends_settled_total", labels)
     assert after == before + 1
+
+
+def test_expired_gives_way_to_the_providers_verdict(engine: sa.Engine) -> None:
+    """expired (receiptd's verdict) moves to delivered/failed on a receipt or a query result;
+    delivered/failed never move; a second expiry does not touch a settled send."""
+    store = SqlStore(engine)
+    sends = SendStore(store)
+    sends.register([send(b, "13800000001", minutes_ago=60) for b in ("r", "q", "d")], NOW)
+    ids = {r.biz_id: r.id for r in rows(engine, SEND)}
+    expire = [
+        ports.Settlement(ids[b], domain.SendStatus.EXPIRED, domain.SettledBy.HORIZON)
+        for b in ("r", "q")
+    ]
+    delivered = ports.Settlement(ids["d"], domain.SendStatus.DELIVERED, err_code="DELIVERED")
+    assert sends.settle([*expire, delivered], [], NOW, 60, 600) == 3
+    assert sends.settle(expire, [], NOW, 60, 600) == 0  # expired stays expired
+
+    store.write_batch(ports.Batch(reports=[report("r", "13800000001", success=False)]), NOW)
+    late = ports.Settlement(ids["q"], domain.SendStatus.DELIVERED, err_code="DELIVERED")
+    overturn_delivered = ports.Settlement(ids["d"], domain.SendStatus.FAILED, err_code="X")
+    assert sends.settle([late, overturn_delivered], [], NOW, 60, 600) == 1
+    by_biz = {r.biz_id: (r.status, r.settled_by) for r in rows(engine, SEND)}
+    assert by_biz == {
+        "r": ("failed", "receipt"),
+        "q": ("delivered", "query"),
+        "d": ("delivered", "query"),
+    }

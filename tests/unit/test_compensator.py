@@ -18,11 +18,6 @@ NOW = datetime(2026, 11, 25, 4, 0, tzinfo=UTC)  # 12:00 in China
 ALIYUN, HUAWEI = domain.Provider.ALIYUN, domain.Provider.HUAWEI
 
 
-@pytest.fixture
-def sends() -> SendStore:
-    return SendStore()
-
-
 def sample(name: str, labels: dict[str, str]) -> float:
     return metrics.REGISTRY.get_sample_value(name, labels) or 0.0
 
