@@ -8,11 +8,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from receiptd import domain, ports
-from receiptd.db import upsert
+from receiptd.db import outbox, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 
 T = TypeVar("T")
@@ -45,8 +45,9 @@ def _describe(exc: SQLAlchemyError) -> str:
 class SqlStore:
     """Everything the consumer and the status commands need from the database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, events: outbox.Outbox | None = None) -> None:
         self.engine = engine
+        self.events = events  # None: no webhook endpoint, no events written
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction with errors translated for the core."""
@@ -68,13 +69,15 @@ class SqlStore:
         reports_new = upsert.insert_ignore(
             conn, REPORT, [_report_row(r, now) for r in batch.reports], ("biz_id", "phone_number")
         )
-        settled = settle_from_reports(conn, [r.report for r in batch.reports], now)
-        inbound_new = upsert.insert_ignore(
+        settled = settle_from_reports(conn, [r.report for r in batch.reports], now, self.events)
+        inbound_ids = upsert.insert_ignore_ids(
             conn,
             INBOUND,
             [_inbound_row(r, now) for r in batch.inbound],
             ("phone_number", "sequence_id", "dest_code", "send_time"),
         )
+        outbox.replies_stored(conn, inbound_ids, now, self.events)
+        inbound_new = len(inbound_ids)
         dead_new = sum(self._dead_letter(conn, d, now) for d in batch.dead)
         return ports.BatchResult(reports_new, inbound_new, dead_new, settled)
 
@@ -157,30 +160,7 @@ def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-_SETTLE_FROM_REPORT = (
-    update(SEND)
-    .where(
-        and_(
-            SEND.c.provider == domain.Provider.ALIYUN.value,
-            SEND.c.biz_id == bindparam("b_biz_id"),
-            SEND.c.phone_number == bindparam("b_phone"),
-            SEND.c.status == domain.SendStatus.PENDING.value,
-        )
-    )
-    .values(
-        status=bindparam("b_status"),
-        err_code=bindparam("b_err_code"),
-        err_msg=bindparam("b_err_msg"),
-        settled_by=domain.SettledBy.RECEIPT.value,
-        settled_at=bindparam("b_now"),
-        claimed_by=None,
-        claimed_until=None,
-        updated_at=bindparam("b_now"),
-    )
-)
-
-
-_PENDING_KEYS = select(SEND.c.biz_id, SEND.c.phone_number).where(
+_PENDING_KEYS = select(SEND.c.id, SEND.c.biz_id, SEND.c.phone_number).where(
     SEND.c.provider == domain.Provider.ALIYUN.value,
     SEND.c.status == domain.SendStatus.PENDING.value,
     SEND.c.biz_id.in_(bindparam("biz_ids", expanding=True)),
@@ -188,35 +168,37 @@ _PENDING_KEYS = select(SEND.c.biz_id, SEND.c.phone_number).where(
 
 
 def settle_from_reports(
-    conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
+    conn: Connection,
+    reports: Sequence[domain.SmsReport],
+    now: datetime,
+    events: outbox.Outbox | None,
 ) -> int:
     """Settle the pending sends these receipts describe; final statuses never change.
 
     One indexed SELECT finds which receipts have a pending send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
-    registered), then only those are updated. The UPDATE keeps its ``status = pending``
-    guard, so a send settled concurrently in between is left alone.
+    registered), then only those are settled (with their events) by
+    :func:`receiptd.db.outbox.settle_sends`, whose ``status = pending`` guard leaves a send
+    settled concurrently in between alone.
     """
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
-    pending = {(row[0], row[1]) for row in conn.execute(_PENDING_KEYS, {"biz_ids": biz_ids})}
-    params = [
-        {
-            "b_biz_id": r.biz_id,
-            "b_phone": r.phone_number,
-            "b_status": r.status.value,
-            "b_err_code": r.err_code,
-            "b_err_msg": r.err_msg,
-            "b_now": now,
-        }
+    pending = {
+        (row[1], row[2]): row[0] for row in conn.execute(_PENDING_KEYS, {"biz_ids": biz_ids})
+    }
+    changes = [
+        outbox.SendChange(
+            pending[(r.biz_id, r.phone_number)],
+            r.status,
+            domain.SettledBy.RECEIPT,
+            r.err_code,
+            r.err_msg,
+        )
         for r in reports
         if (r.biz_id, r.phone_number) in pending
     ]
-    if not params:
-        return 0
-    result = conn.execute(_SETTLE_FROM_REPORT, params)
-    return max(int(result.rowcount), 0)
+    return outbox.settle_sends(conn, changes, now, events)
 
 
 def count_rows(conn: Connection, table: Any) -> int:

@@ -1,0 +1,475 @@
+"""The event outbox in SQL: events written with the change they announce, and their deliveries.
+
+Every path that moves a send out of ``pending`` calls :func:`settle_sends`; the one that
+stores replies calls :func:`replies_stored`. Both run inside the caller's transaction, so an
+event row exists if and only if its change committed.
+
+Finding the rows a settling UPDATE changed: MariaDB has no ``UPDATE ... RETURNING``, so one
+path serves every backend — the pending rows are read ``FOR UPDATE`` first (SQLite: under
+the database's write lock, taken at that point), then updated by id. While the rows are
+locked nobody else can settle them, so the rows read are exactly the rows changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    String,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql
+
+from receiptd import domain, events
+from receiptd.db import upsert
+from receiptd.db.models import DELIVERY, EVENT, INBOUND, SEND
+
+PENDING = domain.SendStatus.PENDING.value
+_CHUNK = 500
+_NOTIFY_CHANNEL = "receiptd_events"
+_IDS = postgresql.ARRAY(String())
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One webhook endpoint as the outbox sees it: a name, and the event types it wants
+    (empty: all)."""
+
+    endpoint: str
+    types: frozenset[str] = frozenset()
+
+    def wants(self, event_type: str) -> bool:
+        return not self.types or event_type in self.types
+
+
+@dataclass(frozen=True, slots=True)
+class Outbox:
+    """Where events go: one delivery row per interested endpoint. ``show_phone_numbers``
+    decides whether payloads carry full numbers (default masked, like the logs)."""
+
+    routes: tuple[Route, ...]
+    show_phone_numbers: bool = False
+    notify: bool = True  # PostgreSQL: NOTIFY receiptd_events, '<event id>' (sent on commit)
+
+    def emit(self, conn: Connection, new: Sequence[events.Event], now: datetime) -> None:
+        if not new:
+            return
+        conn.execute(
+            insert(EVENT),
+            [
+                {
+                    "id": e.id,
+                    "type": e.type.value,
+                    "send_id": e.send_id,
+                    "inbound_id": e.inbound_id,
+                    "created_at": e.created_at,
+                    "payload": e.body,
+                }
+                for e in new
+            ],
+        )
+        deliveries = [
+            _delivery_row(e.id, route.endpoint, now)
+            for e in new
+            for route in self.routes
+            if route.wants(e.type.value)
+        ]
+        if deliveries:
+            conn.execute(insert(DELIVERY), deliveries)
+        if self.notify and conn.dialect.name == "postgresql":
+            conn.execute(
+                select(func.pg_notify(_NOTIFY_CHANNEL, func.unnest(bindparam("ids", type_=_IDS)))),
+                {"ids": [e.id for e in new]},
+            )
+
+
+def _delivery_row(event_id: str, endpoint: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "endpoint": endpoint,
+        "status": events.DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "pending_since": now,
+    }
+
+
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: take the database's write lock now, so what is read next stays true until
+    commit (pysqlite begins a transaction only at the first write). Elsewhere row locks
+    (``FOR UPDATE``) do that job."""
+    if conn.dialect.name != "sqlite":
+        return
+    if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+# --- the one call every settle path makes -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SendChange:
+    """A pending send reaching a final status."""
+
+    send_id: int
+    status: domain.SendStatus
+    settled_by: domain.SettledBy
+    err_code: str | None = None
+    err_msg: str | None = None
+
+
+def _settle_statement(count_check: bool) -> Any:
+    values: dict[str, Any] = {
+        "status": bindparam("b_status"),
+        "settled_by": bindparam("b_by"),
+        "err_code": bindparam("b_err_code"),
+        "err_msg": bindparam("b_err_msg"),
+        "settled_at": bindparam("b_now"),
+        "claimed_by": None,
+        "claimed_until": None,
+        "updated_at": bindparam("b_now"),
+    }
+    if count_check:  # a status lookup was one more check of this send
+        values["check_count"] = SEND.c.check_count + 1
+    return (
+        update(SEND)
+        .where(SEND.c.id == bindparam("b_id"), SEND.c.status == PENDING)
+        .values(**values)
+    )
+
+
+_SETTLE = {flag: _settle_statement(flag) for flag in (False, True)}
+
+
+def settle_sends(
+    conn: Connection,
+    changes: Sequence[SendChange],
+    now: datetime,
+    outbox: Outbox | None,
+    *,
+    count_check: bool = False,
+) -> int:
+    """Move these sends from pending to their final status (final ones never change) and,
+    with an outbox, write one event per send actually changed. Returns sends changed.
+
+    The single place a send settles: a new settle path builds its ``SendChange`` list and
+    calls this, inside its own transaction."""
+    changes = [c for c in changes if c.status.is_final]
+    if not changes:
+        return 0
+    if outbox is None:  # no events: the status guard alone keeps settling exact
+        result = conn.execute(_SETTLE[count_check], [_params(c, now) for c in changes])
+        return max(int(result.rowcount), 0)
+    locked = _lock_pending(conn, sorted({c.send_id for c in changes}))
+    todo = [c for c in changes if c.send_id in locked]
+    if not todo:
+        return 0
+    todo = list({c.send_id: c for c in todo}.values())  # one change per send
+    conn.execute(_SETTLE[count_check], [_params(c, now) for c in todo])
+    settled = [
+        events.send_settled(_after(locked[c.send_id], c), now, outbox.show_phone_numbers)
+        for c in todo
+    ]
+    outbox.emit(conn, settled, now)
+    return len(todo)
+
+
+def _params(change: SendChange, now: datetime) -> dict[str, Any]:
+    return {
+        "b_id": change.send_id,
+        "b_status": change.status.value,
+        "b_by": change.settled_by.value,
+        "b_err_code": change.err_code,
+        "b_err_msg": (change.err_msg or None) and change.err_msg[:512],
+        "b_now": now,
+    }
+
+
+def _lock_pending(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
+    """The still-pending sends among ``ids``, locked until commit (in id order: concurrent
+    writers lock in the same order and cannot deadlock on each other)."""
+    take_write_lock(conn)
+    rows: dict[int, Mapping[str, Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        query = (
+            select(SEND)
+            .where(SEND.c.id.in_(ids[start : start + _CHUNK]), SEND.c.status == PENDING)
+            .order_by(SEND.c.id)
+            .with_for_update()
+        )
+        rows.update({r.id: r for r in conn.execute(query).mappings()})
+    return rows
+
+
+def _after(row: Mapping[str, Any], change: SendChange) -> dict[str, Any]:
+    after = dict(row)
+    after.update(
+        status=change.status.value,
+        settled_by=change.settled_by.value,
+        err_code=change.err_code,
+        err_msg=(change.err_msg or None) and change.err_msg[:512],
+    )
+    return after
+
+
+def replies_stored(
+    conn: Connection, inbound_ids: Sequence[int], now: datetime, outbox: Outbox | None
+) -> None:
+    """One ``reply.received`` event per newly stored ``sms_inbound`` row."""
+    if outbox is None or not inbound_ids:
+        return
+    rows = conn.execute(
+        select(INBOUND).where(INBOUND.c.id.in_(list(inbound_ids))).order_by(INBOUND.c.id)
+    ).mappings()
+    outbox.emit(conn, [events.reply_received(dict(r), now, outbox.show_phone_numbers) for r in rows], now)
+
+
+# --- deliveries ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A delivery this worker holds until ``lease`` ends: POST it, then record the outcome."""
+
+    delivery_id: int
+    event_id: str
+    event_type: str
+    created_at: datetime
+    attempts: int
+    pending_since: datetime
+    body: str
+
+
+def claim(
+    conn: Connection, endpoint: str, now: datetime, limit: int, lease: timedelta
+) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries of one endpoint: ``FOR UPDATE SKIP LOCKED`` keeps
+    concurrent replicas on different rows (PostgreSQL; MariaDB ≥ 10.6), and pushing the due
+    time to the lease's end makes them invisible to other claims after commit. A worker that
+    dies holding a claim leaves it due again when the lease ends (at-least-once)."""
+    take_write_lock(conn)
+    due = (
+        select(DELIVERY.c.id)
+        .where(
+            DELIVERY.c.endpoint == endpoint,
+            DELIVERY.c.status == events.DeliveryStatus.PENDING.value,
+            DELIVERY.c.next_attempt_at <= now,
+        )
+        .order_by(DELIVERY.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
+    conn.execute(update(DELIVERY).where(DELIVERY.c.id.in_(ids)).values(next_attempt_at=now + lease))
+    query = (
+        select(
+            DELIVERY.c.id,
+            DELIVERY.c.event_id,
+            EVENT.c.type,
+            EVENT.c.created_at,
+            DELIVERY.c.attempts,
+            DELIVERY.c.pending_since,
+            EVENT.c.payload,
+        )
+        .join(EVENT, EVENT.c.id == DELIVERY.c.event_id)
+        .where(DELIVERY.c.id.in_(ids))
+        .order_by(DELIVERY.c.next_attempt_at, DELIVERY.c.id)
+    )
+    return [Claimed(*row) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """What one POST of a claimed delivery came to, and what to do next."""
+
+    delivery_id: int
+    result: events.DeliveryStatus  # delivered, dead, or pending (retry at ``next_attempt_at``)
+    status_code: int | None
+    error: str | None
+    next_attempt_at: datetime | None = None
+
+
+_RECORD = (
+    update(DELIVERY)
+    .where(
+        DELIVERY.c.id == bindparam("b_id"),
+        DELIVERY.c.status == events.DeliveryStatus.PENDING.value,
+    )
+    .values(
+        status=bindparam("b_status"),
+        attempts=DELIVERY.c.attempts + 1,
+        last_attempt_at=bindparam("b_now"),
+        last_status_code=bindparam("b_code"),
+        last_error=bindparam("b_error"),
+        delivered_at=bindparam("b_delivered"),
+        next_attempt_at=bindparam("b_next"),
+    )
+)
+
+
+def record(conn: Connection, attempts: Sequence[Attempt], now: datetime) -> None:
+    """Store the outcome of each attempt (a delivery settled meanwhile stays as it is)."""
+    if not attempts:
+        return
+    delivered = events.DeliveryStatus.DELIVERED
+    params = [
+        {
+            "b_id": a.delivery_id,
+            "b_status": a.result.value,
+            "b_now": now,
+            "b_code": a.status_code,
+            "b_error": a.error[:512] if a.error else None,
+            "b_delivered": now if a.result is delivered else None,
+            "b_next": a.next_attempt_at or now,
+        }
+        for a in attempts
+    ]
+    conn.execute(_RECORD, params)
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    pending: int
+    oldest: datetime | None  # the oldest pending delivery became due then
+
+
+def backlog(conn: Connection) -> dict[str, Backlog]:
+    """Pending deliveries per endpoint, for the metrics."""
+    query = (
+        select(DELIVERY.c.endpoint, func.count(), func.min(DELIVERY.c.pending_since))
+        .where(DELIVERY.c.status == events.DeliveryStatus.PENDING.value)
+        .group_by(DELIVERY.c.endpoint)
+    )
+    return {row[0]: Backlog(int(row[1]), row[2]) for row in conn.execute(query)}
+
+
+def prune(conn: Connection, before: datetime, limit: int) -> int:
+    """Delete up to ``limit`` events created before ``before`` that no endpoint still waits
+    for (every delivery delivered or dead); returns events deleted."""
+    waiting = exists().where(
+        DELIVERY.c.event_id == EVENT.c.id,
+        DELIVERY.c.status == events.DeliveryStatus.PENDING.value,
+    )
+    ids = list(
+        conn.execute(
+            select(EVENT.c.id).where(EVENT.c.created_at < before, ~waiting).limit(limit)
+        ).scalars()
+    )
+    if ids:
+        conn.execute(delete(DELIVERY).where(DELIVERY.c.event_id.in_(ids)))
+        conn.execute(delete(EVENT).where(EVENT.c.id.in_(ids)))
+    return len(ids)
+
+
+# --- operators (receiptd events) -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    event_id: str
+    type: str
+    created_at: datetime
+    endpoint: str | None
+    status: str | None
+    attempts: int | None
+    last_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+def deliveries(
+    conn: Connection,
+    since: datetime | None = None,
+    endpoint: str | None = None,
+    status: str | None = None,
+    event_id: str | None = None,
+    limit: int = 100,
+) -> list[DeliveryView]:
+    """Events with their deliveries (an event no endpoint wanted is listed once, bare),
+    newest first."""
+    join_on = DELIVERY.c.event_id == EVENT.c.id
+    if endpoint is not None:
+        join_on = and_(join_on, DELIVERY.c.endpoint == endpoint)
+    query = select(
+        EVENT.c.id.label("event_id"),
+        EVENT.c.type,
+        EVENT.c.created_at,
+        DELIVERY.c.endpoint,
+        DELIVERY.c.status,
+        DELIVERY.c.attempts,
+        DELIVERY.c.last_attempt_at,
+        DELIVERY.c.last_status_code,
+        DELIVERY.c.last_error,
+        DELIVERY.c.delivered_at,
+    ).select_from(EVENT.outerjoin(DELIVERY, join_on))
+    if since is not None:
+        query = query.where(EVENT.c.created_at >= since)
+    if endpoint is not None or status is not None:
+        query = query.where(DELIVERY.c.id.is_not(None))
+    if status is not None:
+        query = query.where(DELIVERY.c.status == status)
+    if event_id is not None:
+        query = query.where(EVENT.c.id == event_id)
+    query = query.order_by(EVENT.c.created_at.desc(), EVENT.c.id, DELIVERY.c.endpoint)
+    return [DeliveryView(**row._asdict()) for row in conn.execute(query.limit(limit))]
+
+
+def payload(conn: Connection, event_id: str) -> str | None:
+    value = conn.execute(select(EVENT.c.payload).where(EVENT.c.id == event_id)).scalar()
+    return None if value is None else str(value)
+
+
+def replay(
+    conn: Connection,
+    endpoints: Iterable[str],
+    now: datetime,
+    event_ids: Sequence[str] = (),
+    since: datetime | None = None,
+) -> int:
+    """Deliver these events again to these endpoints, from the first attempt with a fresh
+    retry period (an endpoint added since gets its first delivery). Returns deliveries
+    scheduled."""
+    query = select(EVENT.c.id)
+    if event_ids:
+        query = query.where(EVENT.c.id.in_(list(event_ids)))
+    if since is not None:
+        query = query.where(EVENT.c.created_at >= since)
+    ids = list(conn.execute(query).scalars())
+    scheduled = 0
+    for endpoint in endpoints:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            upsert.insert_ignore(
+                conn,
+                DELIVERY,
+                [_delivery_row(i, endpoint, now) for i in chunk],
+                ("event_id", "endpoint"),
+            )
+            result = conn.execute(
+                update(DELIVERY)
+                .where(DELIVERY.c.event_id.in_(chunk), DELIVERY.c.endpoint == endpoint)
+                .values(
+                    status=events.DeliveryStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    pending_since=now,
+                    delivered_at=None,
+                    last_error=None,
+                )
+            )
+            scheduled += max(int(result.rowcount), 0)
+    return scheduled
