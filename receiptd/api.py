@@ -119,7 +119,10 @@ def _register(
         return register(store)
     engine = create_db_engine(settings.database_url)
     try:
-        return register(SendStore(SqlStore(engine), settings.timezone))
+        from receiptd import wiring  # events of sends settled from stored receipts
+
+        events = wiring.event_outbox(settings) if isinstance(settings, config.Settings) else None
+        return register(SendStore(SqlStore(engine, events), settings.timezone))
     finally:
         engine.dispose()
 

@@ -14,6 +14,7 @@ from datetime import timedelta
 from receiptd import compensator as compensation
 from receiptd import config, domain, ports
 from receiptd.consumer import Consumer
+from receiptd.db import outbox
 from receiptd.db.sends import SendStore
 from receiptd.health import Health
 from receiptd.ratelimit import TokenBucket, default_burst
@@ -85,3 +86,13 @@ def compensator(
         grace=None if grace is None else timedelta(seconds=grace),
     )
     return comp if comp.lookups else None
+
+
+def event_outbox(settings: config.Settings) -> outbox.Outbox | None:
+    """Where settled sends and stored replies write their events: None (no events) unless a
+    webhook endpoint is configured."""
+    endpoints = settings.webhooks
+    if not endpoints:
+        return None
+    routes = tuple(outbox.Route(e.name, frozenset(e.events)) for e in endpoints)
+    return outbox.Outbox(routes, show_phone_numbers=settings.events_show_phone_numbers)

@@ -65,6 +65,7 @@ def secret_values(s: config.Settings) -> list[str]:
     ]
     if s.status_api_token is not None:
         values.append(s.status_api_token.get_secret_value())
+    values += [e.secret.get_secret_value() for e in s.webhooks]
     password = make_url(s.database_url).password
     if password:
         values.append(str(password))
@@ -72,7 +73,9 @@ def secret_values(s: config.Settings) -> list[str]:
 
 
 def stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
-    store = SqlStore(create_db_engine(s.database_url))
+    from receiptd import wiring
+
+    store = SqlStore(create_db_engine(s.database_url), wiring.event_outbox(s))
     return store, SendStore(store, s.timezone)
 
 

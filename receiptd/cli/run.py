@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiptd import config, ports, wiring
+from receiptd import config, ports, webhooks, wiring
 from receiptd.cli import common
 from receiptd.db import migrate
 from receiptd.db.sends import SendStore
@@ -90,9 +90,10 @@ def _build(
         if comp
         else []
     )
+    dispatchers, webhook_jobs = webhooks.daemon_parts(settings, store, health)
     parts = ServiceParts(
-        loops=wiring.daemon_consumers(settings, store, health),
-        jobs=jobs,
+        loops=[*wiring.daemon_consumers(settings, store, health), *dispatchers],
+        jobs=[*jobs, *webhook_jobs],
         server=OpsServer(app, host, port),
         health=health,
         notifier=Notifier(),

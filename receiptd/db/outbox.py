@@ -232,7 +232,9 @@ def replies_stored(
     rows = conn.execute(
         select(INBOUND).where(INBOUND.c.id.in_(list(inbound_ids))).order_by(INBOUND.c.id)
     ).mappings()
-    outbox.emit(conn, [events.reply_received(dict(r), now, outbox.show_phone_numbers) for r in rows], now)
+    outbox.emit(
+        conn, [events.reply_received(dict(r), now, outbox.show_phone_numbers) for r in rows], now
+    )
 
 
 # --- deliveries ------------------------------------------------------------------------------
@@ -338,6 +340,19 @@ def record(conn: Connection, attempts: Sequence[Attempt], now: datetime) -> None
         for a in attempts
     ]
     conn.execute(_RECORD, params)
+
+
+def release(conn: Connection, delivery_ids: Sequence[int], now: datetime) -> None:
+    """Hand claimed but unattempted deliveries back at once (a worker stopping)."""
+    if delivery_ids:
+        conn.execute(
+            update(DELIVERY)
+            .where(
+                DELIVERY.c.id.in_(list(delivery_ids)),
+                DELIVERY.c.status == events.DeliveryStatus.PENDING.value,
+            )
+            .values(next_attempt_at=now)
+        )
 
 
 @dataclass(frozen=True, slots=True)
