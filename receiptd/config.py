@@ -55,6 +55,7 @@ class WebhookEndpoint(BaseModel):
     events: tuple[str, ...] = ()  # empty: every event type
     timeout: float = Field(10.0, gt=0, le=120)
     concurrency: int = Field(4, ge=1, le=64)
+    retry_period: float | None = Field(None, gt=0)  # default: webhook_retry_period
 
     @field_validator("url")
     @classmethod

@@ -38,9 +38,9 @@ from receiptd.service import Job
 
 log = get_logger(__name__)
 Clock = Callable[[], datetime]
-LEASE_MARGIN = 30.0  # seconds a claim outlives its batch's worst case
 BACKLOG_REFRESH = 5.0
 PRUNE_BATCH = 1000
+DEAD = events.DeliveryStatus.DEAD
 
 
 def utc_now() -> datetime:
@@ -143,8 +143,11 @@ class EndpointWorker:
         self._rand = rand
         self._pool = ThreadPoolExecutor(endpoint.concurrency, f"webhook-{endpoint.name}")
         self.stopping = threading.Event()
+        self._retry_period = endpoint.retry_period or policy.retry_period
         per_thread = math.ceil(policy.batch_size / endpoint.concurrency)
-        self._lease = timedelta(seconds=per_thread * endpoint.timeout + LEASE_MARGIN)
+        # A claim outlives its batch's worst case (every request timing out) by one more
+        # timeout plus 5 s for the database; then a dead worker's claims are due again.
+        self._lease = timedelta(seconds=(per_thread + 1) * endpoint.timeout + 5)
 
     def run_once(self) -> int:
         """Claim one batch of due deliveries, POST them, record the outcomes. Returns the
@@ -179,7 +182,7 @@ class EndpointWorker:
             result = events.DeliveryStatus.DELIVERED
             return outbox.Attempt(claimed.delivery_id, result, response.status_code, None)
         p = self._policy
-        if events.gives_up(claimed.pending_since, now, p.retry_period):
+        if events.gives_up(claimed.pending_since, now, self._retry_period):
             result, next_at = events.DeliveryStatus.DEAD, None
         else:
             delay = events.retry_delay(
@@ -204,6 +207,9 @@ class EndpointWorker:
         self, claimed: Sequence[outbox.Claimed], attempts: Sequence[outbox.Attempt], now: datetime
     ) -> None:
         by_id = {c.delivery_id: c for c in claimed}
+        dead = [by_id[a.delivery_id].event_id for a in attempts if a.result is DEAD]
+        if dead:
+            log.warning("webhooks_dead", endpoint=self.name, events=len(dead), event_ids=dead[:5])
         for a in attempts:
             c = by_id[a.delivery_id]
             if a.result is events.DeliveryStatus.DELIVERED:
@@ -211,7 +217,7 @@ class EndpointWorker:
                 metrics.EVENT_DELIVERY_SECONDS.labels(self.name).observe(
                     max((now - c.created_at).total_seconds(), 0.0)
                 )
-            elif a.result is events.DeliveryStatus.DEAD:
+            elif a.result is DEAD:
                 metrics.EVENTS.labels(c.event_type, "dead").inc()
                 log.warning("webhook_dead", endpoint=self.name, event_id=c.event_id, error=a.error)
             else:

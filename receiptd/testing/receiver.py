@@ -18,6 +18,11 @@ from typing import Any
 import standardwebhooks
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return None  # a sender killed mid-request resets its connection: expected here
+
+
 class Receiver:
     """``with Receiver(secret) as r: ... r.url``; counters are safe to read from any thread."""
 
@@ -40,7 +45,7 @@ class Receiver:
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> Receiver:
-        server = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler())
+        server = _QuietServer(("127.0.0.1", self._port), self._handler())
         server.daemon_threads = True
         self._port = int(server.server_address[1])
         self._server = server
