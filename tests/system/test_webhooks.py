@@ -25,7 +25,7 @@ import sqlalchemy as sa
 
 from receiptd import domain, ports
 from receiptd.db.engine import create_db_engine
-from receiptd.db.models import EVENT, INBOUND, SEND
+from receiptd.db.models import EVENT, INBOUND, SEND, Base
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator
@@ -55,8 +55,8 @@ def server_url(
 def engine(server_url: str) -> Iterator[sa.Engine]:
     eng = create_db_engine(server_url)
     with eng.begin() as conn:
-        for table in ("event_delivery", "event_outbox", "sms_inbound", "sms_report", "sms_send"):
-            conn.execute(sa.text(f"DELETE FROM {table}"))
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(table.delete())
     yield eng
     eng.dispose()
 
