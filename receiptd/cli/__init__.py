@@ -22,6 +22,7 @@ COMMANDS = {
     "dead-letters": "receiptd.cli.dead_letters:dead_letters",
     "demo": "receiptd.cli.demo:demo",
     "emulator": "receiptd.cli.emulator:command",
+    "events": "receiptd.cli.events:events_group",
     "run": "receiptd.cli.run:run",
     "send": "receiptd.cli.send:send",
     "sends": "receiptd.cli.send:sends_group",

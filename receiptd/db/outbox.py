@@ -450,41 +450,42 @@ def payload(conn: Connection, event_id: str) -> str | None:
 
 def replay(
     conn: Connection,
-    endpoints: Iterable[str],
+    routes: Iterable[Route],
     now: datetime,
     event_ids: Sequence[str] = (),
     since: datetime | None = None,
 ) -> int:
-    """Deliver these events again to these endpoints, from the first attempt with a fresh
-    retry period (an endpoint added since gets its first delivery). Returns deliveries
-    scheduled."""
-    query = select(EVENT.c.id)
-    if event_ids:
-        query = query.where(EVENT.c.id.in_(list(event_ids)))
-    if since is not None:
-        query = query.where(EVENT.c.created_at >= since)
-    ids = list(conn.execute(query).scalars())
+    """Deliver these events again to these endpoints (each only the types it wants), from
+    the first attempt with a fresh retry period; an endpoint added since gets its first
+    delivery. Returns deliveries scheduled."""
     scheduled = 0
-    for endpoint in endpoints:
+    for route in routes:
+        query = select(EVENT.c.id)
+        if event_ids:
+            query = query.where(EVENT.c.id.in_(list(event_ids)))
+        if since is not None:
+            query = query.where(EVENT.c.created_at >= since)
+        if route.types:
+            query = query.where(EVENT.c.type.in_(sorted(route.types)))
+        ids = list(conn.execute(query).scalars())
         for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            upsert.insert_ignore(
-                conn,
-                DELIVERY,
-                [_delivery_row(i, endpoint, now) for i in chunk],
-                ("event_id", "endpoint"),
-            )
-            result = conn.execute(
-                update(DELIVERY)
-                .where(DELIVERY.c.event_id.in_(chunk), DELIVERY.c.endpoint == endpoint)
-                .values(
-                    status=events.DeliveryStatus.PENDING.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    pending_since=now,
-                    delivered_at=None,
-                    last_error=None,
-                )
-            )
-            scheduled += max(int(result.rowcount), 0)
+            scheduled += _reschedule(conn, ids[start : start + _CHUNK], route.endpoint, now)
     return scheduled
+
+
+def _reschedule(conn: Connection, ids: list[str], endpoint: str, now: datetime) -> int:
+    rows = [_delivery_row(i, endpoint, now) for i in ids]
+    upsert.insert_ignore(conn, DELIVERY, rows, ("event_id", "endpoint"))
+    result = conn.execute(
+        update(DELIVERY)
+        .where(DELIVERY.c.event_id.in_(ids), DELIVERY.c.endpoint == endpoint)
+        .values(
+            status=events.DeliveryStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=now,
+            pending_since=now,
+            delivered_at=None,
+            last_error=None,
+        )
+    )
+    return max(int(result.rowcount), 0)

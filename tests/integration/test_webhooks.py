@@ -236,7 +236,7 @@ def test_500_forever_is_dead_after_the_retry_period(engine: sa.Engine) -> None:
     rows = delivery_rows(engine)
     assert all(r.last_status_code == 500 and r.last_error == "HTTP 500" for r in rows)
     with engine.connect() as conn:  # dead deliveries are kept; replay brings them back
-        assert outbox.replay(conn, ["app"], clock.now, since=NOW) == 3
+        assert outbox.replay(conn, [outbox.Route("app")], clock.now, since=NOW) == 3
         conn.commit()
     with Receiver(SECRET) as ok:
         assert worker(store, ok.url, clock).run_once() == 3
