@@ -8,15 +8,19 @@ compensator until every send is settled, and prints a summary.
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import secrets
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from receiptd import api, config, emulated, wiring
+from receiptd import api, config, emulated, webhooks, wiring
 from receiptd.consumer import Consumer
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
@@ -26,6 +30,7 @@ from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, Profile
 from receiptd.health import Health
 from receiptd.providers.aliyun import dysms
+from receiptd.testing.receiver import Receiver
 
 Echo = Callable[[str], None]
 RECIPIENTS_PER_SEND = 10
@@ -59,13 +64,27 @@ class DemoResult:
     api_calls: Counter[str] = field(default_factory=Counter)
     messages: int = 0
     seconds: float = 0.0
+    webhook_events: Counter[str] | None = None  # what the local receiver got (--webhook)
 
     @property
     def all_settled(self) -> bool:
         return self.recipients > 0 and self.counts.get("pending", 0) == 0
 
+    @property
+    def expected_events(self) -> Counter[str]:
+        """One event per send settled and per reply stored."""
+        expected = Counter({f"send.{k}": v for k, v in self.counts.items() if k != "pending"})
+        expected["reply.received"] = self.inbound
+        return +expected
 
-def demo_settings(emu: Emulator, db_path: Path) -> config.Settings:
+    @property
+    def events_match(self) -> bool:
+        return self.webhook_events is None or +self.webhook_events == self.expected_events
+
+
+def demo_settings(
+    emu: Emulator, db_path: Path, webhook: config.WebhookEndpoint | None = None
+) -> config.Settings:
     return emulated.settings(
         emu.info,
         f"sqlite:///{db_path}",
@@ -74,22 +93,36 @@ def demo_settings(emu: Emulator, db_path: Path) -> config.Settings:
         compensator_grace=0,
         compensator_interval=1,
         compensator_rate_limit=200,
+        webhook_endpoints=(webhook,) if webhook else (),
+        webhook_poll_interval=0.1,
     )
 
 
-def run_demo(db_path: Path, echo: Echo) -> DemoResult:
+def run_demo(db_path: Path, echo: Echo, webhook: bool = False) -> DemoResult:
     for leftover in db_path.parent.glob(db_path.name + "*"):
         leftover.unlink()
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(_receiver()) if webhook else None
+        return _run(db_path, echo, receiver)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run(db_path: Path, echo: Echo, receiver: Receiver | None) -> DemoResult:
     started = time.monotonic()
     with Emulator(profile=DEMO_PROFILE) as emu:
-        settings = demo_settings(emu, db_path)
-        store = SqlStore(create_db_engine(settings.database_url))
+        settings = demo_settings(emu, db_path, _endpoint(receiver) if receiver else None)
+        store = SqlStore(create_db_engine(settings.database_url), wiring.event_outbox(settings))
         migrate.upgrade(store.engine)
         sends = SendStore(store, settings.timezone)
         echo(f"emulator on {emu.info.mns_endpoint}; database {db_path}")
+        if receiver is not None:
+            echo(f"webhook receiver on {receiver.url} (verifies every signature)")
         recipients = _send_batch(settings, sends, emu, echo)
         emu.inject_malformed("report")
         consumers = _start_consumers(settings, store)
+        dispatchers, _ = webhooks.daemon_parts(settings, store, Health())
+        for dispatcher in dispatchers:
+            dispatcher.start()
         try:
             _settle(settings, sends, emu, echo, started)
         finally:
@@ -98,9 +131,25 @@ def run_demo(db_path: Path, echo: Echo) -> DemoResult:
             for consumer in consumers:
                 consumer.join(5)
         result = _result(sends, emu, recipients, consumers)
+        if receiver is not None:
+            receiver.wait_for(sum(result.expected_events.values()), timeout=10)
+            result.webhook_events = Counter(receiver.by_type())
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+            dispatcher.join(5)
         store.engine.dispose()
     result.seconds = time.monotonic() - started
     return result
+
+
+def _receiver() -> Receiver:
+    return Receiver("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+def _endpoint(receiver: Receiver) -> config.WebhookEndpoint:
+    return config.WebhookEndpoint(
+        name="demo", url=receiver.url, secret=SecretStr(receiver.secret), timeout=5
+    )
 
 
 def _send_batch(settings: config.Settings, sends: SendStore, emu: Emulator, echo: Echo) -> int:
@@ -188,6 +237,7 @@ def render(result: DemoResult) -> list[str]:
         f"{calls.get('QueryTokenForMnsQueue', 0)}, MNS {mns_calls}",
         f"  queue messages consumed: {result.messages} in {result.seconds:.1f} s (the pace is the "
         "emulator's receipt delays of 0.2–5 s, not receiptd's; see bench/ for throughput)",
+        *_render_webhooks(result),
         "",
         "Next: `receiptd run` runs this as a daemon against your account; see the README's",
         "configuration reference (RECEIPTD_* settings) and `receiptd config check`.",
@@ -196,3 +246,14 @@ def render(result: DemoResult) -> list[str]:
 
 def _fmt(counter: Counter[str], order: tuple[str, ...]) -> str:
     return ", ".join(f"{key} {counter.get(key, 0)}" for key in order)
+
+
+def _render_webhooks(result: DemoResult) -> list[str]:
+    if result.webhook_events is None:
+        return []
+    order = ("send.delivered", "send.failed", "send.expired", "reply.received")
+    verdict = "equal to" if result.events_match else "NOT equal to"
+    return [
+        "  webhooks received (signatures verified): " + _fmt(result.webhook_events, order),
+        f"    {verdict} sends settled and replies stored: " + _fmt(result.expected_events, order),
+    ]

@@ -123,6 +123,9 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real receivers do
+            # Headers and body are two writes: without TCP_NODELAY the body waits for the
+            # client's delayed ACK (~40 ms per request on Linux).
+            disable_nagle_algorithm = True
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)

@@ -40,3 +40,28 @@ def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
     assert re.search(r"dead letters .*: 1$", out, re.M)
     assert int(re.search(r"replies stored \(sms_inbound\): (\d+)", out).group(1)) > 0  # type: ignore[union-attr]
     assert (tmp_path / "receiptd-demo.db").exists()
+
+
+def test_demo_webhook_receiver_gets_one_event_per_change(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "receiptd", "demo", "--webhook"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    got = re.search(r"webhooks received \(signatures verified\): (.*)$", out, re.M)
+    want = re.search(r"equal to sends settled and replies stored: (.*)$", out, re.M)
+    assert got and want, out
+    assert got.group(1) == want.group(1)
+    counts = dict(re.findall(r"([a-z.]+) (\d+)", got.group(1)))
+    status = re.search(r"delivered (\d+), failed (\d+), expired (\d+), pending (\d+)", out)
+    replies = re.search(r"replies stored \(sms_inbound\): (\d+)", out)
+    assert status and replies
+    assert counts["send.delivered"] == status.group(1) and counts["send.failed"] == status.group(2)
+    assert counts["reply.received"] == replies.group(1) != "0"
