@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     webhook_batch_size: int = Field(64, ge=1, le=1000)  # deliveries claimed at once
     events_show_phone_numbers: bool = False  # full numbers in event payloads
     events_retention_days: float = Field(7.0, gt=0)  # then delivered/dead events are pruned
+    events_notify: bool = False  # PostgreSQL: NOTIFY receiptd_events '<event id>' on commit
 
     @classmethod
     def settings_customise_sources(

@@ -95,4 +95,8 @@ def event_outbox(settings: config.Settings) -> outbox.Outbox | None:
     if not endpoints:
         return None
     routes = tuple(outbox.Route(e.name, frozenset(e.events)) for e in endpoints)
-    return outbox.Outbox(routes, show_phone_numbers=settings.events_show_phone_numbers)
+    return outbox.Outbox(
+        routes,
+        show_phone_numbers=settings.events_show_phone_numbers,
+        notify=settings.events_notify,
+    )

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, func, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from receiptd import domain, ports
@@ -184,9 +184,12 @@ def settle_from_reports(
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
-    pending = {
-        (row[1], row[2]): row[0] for row in conn.execute(_PENDING_KEYS, {"biz_ids": biz_ids})
-    }
+    locked = None
+    if events is None:
+        pending = {(r[1], r[2]): r[0] for r in conn.execute(_PENDING_KEYS, {"biz_ids": biz_ids})}
+    else:  # the rows are read (and locked) once, for the events too
+        locked = outbox.lock_pending(conn, _aliyun_biz_ids(biz_ids))
+        pending = {(r["biz_id"], r["phone_number"]): i for i, r in locked.items()}
     changes = [
         outbox.SendChange(
             pending[(r.biz_id, r.phone_number)],
@@ -198,7 +201,11 @@ def settle_from_reports(
         for r in reports
         if (r.biz_id, r.phone_number) in pending
     ]
-    return outbox.settle_sends(conn, changes, now, events)
+    return outbox.settle_sends(conn, changes, now, events, locked=locked)
+
+
+def _aliyun_biz_ids(biz_ids: list[str]) -> Any:
+    return and_(SEND.c.provider == domain.Provider.ALIYUN.value, SEND.c.biz_id.in_(biz_ids))
 
 
 def count_rows(conn: Connection, table: Any) -> int:

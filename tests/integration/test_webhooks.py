@@ -43,7 +43,7 @@ def endpoint(url: str, name: str = "app", **kw: object) -> config.WebhookEndpoin
 
 def events_outbox(*names: str, show: bool = False, **types: frozenset[str]) -> outbox.Outbox:
     routes = tuple(outbox.Route(n, types.get(n, frozenset())) for n in names or ("app",))
-    return outbox.Outbox(routes, show_phone_numbers=show)
+    return outbox.Outbox(routes, show_phone_numbers=show, notify=True)
 
 
 def event_rows(engine: sa.Engine) -> list[dict[str, object]]:
