@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) bench/emulator.py
 	$(PY) bench/consumer.py
 	$(PY) bench/compensator.py
+	$(PY) bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache receiptd.db receiptd.db-* receiptd-demo.db receiptd-demo.db-*
