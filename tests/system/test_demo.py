@@ -13,10 +13,10 @@ import pytest
 pytestmark = pytest.mark.system
 
 
-def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
+def demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiptd", "demo"],
+    return subprocess.run(
+        [sys.executable, "-m", "receiptd", "demo", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -24,6 +24,10 @@ def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
         timeout=120,
         check=False,
     )
+
+
+def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
+    proc = demo(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     match = re.search(r"receiptd demo: (\d+) SMS settled in ([\d.]+) s", out)
@@ -43,16 +47,7 @@ def test_demo_prints_summary_and_exits_0(tmp_path: Path) -> None:
 
 
 def test_demo_webhook_receiver_gets_one_event_per_change(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RECEIPTD_")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiptd", "demo", "--webhook"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = demo(tmp_path, "--webhook")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     got = re.search(r"webhooks received \(signatures verified\): (.*)$", out, re.M)
