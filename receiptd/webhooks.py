@@ -80,8 +80,12 @@ class Sender:
     def __init__(self, endpoint: config.WebhookEndpoint) -> None:
         self.url = endpoint.url
         self._signer = standardwebhooks.Webhook(endpoint.secret.get_secret_value())
-        self._pool = urllib3.PoolManager(
-            num_pools=4,
+        # One connection pool for the endpoint's host (a PoolManager would parse the URL and
+        # look the pool up on every request); keep-alive connections, one per request slot.
+        parsed = urllib3.util.parse_url(endpoint.url)
+        self._target = parsed.request_uri
+        self._pool = urllib3.connection_from_url(
+            endpoint.url,
             maxsize=endpoint.concurrency,
             block=True,
             retries=False,
@@ -99,8 +103,8 @@ class Sender:
             "webhook-signature": self._signer.sign(event_id, now, body),
         }
         try:
-            response = self._pool.request(
-                "POST", self.url, body=body.encode("utf-8"), headers=headers, redirect=False
+            response = self._pool.urlopen(
+                "POST", self._target, body=body.encode("utf-8"), headers=headers, redirect=False
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             return Response(None, _describe(exc))
@@ -108,7 +112,7 @@ class Sender:
         return Response(code, None if events.is_success(code) else f"HTTP {code}")
 
     def close(self) -> None:
-        self._pool.clear()
+        self._pool.close()
 
 
 def _describe(exc: Exception) -> str:
