@@ -23,6 +23,9 @@ import base64
 import multiprocessing as mp
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -30,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from consumer import Emu, drop_postgres, receiptd_run, scratch_databases
+from consumer import Emu, consumer_env, drop_postgres, receiptd_run, scratch_databases
 from pydantic import SecretStr
 
 from receiptd import config, domain, ports, webhooks, wiring
@@ -169,6 +172,50 @@ def consumer_rates(
         engine.dispose()
 
 
+def daemon_rate(emu: Emu, url: str, n: int, start: int, log: Path, **extra: str) -> float:
+    """``receiptd run`` (consumers and, with an endpoint, the dispatcher in one process; no
+    compensator) on ``n`` queued receipts: first receive to empty queue, as receiptd_run."""
+    assert emu.depth() == 0
+    emu.call("fill", start, n)
+    env = consumer_env(emu, url, RECEIPTD_COMPENSATOR_ENABLED="false", **extra)
+    env["RECEIPTD_HTTP_ADDR"] = "127.0.0.1:0"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "receiptd", "run"], env=env, stdout=out, stderr=out
+        )
+    try:
+        while emu.call("depth")["visible"] == n:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.002)
+        t0 = time.monotonic()
+        while emu.depth():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.002)
+        return n / (time.monotonic() - t0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def daemon_rates(
+    emu: Emu, url: str, receiver: ReceiverProcess, n: int, tmp: Path, first: int
+) -> tuple[float, float, int]:
+    """receiptd run receipts/s with webhooks off, then on (its own dispatcher delivering)."""
+    engine = create_db_engine(url)
+    store = SqlStore(engine)
+    env = {
+        "RECEIPTD_WEBHOOK_ENDPOINTS": f'[{{"name": "daemon", "url": "{receiver.url}", '
+        f'"secret": "{SECRET}"}}]'
+    }
+    try:
+        register(store, first, 2 * n)
+        off = daemon_rate(emu, url, n, first, tmp / f"run-off-{first}.log")
+        on = daemon_rate(emu, url, n, first + n, tmp / f"run-on-{first}.log", **env)
+        return off, on, pending(engine, "daemon")
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=20_000)
@@ -185,8 +232,10 @@ def main() -> None:
         try:
             rate, cpu = delivery_rate(url, receiver, args.events)
             loopback = consumer_rates(emu, url, receiver, args.receipts, Path(tmp), 70_000_000)
+            daemon = daemon_rates(emu, url, receiver, args.receipts, Path(tmp), 75_000_000)
             emu.call("latency", args.latency_ms / 1000)
             rtt = consumer_rates(emu, url, receiver, args.receipts, Path(tmp), 80_000_000)
+            daemon_rtt = daemon_rates(emu, url, receiver, args.receipts, Path(tmp), 85_000_000)
         finally:
             emu.close()
             receiver.close()
@@ -205,6 +254,14 @@ def main() -> None:
         print(f"{'  on, dispatcher + receiver delivering on the same 2 cores':<62}{on:>10.0f}/s"
               f"{on / off:>7.0%}  ≥ 90 %")  # fmt: skip
         print(f"  deliveries still pending 60 s after the last run: {left}")
+    for label, (off, on, left) in (
+        ("loopback MNS", daemon),
+        (f"+{args.latency_ms:g} ms MNS round trip", daemon_rtt),
+    ):
+        print(f"receiptd run receipts/s, dispatcher in the same process ({label}):")
+        print(f"{'  webhooks off':<62}{off:>10.0f}/s")
+        print(f"{'  webhooks on':<62}{on:>10.0f}/s{on / off:>7.0%}  ≥ 90 %")
+        print(f"  deliveries pending when the queue was empty: {left}")
     print(f"{args.events:,} events, {args.receipts:,} receipts per consumer run; "
           f"{os.cpu_count()} CPUs, load average {load_before:.2f} before / "
           f"{os.getloadavg()[0]:.2f} after")  # fmt: skip

@@ -8,6 +8,7 @@ systemd credentials (``$CREDENTIALS_DIRECTORY/<setting>``) < ``RECEIPTD_<SETTING
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,7 +25,12 @@ from pydantic import (
     model_validator,
 )
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -251,16 +257,17 @@ class Settings(BaseSettings):
             check_webhook_url(url)
         return value
 
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            check_webhook_secret(value.get_secret_value())
+        return value
+
     @model_validator(mode="after")
     def _check_webhooks(self) -> Settings:
-        secret = self.webhook_secret.get_secret_value()
-        if self.webhook_urls.strip() and not secret:
+        if self.webhook_urls.strip() and not self.webhook_secret.get_secret_value():
             raise ValueError("webhook_secret is required with webhook_urls")
-        if secret:
-            try:
-                check_webhook_secret(secret)
-            except ValueError as exc:
-                raise ValueError(f"webhook_secret: {exc}") from None
         names = [e.name for e in self.webhooks]
         if len(names) != len(set(names)):
             raise ValueError("webhook_endpoints: endpoint names must be unique")
@@ -423,4 +430,8 @@ def load_settings(
         settings: Settings = layered()
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # e.g. a list setting whose environment value is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        key = field.group(1) if field else "settings"
+        raise ConfigError(f"invalid setting {key}: not valid JSON") from None
     return settings

@@ -53,6 +53,7 @@ def test_no_endpoint_no_events() -> None:
         ({"RECEIPTD_WEBHOOK_URLS": "ftp://a/x", "RECEIPTD_WEBHOOK_SECRET": SECRET}, "webhook_urls"),
         ({"RECEIPTD_WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "webhook_secret: expected whsec_"),
         ({"RECEIPTD_WEBHOOK_SECRET": "not-a-secret"}, "webhook_secret: expected whsec_"),
+        ({"RECEIPTD_WEBHOOK_ENDPOINTS": "not json"}, "webhook_endpoints: not valid JSON"),
         (
             {
                 "RECEIPTD_WEBHOOK_ENDPOINTS": json.dumps(
