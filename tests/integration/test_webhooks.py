@@ -244,8 +244,6 @@ def test_500_forever_is_dead_after_the_retry_period(engine: sa.Engine) -> None:
 
 
 def test_bounded_concurrency_per_endpoint(engine: sa.Engine) -> None:
-    if engine.dialect.name == "sqlite":
-        pytest.skip("one request at a time on SQLite")
     store = SqlStore(engine, events_outbox())
     SendStore(store).register([send(f"c{i}", "13800000001") for i in range(12)], NOW)
     store.write_batch(ports.Batch(reports=[report(f"c{i}", "13800000001") for i in range(12)]), NOW)
