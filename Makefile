@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/consumer.py
 	$(PY) bench/push.py
 	$(PY) bench/compensator.py
+	$(PY) bench/webhooks.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache receiptd.db receiptd.db-* receiptd-demo.db receiptd-demo.db-*

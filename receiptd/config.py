@@ -17,9 +17,22 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -34,6 +47,63 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 class ConfigError(Exception):
     """A setting is invalid; the message names the key and the reason (exit code 2)."""
+
+
+# --- Webhooks (event outbox + Standard Webhooks dispatcher) ---------------------------------
+WEBHOOK_EVENT_TYPES = ("send.delivered", "send.failed", "send.expired", "reply.received")
+
+
+class WebhookEndpoint(BaseModel):
+    """One endpoint of ``[[webhook.endpoints]]``: its own URL, secret, events and limits."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    url: str
+    secret: SecretStr
+    events: tuple[str, ...] = ()  # empty: every event type
+    timeout: float = Field(10.0, gt=0, le=120)
+    concurrency: int = Field(4, ge=1, le=64)
+    retry_period: float | None = Field(None, gt=0)  # default: webhook_retry_period
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_webhook_url(value)
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        check_webhook_secret(value.get_secret_value())
+        return value
+
+    @field_validator("events")
+    @classmethod
+    def _check_events(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(WEBHOOK_EVENT_TYPES))
+        if unknown:
+            raise ValueError(f"unknown event type(s) {unknown}; known: {list(WEBHOOK_EVENT_TYPES)}")
+        return value
+
+
+def check_webhook_url(value: str) -> str:
+    if not value.startswith(("http://", "https://")) or len(value) > 2048:
+        raise ValueError("a webhook URL must start with http:// or https://")
+    return value
+
+
+def check_webhook_secret(value: str) -> None:
+    """A Standard Webhooks secret: ``whsec_`` + base64 of at least 24 random bytes."""
+    import base64
+    import binascii
+
+    body = value.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body, validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not value.startswith("whsec_") or len(key) < 24:
+        raise ValueError("expected whsec_<base64 of 24 to 64 random bytes>")
 
 
 class Settings(BaseSettings):
@@ -119,6 +189,22 @@ class Settings(BaseSettings):
     heartbeat_timeout: float = Field(120.0, gt=0)
     shutdown_timeout: float = Field(10.0, gt=0, le=600)
     migrate_on_start: bool = False
+
+    # Webhooks: events in the outbox, POSTed signed (Standard Webhooks) to each endpoint.
+    # Events are written only while at least one endpoint is configured.
+    webhook_urls: str = ""  # comma-separated; all signed with webhook_secret
+    webhook_secret: SecretStr = SecretStr("")
+    webhook_endpoints: tuple[WebhookEndpoint, ...] = ()  # TOML [[webhook.endpoints]]
+    webhook_timeout: float = Field(10.0, gt=0, le=120)  # for webhook_urls
+    webhook_concurrency: int = Field(4, ge=1, le=64)  # requests in flight per endpoint
+    webhook_retry_period: float = Field(86400.0, gt=0)  # then a delivery is dead
+    webhook_backoff_initial: float = Field(5.0, gt=0)
+    webhook_backoff_max: float = Field(3600.0, gt=0)
+    webhook_poll_interval: float = Field(0.5, gt=0, le=60)  # idle endpoint: look again after
+    webhook_batch_size: int = Field(64, ge=1, le=1000)  # deliveries claimed at once
+    events_show_phone_numbers: bool = False  # full numbers in event payloads
+    events_retention_days: float = Field(7.0, gt=0)  # then delivered/dead events are pruned
+    events_notify: bool = False  # PostgreSQL: NOTIFY receiptd_events '<event id>' on commit
 
     @classmethod
     def settings_customise_sources(
@@ -221,6 +307,47 @@ class Settings(BaseSettings):
             )
         return self
 
+    @field_validator("webhook_urls")
+    @classmethod
+    def _check_webhook_urls(cls, value: str) -> str:
+        for url in _split_urls(value):
+            check_webhook_url(url)
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr) -> SecretStr:
+        if value.get_secret_value():
+            check_webhook_secret(value.get_secret_value())
+        return value
+
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> Settings:
+        if self.webhook_urls.strip() and not self.webhook_secret.get_secret_value():
+            raise ValueError("webhook_secret is required with webhook_urls")
+        names = [e.name for e in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook_endpoints: endpoint names must be unique")
+        return self
+
+    @property
+    def webhooks(self) -> list[WebhookEndpoint]:
+        """Every configured endpoint. One from ``webhook_urls`` is named after its URL
+        (``url-`` + 12 hex digits of its SHA-256), so reordering the list keeps its history."""
+        import hashlib
+
+        listed = [
+            WebhookEndpoint(
+                name="url-" + hashlib.sha256(url.encode()).hexdigest()[:12],
+                url=url,
+                secret=self.webhook_secret,
+                timeout=self.webhook_timeout,
+                concurrency=self.webhook_concurrency,
+            )
+            for url in _split_urls(self.webhook_urls)
+        ]
+        return listed + list(self.webhook_endpoints)
+
     @property
     def report_queue(self) -> str:
         return self.aliyun_report_queue or f"{self.aliyun_queue_prefix}SmsReport"
@@ -255,6 +382,8 @@ class Settings(BaseSettings):
                 value = "**********" if value.get_secret_value() else ""
             elif name == "database_url":
                 value = make_url(value).render_as_string(hide_password=True)
+            elif name == "webhook_endpoints":
+                value = [{**e.model_dump(), "secret": "**********"} for e in value]
             out[name] = value
         return out
 
@@ -287,6 +416,10 @@ def parse_networks(value: str) -> tuple[IPNetwork, ...]:
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or network") from None
     return tuple(out)
+
+
+def _split_urls(value: str) -> list[str]:
+    return [u.strip() for u in value.split(",") if u.strip()]
 
 
 def split_host_port(addr: str) -> tuple[str, int]:
@@ -370,4 +503,8 @@ def load_settings(
         settings: Settings = layered()
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
+    except SettingsError as exc:  # e.g. a list setting whose environment value is not JSON
+        field = re.search(r'field "(\w+)"', str(exc))
+        key = field.group(1) if field else "settings"
+        raise ConfigError(f"invalid setting {key}: not valid JSON") from None
     return settings

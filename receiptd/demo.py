@@ -8,6 +8,8 @@ compensator until every send is settled, and prints a summary.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import secrets
 import time
 from collections import Counter
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from receiptd import api, config, wiring
@@ -29,6 +32,7 @@ from receiptd.emulator.push import PushSpec
 from receiptd.health import Health
 from receiptd.push import PushListener
 from receiptd.testing import emulated
+from receiptd.testing.receiver import Receiver
 from receiptd.wiring import daemon
 
 Echo = Callable[[str], None]
@@ -65,13 +69,27 @@ class DemoResult:
     pushed: int = 0  # receipts and replies accepted by the push listener
     push_requests: int = 0
     seconds: float = 0.0
+    webhook_events: Counter[str] | None = None  # what the local receiver got (--webhook)
 
     @property
     def all_settled(self) -> bool:
         return self.recipients > 0 and self.counts.get("pending", 0) == 0
 
+    @property
+    def expected_events(self) -> Counter[str]:
+        """One event per send settled and per reply stored."""
+        expected = Counter({f"send.{k}": v for k, v in self.counts.items() if k != "pending"})
+        expected["reply.received"] = self.inbound
+        return +expected
 
-def demo_settings(emu: Emulator, db_path: Path) -> config.Settings:
+    @property
+    def events_match(self) -> bool:
+        return self.webhook_events is None or +self.webhook_events == self.expected_events
+
+
+def demo_settings(
+    emu: Emulator, db_path: Path, webhook: config.WebhookEndpoint | None = None
+) -> config.Settings:
     return emulated.settings(
         emu.info,
         f"sqlite:///{db_path}",
@@ -80,21 +98,33 @@ def demo_settings(emu: Emulator, db_path: Path) -> config.Settings:
         compensator_grace=0,
         compensator_interval=1,
         compensator_rate_limit=200,
+        webhook_endpoints=(webhook,) if webhook else (),
+        webhook_poll_interval=0.1,
     )
 
 
-def run_demo(db_path: Path, echo: Echo, push: bool = False) -> DemoResult:
+def run_demo(db_path: Path, echo: Echo, push: bool = False, webhook: bool = False) -> DemoResult:
     """The demo; with ``push`` the emulator delivers SmsReport and SmsUp by HTTP push to
-    receiptd's push listener instead of the MNS queues."""
+    receiptd's push listener instead of the MNS queues; with ``webhook`` every event goes to a
+    local receiver that verifies its signature, and the summary counts what it got."""
     for leftover in db_path.parent.glob(db_path.name + "*"):
         leftover.unlink()
+    with contextlib.ExitStack() as stack:
+        receiver = stack.enter_context(_receiver()) if webhook else None
+        return _run(db_path, echo, receiver, push)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _run(db_path: Path, echo: Echo, receiver: Receiver | None, push: bool) -> DemoResult:
     started = time.monotonic()
     with Emulator(profile=DEMO_PROFILE) as emu:
-        settings = demo_settings(emu, db_path)
-        store = SqlStore(create_db_engine(settings.database_url))
+        settings = demo_settings(emu, db_path, _endpoint(receiver) if receiver else None)
+        store = SqlStore(create_db_engine(settings.database_url), wiring.event_outbox(settings))
         migrate.upgrade(store.engine)
         sends = SendStore(store, settings.timezone)
         echo(f"emulator on {emu.info.mns_endpoint}; database {db_path}")
+        if receiver is not None:
+            echo(f"webhook receiver on {receiver.url} (verifies every signature)")
         listener = _start_push(emu, store, echo) if push else None
         recipients = _send_batch(settings, sends, emu, echo)
         if listener is None:
@@ -102,6 +132,9 @@ def run_demo(db_path: Path, echo: Echo, push: bool = False) -> DemoResult:
         else:
             emu.push_elements("SmsReport", [{"biz_id": "broken", "success": "maybe"}])
         consumers = [] if listener else _start_consumers(settings, store)
+        dispatchers, _ = daemon.webhook_parts(settings, store, Health())
+        for dispatcher in dispatchers:
+            dispatcher.start()
         loops: list[Consumer | PushListener] = [*consumers]
         loops += [listener] if listener else []
         try:
@@ -112,6 +145,12 @@ def run_demo(db_path: Path, echo: Echo, push: bool = False) -> DemoResult:
             for loop in loops:
                 loop.join(5)
         result = _result(sends, emu, recipients, consumers)
+        if receiver is not None:
+            receiver.wait_for(sum(result.expected_events.values()), timeout=10)
+            result.webhook_events = Counter(receiver.by_type())
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+            dispatcher.join(5)
         store.engine.dispose()
     result.seconds = time.monotonic() - started
     return result
@@ -128,6 +167,16 @@ def _start_push(emu: Emulator, store: SqlStore, echo: Echo) -> PushListener:
         emu.set_push(kind, PushSpec(url=f"{base}/{kind}", batch=50, time_scale=0.01))
     echo(f"receipts arrive by HTTP push at http://127.0.0.1:{listener.port}/push/<token>/aliyun")
     return listener
+
+
+def _receiver() -> Receiver:
+    return Receiver("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode())
+
+
+def _endpoint(receiver: Receiver) -> config.WebhookEndpoint:
+    return config.WebhookEndpoint(
+        name="demo", url=receiver.url, secret=SecretStr(receiver.secret), timeout=5
+    )
 
 
 def _send_batch(settings: config.Settings, sends: SendStore, emu: Emulator, echo: Echo) -> int:
@@ -219,6 +268,7 @@ def render(result: DemoResult) -> list[str]:
         f"{calls.get('QuerySendDetails', 0)}, QueryTokenForMnsQueue "
         f"{calls.get('QueryTokenForMnsQueue', 0)}, MNS {mns_calls}",
         _delivery_line(result),
+        *_render_webhooks(result),
         "",
         "Next: `receiptd run` runs this as a daemon against your account; see the README's",
         "configuration reference (RECEIPTD_* settings) and `receiptd config check`.",
@@ -238,3 +288,14 @@ def _delivery_line(result: DemoResult) -> str:
 
 def _fmt(counter: Counter[str], order: tuple[str, ...]) -> str:
     return ", ".join(f"{key} {counter.get(key, 0)}" for key in order)
+
+
+def _render_webhooks(result: DemoResult) -> list[str]:
+    if result.webhook_events is None:
+        return []
+    order = ("send.delivered", "send.failed", "send.expired", "reply.received")
+    verdict = "equal to" if result.events_match else "NOT equal to"
+    return [
+        "  webhooks received (signatures verified): " + _fmt(result.webhook_events, order),
+        f"    {verdict} sends settled and replies stored: " + _fmt(result.expected_events, order),
+    ]

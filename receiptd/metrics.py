@@ -116,6 +116,33 @@ RECEIPTS = Counter(
     ["channel", "type", "outcome"],
     registry=REGISTRY,
 )
+# Webhooks (event outbox + dispatcher).
+EVENTS = Counter(
+    "receiptd_events",
+    "Webhook delivery attempts, by event type and result (delivered|failed|dead); failed "
+    "attempts are retried until the retry period ends, then the delivery is dead.",
+    ["type", "result"],
+    registry=REGISTRY,
+)
+EVENT_DELIVERY_SECONDS = Histogram(
+    "receiptd_event_delivery_seconds",
+    "Time from an event's creation (its change committed) to its delivery, by endpoint.",
+    ["endpoint"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 3600, 21600, 86400),
+    registry=REGISTRY,
+)
+EVENTS_PENDING = Gauge(
+    "receiptd_events_pending",
+    "Deliveries not yet made, by endpoint (refreshed every 5 s).",
+    ["endpoint"],
+    registry=REGISTRY,
+)
+EVENTS_OLDEST_PENDING = Gauge(
+    "receiptd_events_oldest_pending_seconds",
+    "Age of the oldest delivery not yet made, by endpoint (alert on it: endpoint down).",
+    ["endpoint"],
+    registry=REGISTRY,
+)
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)
 BUILD = Info("receiptd_build", "receiptd build information.", registry=REGISTRY)
 BUILD.info({"version": __version__})

@@ -60,6 +60,7 @@ def secret_values(s: config.Settings) -> list[str]:
         values.append(s.status_api_token.get_secret_value())
     if s.push_token is not None:  # the push URLs' path token (waitress logs request paths)
         values.append(s.push_token.get_secret_value())
+    values += [e.secret.get_secret_value() for e in s.webhooks]
     password = make_url(s.database_url).password
     if password:
         values.append(str(password))

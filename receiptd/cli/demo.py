@@ -23,15 +23,25 @@ from receiptd import logs
     is_flag=True,
     help="Deliver receipts and replies by HTTP push to receiptd's push listener, not MNS.",
 )
-def demo(database: Path, push: bool) -> None:
+@click.option(
+    "--webhook",
+    is_flag=True,
+    help="Also deliver events to a local webhook receiver and count what it got.",
+)
+def demo(database: Path, push: bool, webhook: bool) -> None:
     """Send a few hundred SMS to the built-in emulator and settle every one of them."""
     from receiptd.demo import render, run_demo
 
     # The demo's own progress lines are the output; library logs stay at warnings.
     logs.configure(level="WARNING", fmt="console", stream=sys.stderr)
-    result = run_demo(database.resolve(), lambda line: click.echo(line, err=True), push=push)
+    result = run_demo(
+        database.resolve(), lambda line: click.echo(line, err=True), push=push, webhook=webhook
+    )
     for line in render(result):
         click.echo(line)
     if not result.all_settled:
         click.echo("receiptd: demo deadline passed with sends still pending", err=True)
+        sys.exit(1)
+    if not result.events_match:
+        click.echo("receiptd: the webhook receiver did not get one event per change", err=True)
         sys.exit(1)

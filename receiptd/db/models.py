@@ -16,6 +16,7 @@ from sqlalchemy import (
     Date,
     DateTime,
     Dialect,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -198,12 +199,55 @@ class CompensatorRun(Base):
     errors: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class EventOutbox(Base):
+    """One event (a send settled, a reply stored), written in the transaction that made it
+    happen; ``id`` is the event's stable id (the ``webhook-id`` every delivery carries)."""
+
+    __tablename__ = "event_outbox"
+    __table_args__ = (Index(None, "created_at"), MYSQL_TABLE_ARGS)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    type: Mapped[str] = mapped_column(String(32))
+    send_id: Mapped[int | None] = mapped_column(ID)
+    inbound_id: Mapped[int | None] = mapped_column(ID)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    payload: Mapped[str] = mapped_column(BIG_TEXT)  # the JSON body every delivery POSTs
+
+
+class EventDelivery(Base):
+    """One event's delivery to one webhook endpoint; each endpoint progresses on its own."""
+
+    __tablename__ = "event_delivery"
+    __table_args__ = (
+        UniqueConstraint("event_id", "endpoint"),
+        Index(None, "endpoint", "status", "next_attempt_at"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("event_outbox.id", ondelete="CASCADE")
+    )
+    endpoint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Due time while pending; a claim pushes it past the request's end (the claim's lease).
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    pending_since: Mapped[datetime] = mapped_column(UTCDateTime())  # retry period counts from
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 # Core tables for the store's bulk statements (typed as Table for mypy).
 SEND = cast(Table, SmsSend.__table__)
 REPORT = cast(Table, SmsReportRow.__table__)
 INBOUND = cast(Table, SmsInboundRow.__table__)
 DEAD = cast(Table, DeadLetter.__table__)
 RUN = cast(Table, CompensatorRun.__table__)
+EVENT = cast(Table, EventOutbox.__table__)
+DELIVERY = cast(Table, EventDelivery.__table__)
 
 
 def claim_released(now: Any) -> dict[str, Any]:

@@ -11,9 +11,9 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from receiptd import domain, ports
 from receiptd import horizon as _horizon
-from receiptd.db import subset, upsert
+from receiptd.db import outbox, subset, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
-from receiptd.db.store import SqlStore, settle_from_reports, settleable
+from receiptd.db.store import SqlStore, settle_from_reports
 
 PENDING = domain.SendStatus.PENDING.value
 
@@ -49,7 +49,7 @@ class SendStore:
             reports = [
                 _report_of(r._mapping) for r in stored if (r.biz_id, r.phone_number) in aliyun
             ]
-            settle_from_reports(conn, reports, now)
+            settle_from_reports(conn, reports, now, self.store.events)
         return inserted
 
     def _send_row(self, send: ports.NewSend, now: datetime) -> dict[str, Any]:
@@ -131,21 +131,18 @@ class SendStore:
 
     def expire_outside_window(self, provider: domain.Provider, oldest: date, now: datetime) -> int:
         """Settle as expired every pending send older than the provider's query window."""
-        stmt = (
-            update(SEND)
-            .where(
-                SEND.c.provider == provider.value,
-                SEND.c.status == PENDING,
-                SEND.c.send_date < oldest,
-            )
-            .values(
-                status=domain.SendStatus.EXPIRED.value,
-                settled_by=domain.SettledBy.WINDOW.value,
-                settled_at=now,
-                **claim_released(now),
-            )
+        query = select(SEND.c.id).where(
+            SEND.c.provider == provider.value,
+            SEND.c.status == PENDING,
+            SEND.c.send_date < oldest,
         )
-        return self.store.run(lambda conn: max(int(conn.execute(stmt).rowcount), 0))
+        expired, window = domain.SendStatus.EXPIRED, domain.SettledBy.WINDOW
+
+        def expire(conn: Connection) -> int:
+            changes = [outbox.SendChange(i, expired, window) for i in conn.execute(query).scalars()]
+            return outbox.settle_sends(conn, changes, now, self.store.events)
+
+        return self.store.run(expire)
 
     def settle(
         self,
@@ -169,7 +166,8 @@ class SendStore:
             for p in pending
             if p.id not in done
         ]
-        return self.store.run(lambda conn: _apply(conn, final, retry, now))
+        events = self.store.events
+        return self.store.run(lambda conn: _apply(conn, final, retry, now, events))
 
     # --- runs and summaries ----------------------------------------------------------------
 
@@ -191,19 +189,6 @@ class SendStore:
         return self.store.run(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
 
 
-_SETTLE = (
-    update(SEND)
-    .where(SEND.c.id == bindparam("b_id"), settleable(SEND, bindparam("b_status")))
-    .values(
-        status=bindparam("b_status"),
-        settled_by=bindparam("b_by"),
-        err_code=bindparam("b_err_code"),
-        err_msg=bindparam("b_err_msg"),
-        settled_at=bindparam("b_now"),
-        check_count=SEND.c.check_count + 1,
-        **claim_released(bindparam("b_now")),
-    )
-)
 _RETRY = (
     update(SEND)
     .where(SEND.c.id == bindparam("b_id"), SEND.c.status == PENDING)
@@ -220,21 +205,12 @@ def _apply(
     final: Sequence[ports.Settlement],
     retry: list[dict[str, Any]],
     now: datetime,
+    events: outbox.Outbox | None,
 ) -> int:
-    settled = 0
-    if final:
-        params = [
-            {
-                "b_id": s.send_id,
-                "b_status": s.status.value,
-                "b_by": s.settled_by.value,
-                "b_err_code": s.err_code,
-                "b_err_msg": (s.err_msg or None) and s.err_msg[:512],
-                "b_now": now,
-            }
-            for s in final
-        ]
-        settled = max(int(conn.execute(_SETTLE, params).rowcount), 0)
+    changes = [
+        outbox.SendChange(s.send_id, s.status, s.settled_by, s.err_code, s.err_msg) for s in final
+    ]
+    settled = outbox.settle_sends(conn, changes, now, events, count_check=True)
     if retry:
         conn.execute(_RETRY, retry)
     return settled

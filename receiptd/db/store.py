@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, or_, select, text, update
+from sqlalchemy import Connection, Engine, and_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from receiptd import domain, ports
-from receiptd.db import upsert
-from receiptd.db.models import DEAD, INBOUND, REPORT, SEND, claim_released
+from receiptd.db import outbox, upsert
+from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 
 T = TypeVar("T")
 
@@ -47,8 +47,9 @@ def describe_error(exc: Exception) -> str:
 class SqlStore:
     """Everything the consumer and the status commands need from the database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, events: outbox.Outbox | None = None) -> None:
         self.engine = engine
+        self.events = events  # None: no webhook endpoint, no events written
 
     def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction with errors translated for the core."""
@@ -71,18 +72,18 @@ class SqlStore:
             conn, REPORT, [_report_row(r, now) for r in batch.reports], ("biz_id", "phone_number")
         )
         reports = [r.report for r in batch.reports]
-        settled = settle_from_reports(
-            conn, [r for r in reports if r.provider is domain.Provider.ALIYUN], now
-        )
-        settled += settle_huawei_from_reports(
-            conn, [r for r in reports if r.provider is domain.Provider.HUAWEI], now
-        )
-        inbound_new = upsert.insert_ignore(
+        aliyun = [r for r in reports if r.provider is domain.Provider.ALIYUN]
+        huawei = [r for r in reports if r.provider is domain.Provider.HUAWEI]
+        settled = settle_from_reports(conn, aliyun, now, self.events)
+        settled += settle_huawei_from_reports(conn, huawei, now, self.events)
+        inbound_ids = upsert.insert_ignore_ids(
             conn,
             INBOUND,
             [_inbound_row(r, now) for r in batch.inbound],
             ("phone_number", "sequence_id", "dest_code", "send_time"),
         )
+        outbox.replies_stored(conn, inbound_ids, now, self.events)
+        inbound_new = len(inbound_ids)
         dead_new = sum(self._dead_letter(conn, d, now) for d in batch.dead)
         return ports.BatchResult(reports_new, inbound_new, dead_new, settled)
 
@@ -176,113 +177,81 @@ def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-def settleable(send: Any, new_status: Any) -> Any:
-    """SQL twin of ``domain.next_status``: a row may take ``new_status`` when it is pending,
-    or expired (receiptd's verdict) and the new status is the provider's delivered/failed."""
-    conclusive = or_(*(new_status == s.value for s in domain.SendStatus if s.is_conclusive))
-    return or_(
-        send.c.status == domain.SendStatus.PENDING.value,
-        and_(send.c.status == domain.SendStatus.EXPIRED.value, conclusive),
-    )
-
-
-_SETTLED_BY_RECEIPT: dict[str, Any] = {
-    "status": bindparam("b_status"),
-    "err_code": bindparam("b_err_code"),
-    "err_msg": bindparam("b_err_msg"),
-    "settled_by": domain.SettledBy.RECEIPT.value,
-    "settled_at": bindparam("b_now"),
-    **claim_released(bindparam("b_now")),
-}
-_SETTLE_FROM_REPORT = (
-    update(SEND)
-    .where(
-        and_(
-            SEND.c.provider == domain.Provider.ALIYUN.value,
-            SEND.c.biz_id == bindparam("b_biz_id"),
-            SEND.c.phone_number == bindparam("b_phone"),
-            settleable(SEND, bindparam("b_status")),
-        )
-    )
-    .values(**_SETTLED_BY_RECEIPT)
-)
-
-
-# Receipts are delivered/failed: they settle pending sends and overturn expired ones.
-_PENDING_KEYS = select(SEND.c.biz_id, SEND.c.phone_number).where(
-    SEND.c.provider == domain.Provider.ALIYUN.value,
-    SEND.c.status.in_([domain.SendStatus.PENDING.value, domain.SendStatus.EXPIRED.value]),
-    SEND.c.biz_id.in_(bindparam("biz_ids", expanding=True)),
-)
-
-
 def settle_from_reports(
-    conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
+    conn: Connection,
+    reports: Sequence[domain.SmsReport],
+    now: datetime,
+    events: outbox.Outbox | None,
 ) -> int:
     """Settle the pending (or expired) sends these receipts describe; delivered/failed never
     change (``domain.next_status``).
 
     One indexed SELECT finds which receipts have an open send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
-    registered), then only those are updated. The UPDATE keeps its status guard
-    (:func:`settleable`), so a send settled concurrently in between is left alone.
+    registered), then only those are settled (with their events) by
+    :func:`receiptd.db.outbox.settle_sends`, whose status guard leaves a send settled
+    concurrently in between alone.
     """
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
-    pending = {(row[0], row[1]) for row in conn.execute(_PENDING_KEYS, {"biz_ids": biz_ids})}
-    params = [
-        {
-            "b_biz_id": r.biz_id,
-            "b_phone": r.phone_number,
-            "b_status": r.status.value,
-            "b_err_code": r.err_code,
-            "b_err_msg": r.err_msg,
-            "b_now": now,
-        }
+    rows, locked = _open_sends(conn, _biz_ids(domain.Provider.ALIYUN, biz_ids), events)
+    open_ids = {(row["biz_id"], row["phone_number"]): i for i, row in rows.items()}
+    changes = [
+        outbox.SendChange(
+            open_ids[(r.biz_id, r.phone_number)],
+            r.status,
+            domain.SettledBy.RECEIPT,
+            r.err_code,
+            r.err_msg,
+        )
         for r in reports
-        if (r.biz_id, r.phone_number) in pending
+        if (r.biz_id, r.phone_number) in open_ids
     ]
-    if not params:
-        return 0
-    result = conn.execute(_SETTLE_FROM_REPORT, params)
-    return max(int(result.rowcount), 0)
+    return outbox.settle_sends(conn, changes, now, events, locked=locked)
+
+
+def _biz_ids(provider: domain.Provider, biz_ids: list[str]) -> Any:
+    return and_(SEND.c.provider == provider.value, SEND.c.biz_id.in_(biz_ids))
+
+
+def _open_sends(
+    conn: Connection, where: Any, events: outbox.Outbox | None
+) -> tuple[dict[int, Mapping[str, Any]], dict[int, Mapping[str, Any]] | None]:
+    """The open (pending or expired) sends matching ``where`` by id, and the same rows as
+    ``settle_sends`` wants them when events are written (then read once, locked, for the
+    events too); without events one light indexed read is enough."""
+    if events is not None:
+        locked = outbox.lock_open(conn, where)
+        return locked, locked
+    columns = (SEND.c.id, SEND.c.biz_id, SEND.c.phone_number, SEND.c.out_id)
+    query = select(*columns).where(where, SEND.c.status.in_(outbox.OPEN))
+    return {r.id: dict(r._mapping) for r in conn.execute(query)}, None
 
 
 # KooMessage AIM callbacks (HTTP push): a Huawei send is registered as biz_id = task id and
 # phone_number = cust_flag; out_id, when set, is the detail's msg_id and must match too
-# (the same rule as providers/huawei/matching.py). Kept apart from the Aliyun statement.
-_SETTLE_HUAWEI = (
-    update(SEND)
-    .where(
-        SEND.c.provider == domain.Provider.HUAWEI.value,
-        SEND.c.biz_id == bindparam("b_biz_id"),
-        SEND.c.phone_number == bindparam("b_phone"),
-        settleable(SEND, bindparam("b_status")),
-        or_(SEND.c.out_id.is_(None), SEND.c.out_id == bindparam("b_msg_id")),
-    )
-    .values(**_SETTLED_BY_RECEIPT)
-)
-
-
+# (the same rule as providers/huawei/matching.py).
 def settle_huawei_from_reports(
-    conn: Connection, reports: Sequence[domain.SmsReport], now: datetime
+    conn: Connection,
+    reports: Sequence[domain.SmsReport],
+    now: datetime,
+    events: outbox.Outbox | None,
 ) -> int:
-    """Settle pending (or expired) Huawei sends from pushed KooMessage receipts; delivered and
-    failed never change."""
+    """Settle the pending (or expired) Huawei sends these pushed KooMessage receipts
+    describe; delivered and failed never change."""
     if not reports:
         return 0
-    params = [
-        {
-            "b_biz_id": r.biz_id,
-            "b_phone": r.phone_number,
-            "b_msg_id": r.message_id or "",
-            "b_status": r.status.value,
-            "b_err_code": r.err_code,
-            "b_err_msg": r.err_msg,
-            "b_now": now,
-        }
-        for r in reports
-    ]
-    result = conn.execute(_SETTLE_HUAWEI, params)
-    return max(int(result.rowcount), 0)
+    biz_ids = sorted({r.biz_id for r in reports})
+    rows, locked = _open_sends(conn, _biz_ids(domain.Provider.HUAWEI, biz_ids), events)
+    by_key = {(row["biz_id"], row["phone_number"]): (i, row["out_id"]) for i, row in rows.items()}
+    changes = []
+    for r in reports:
+        send_id, out_id = by_key.get((r.biz_id, r.phone_number), (None, None))
+        if send_id is not None and out_id in (None, r.message_id):
+            changes.append(
+                outbox.SendChange(
+                    send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg
+                )
+            )
+    return outbox.settle_sends(conn, changes, now, events, locked=locked)

@@ -32,21 +32,28 @@ def insert_ignore(
     Returns the number of rows inserted, counted from ``RETURNING`` (exact even when another
     transaction inserts the same keys concurrently).
     """
+    return len(insert_ignore_ids(conn, table, rows, keys))
+
+
+def insert_ignore_ids(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]
+) -> list[int]:
+    """:func:`insert_ignore` returning the ids of the rows inserted."""
     if not rows:
-        return 0
+        return []
     if conn.dialect.name == "postgresql":
         columns = tuple(rows[0])
         stmt = _pg_unnest_insert(table, tuple(keys), columns)
         arrays = {c: [row[c] for row in rows] for c in columns}
-        return len(conn.execute(stmt, arrays).all())
+        return list(conn.execute(stmt, arrays).scalars())
     stmt = _insert_ignore_stmt(conn.dialect.name, table, tuple(keys))
-    inserted = 0
+    inserted: list[int] = []
     for start in range(0, len(rows), _CHUNK):
         chunk = rows[start : start + _CHUNK]
         result = conn.execute(stmt, list(chunk))
-        new = len(result.all())
+        new = list(result.scalars())
         if conn.dialect.name in ("mysql", "mariadb"):
-            _check_mysql_warnings(result, skipped=len(chunk) - new)
+            _check_mysql_warnings(result, skipped=len(chunk) - len(new))
         inserted += new
     return inserted
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from receiptd import config, domain, ports, retention
 from receiptd.compensator import Compensator
 from receiptd.consumer import Consumer
+from receiptd.db import outbox
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -29,9 +30,24 @@ def replica_name() -> str:
 
 
 def stores(settings: config.Settings) -> tuple[SqlStore, SendStore]:
-    """The receipt store and the send registry over one new engine."""
-    store = SqlStore(create_db_engine(settings.database_url))
+    """The receipt store and the send registry over one new engine; with webhooks configured
+    every change they commit writes its events (``event_outbox``) in the same transaction."""
+    store = SqlStore(create_db_engine(settings.database_url), event_outbox(settings))
     return store, SendStore(store, settings.timezone)
+
+
+def event_outbox(settings: config.Settings) -> outbox.Outbox | None:
+    """Where settled sends and stored replies write their events: None (no events) unless a
+    webhook endpoint is configured."""
+    endpoints = settings.webhooks
+    if not endpoints:
+        return None
+    routes = tuple(outbox.Route(e.name, frozenset(e.events)) for e in endpoints)
+    return outbox.Outbox(
+        routes,
+        show_phone_numbers=settings.events_show_phone_numbers,
+        notify=settings.events_notify,
+    )
 
 
 def consumers(

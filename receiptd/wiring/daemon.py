@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from receiptd import config, ports, push
+from receiptd import config, ports, push, webhooks
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
@@ -47,10 +47,16 @@ def service(
         server = OpsServer(app, host, port)
     except OSError as exc:
         raise CannotListen("http_addr", settings.http_addr, exc) from exc
+    dispatchers, webhook_jobs = webhook_parts(settings, store, health)
     parts = ServiceParts(
-        # The push listener first: on a stop it stops accepting before the consumers drain.
-        loops=[*push_listener(settings, store), *core.daemon_consumers(settings, store, health)],
-        jobs=_jobs(settings, store, sends, health),
+        # The push listener first: on a stop it stops accepting before the consumers drain;
+        # the dispatcher last: it delivers what the others committed until it is told to stop.
+        loops=[
+            *push_listener(settings, store),
+            *core.daemon_consumers(settings, store, health),
+            *dispatchers,
+        ],
+        jobs=[*_jobs(settings, store, sends, health), *webhook_jobs],
         server=server,
         health=health,
         notifier=Notifier(),
@@ -89,6 +95,29 @@ def prune_job(settings: config.Settings, store: SqlStore, health: Health) -> lis
         prune.run(core.retention_cutoffs(settings, datetime.now(UTC)))
 
     return [Job("prune", run, settings.prune_interval, stop=prune.stop)]
+
+
+def webhook_parts(
+    settings: config.Settings, store: SqlStore, health: Health
+) -> tuple[list[webhooks.Dispatcher], list[Job]]:
+    """The webhook dispatcher and the hourly prune of finished events (none without
+    endpoints)."""
+    endpoints = settings.webhooks
+    if not endpoints:
+        return [], []
+    policy = webhooks.Policy(
+        retry_period=settings.webhook_retry_period,
+        backoff_initial=settings.webhook_backoff_initial,
+        backoff_max=settings.webhook_backoff_max,
+        poll_interval=settings.webhook_poll_interval,
+        batch_size=settings.webhook_batch_size,
+    )
+    if store.engine.dialect.name == "sqlite":  # one writer: one request at a time per endpoint
+        endpoints = [e.model_copy(update={"concurrency": 1}) for e in endpoints]
+    workers = [webhooks.EndpointWorker(e, store, policy, health) for e in endpoints]
+    pruner = webhooks.Pruner(store, settings.events_retention_days, health)
+    prune = Job("events_prune", pruner.run, 3600.0, stop=pruner.stop, first_run_in=60.0)
+    return [webhooks.Dispatcher(workers, store, health, policy)], [prune]
 
 
 def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[push.PushListener]:

@@ -58,3 +58,19 @@ def test_demo_push_settles_every_send_with_receipts_by_push(tmp_path: Path) -> N
     pushed = re.search(r"receipts pushed: (\d+) in (\d+) HTTP requests", out)
     assert pushed and int(pushed.group(1)) > int(pushed.group(2)) > 0  # merged arrays
     assert re.search(r"dead letters .*: 1$", out, re.M)  # the broken pushed element
+
+
+def test_demo_webhook_receiver_gets_one_event_per_change(tmp_path: Path) -> None:
+    proc = run_demo(tmp_path, "--webhook")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    got = re.search(r"webhooks received \(signatures verified\): (.*)$", out, re.M)
+    want = re.search(r"equal to sends settled and replies stored: (.*)$", out, re.M)
+    assert got and want, out
+    assert got.group(1) == want.group(1)
+    counts = dict(re.findall(r"([a-z.]+) (\d+)", got.group(1)))
+    status = re.search(r"delivered (\d+), failed (\d+), expired (\d+), pending (\d+)", out)
+    replies = re.search(r"replies stored \(sms_inbound\): (\d+)", out)
+    assert status and replies
+    assert counts["send.delivered"] == status.group(1) and counts["send.failed"] == status.group(2)
+    assert counts["reply.received"] == replies.group(1) != "0"

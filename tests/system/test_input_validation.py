@@ -83,6 +83,24 @@ BAD_VALUES: dict[str, list[str]] = {
     "push_max_body": ["0", "1023", "big"],
     "push_max_elements": ["0", "100001"],
     "push_channel_timeout": ["0", "601", "nan"],
+    # Webhooks
+    "webhook_urls": ["ftp://a.example/x", "a.example/x"],
+    "webhook_secret": ["not-a-secret", "whsec_c2hvcnQ="],
+    "webhook_endpoints": [
+        "not json",
+        '[{"name": "a b", "url": "https://a.example/x", '
+        '"secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}]',
+    ],
+    "webhook_timeout": ["0", "121"],
+    "webhook_concurrency": ["0", "65"],
+    "webhook_retry_period": ["0", "inf"],
+    "webhook_backoff_initial": ["0"],
+    "webhook_backoff_max": ["-1"],
+    "webhook_poll_interval": ["0", "61"],
+    "webhook_batch_size": ["0", "1001"],
+    "events_show_phone_numbers": ["maybe"],
+    "events_retention_days": ["0", "-1"],
+    "events_notify": ["loud"],
 }
 # Free text: no value is invalid in itself (the provider refuses a wrong key at run time).
 FREE_TEXT = {

@@ -1,0 +1,270 @@
+"""Webhook benchmark on PostgreSQL: events delivered per second, and the consumer with
+webhooks on versus off, side by side in one run.
+
+    .venv/bin/python bench/webhooks.py [--events 20000] [--receipts 10000]
+
+* Delivery: ``--events`` events are written to the outbox (sends registered, then settled by
+  receipts through the store), then the production dispatcher (``receiptd.webhooks``, default
+  settings: concurrency 4, batches of 64) delivers them to a local receiver in its own process
+  (``receiptd.testing.receiver``: a threaded ``http.server`` that verifies every signature
+  with ``standardwebhooks``). Figure: events / seconds from start to the last delivery
+  recorded; every event must arrive, signature verified.
+* Consumer: ``receiptd consume --until-idle`` (bench/consumer.py's run: production settings,
+  end to end from first receive to empty queue) on ``--receipts`` receipts whose sends are
+  registered, so every receipt settles a send. Off: no endpoint. On: an endpoint configured,
+  so every settle also writes its event and delivery rows in the same transaction, while the
+  dispatcher delivers them concurrently (in this process) to the receiver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import multiprocessing as mp
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from consumer import Emu, consumer_env, drop_postgres, receiptd_run, scratch_databases
+from pydantic import SecretStr
+
+from receiptd import config, domain, ports, webhooks, wiring
+from receiptd.db import migrate
+from receiptd.db.engine import create_db_engine
+from receiptd.db.models import DELIVERY
+from receiptd.db.sends import SendStore
+from receiptd.db.store import SqlStore
+from receiptd.health import Health
+
+SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _receiver_child(conn: Any, secret: str) -> None:
+    from receiptd.testing.receiver import Receiver
+
+    with Receiver(secret) as receiver:
+        conn.send(receiver.url)
+        while conn.recv() is not None:
+            conn.send((receiver.unique(), receiver.rejected, receiver.duplicates()))
+
+
+class ReceiverProcess:
+    def __init__(self) -> None:
+        self.conn, child = mp.Pipe()
+        self.proc = mp.get_context("spawn").Process(target=_receiver_child, args=(child, SECRET))
+        self.proc.start()
+        self.url: str = self.conn.recv()
+
+    def counts(self) -> tuple[int, int, int]:
+        self.conn.send(True)
+        result: tuple[int, int, int] = self.conn.recv()
+        return result
+
+    def close(self) -> None:
+        self.conn.send(None)
+        self.proc.join(10)
+
+
+def endpoint(url: str, name: str) -> config.WebhookEndpoint:
+    return config.WebhookEndpoint(name=name, url=url, secret=SecretStr(SECRET))
+
+
+def register(store: SqlStore, start: int, n: int) -> None:
+    """Sends for bench/consumer.py's receipt bodies ``start .. start + n``."""
+    now = datetime.now(UTC)
+    sends = SendStore(store)
+    for first in range(start, start + n, 1000):
+        batch = [
+            ports.NewSend(domain.Provider.ALIYUN, f"{i}^0", f"138{i:08d}", now)
+            for i in range(first, min(start + n, first + 1000))
+        ]
+        sends.register(batch, now)
+
+
+def fill_outbox(store: SqlStore, start: int, n: int) -> None:
+    """``n`` events: sends registered, then settled by receipts, 16 per transaction."""
+    register(store, start, n)
+    now = datetime.now(UTC)
+    for first in range(start, start + n, 16):
+        reports = [
+            ports.ReportRecord(
+                f"m{i}", domain.SmsReport(f"{i}^0", f"138{i:08d}", True, now, err_code="DELIVERED")
+            )
+            for i in range(first, min(start + n, first + 16))
+        ]
+        store.write_batch(ports.Batch(reports=reports), now)
+
+
+def pending(engine: sa.Engine, name: str) -> int:
+    with engine.connect() as conn:
+        query = sa.select(sa.func.count()).select_from(DELIVERY)
+        query = query.where(DELIVERY.c.endpoint == name, DELIVERY.c.status == "pending")
+        return int(conn.execute(query).scalar_one())
+
+
+def dispatcher(store: SqlStore, hook: config.WebhookEndpoint) -> webhooks.Dispatcher:
+    policy = webhooks.Policy()  # the production defaults
+    worker = webhooks.EndpointWorker(hook, store, policy, Health())
+    return webhooks.Dispatcher([worker], store, Health(), policy)
+
+
+def delivery_rate(url: str, receiver: ReceiverProcess, n: int) -> tuple[float, float]:
+    """Events/s from dispatcher start to the last delivery recorded; CPU ms per 1k events."""
+    hook = endpoint(receiver.url, "bench")
+    engine = create_db_engine(url)
+    routes = wiring.event_outbox(config.Settings(webhook_endpoints=(hook,)))
+    store = SqlStore(engine, routes)
+    try:
+        fill_outbox(store, 60_000_000, n)
+        assert pending(engine, "bench") == n
+        before = receiver.counts()[0]
+        d = dispatcher(store, hook)
+        cpu0, t0 = time.process_time(), time.monotonic()
+        d.start()
+        while pending(engine, "bench"):
+            time.sleep(0.05)
+        elapsed, cpu = time.monotonic() - t0, time.process_time() - cpu0
+        d.stop()
+        d.join(10)
+        unique, rejected, _ = receiver.counts()
+        assert unique - before == n and rejected == 0, (unique, rejected)
+        return n / elapsed, cpu / n * 1e6  # ms per 1,000 events
+    finally:
+        engine.dispose()
+
+
+def consumer_rates(
+    emu: Emu, url: str, receiver: ReceiverProcess, n: int, tmp: Path, first: int
+) -> tuple[float, float, float, int]:
+    """receiptd consume receipts/s: webhooks off; on with the dispatcher idle (the outbox
+    writes alone); on with the dispatcher delivering meanwhile on this machine."""
+    engine = create_db_engine(url)
+    store = SqlStore(engine)
+    hook = endpoint(receiver.url, "consume")
+    env = {
+        "RECEIPTD_WEBHOOK_ENDPOINTS": f'[{{"name": "consume", "url": "{receiver.url}", '
+        f'"secret": "{SECRET}"}}]'
+    }
+    try:
+        register(store, first, 3 * n)
+        off = receiptd_run(emu, engine, url, n, tmp / f"off-{first}.log", start=first)
+        writes = receiptd_run(emu, engine, url, n, tmp / f"w-{first}.log", first + n, **env)
+        d = dispatcher(store, hook)
+        d.start()
+        on = receiptd_run(emu, engine, url, n, tmp / f"on-{first}.log", first + 2 * n, **env)
+        deadline = time.monotonic() + 60
+        while pending(engine, "consume") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = pending(engine, "consume")
+        d.stop()
+        d.join(10)
+        return off.rate, writes.rate, on.rate, left
+    finally:
+        engine.dispose()
+
+
+def daemon_rate(emu: Emu, url: str, n: int, start: int, log: Path, **extra: str) -> float:
+    """``receiptd run`` (consumers and, with an endpoint, the dispatcher in one process; no
+    compensator) on ``n`` queued receipts: first receive to empty queue, as receiptd_run."""
+    assert emu.depth() == 0
+    emu.call("fill", start, n)
+    env = consumer_env(emu, url, RECEIPTD_COMPENSATOR_ENABLED="false", **extra)
+    env["RECEIPTD_HTTP_ADDR"] = "127.0.0.1:0"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "receiptd", "run"], env=env, stdout=out, stderr=out
+        )
+    try:
+        while emu.call("depth")["visible"] == n:
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.002)
+        t0 = time.monotonic()
+        while emu.depth():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.002)
+        return n / (time.monotonic() - t0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def daemon_rates(
+    emu: Emu, url: str, receiver: ReceiverProcess, n: int, tmp: Path, first: int
+) -> tuple[float, float, int]:
+    """receiptd run receipts/s with webhooks off, then on (its own dispatcher delivering)."""
+    engine = create_db_engine(url)
+    store = SqlStore(engine)
+    env = {
+        "RECEIPTD_WEBHOOK_ENDPOINTS": f'[{{"name": "daemon", "url": "{receiver.url}", '
+        f'"secret": "{SECRET}"}}]'
+    }
+    try:
+        register(store, first, 2 * n)
+        off = daemon_rate(emu, url, n, first, tmp / f"run-off-{first}.log")
+        on = daemon_rate(emu, url, n, first + n, tmp / f"run-on-{first}.log", **env)
+        return off, on, pending(engine, "daemon")
+    finally:
+        engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--receipts", type=int, default=10_000)
+    parser.add_argument("--latency-ms", type=float, default=3.0, help="MNS round trip, 2nd run")
+    args = parser.parse_args()
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as tmp:
+        url = scratch_databases(tmp)["postgresql"]
+        engine = create_db_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        receiver, emu = ReceiverProcess(), Emu()
+        try:
+            rate, cpu = delivery_rate(url, receiver, args.events)
+            loopback = consumer_rates(emu, url, receiver, args.receipts, Path(tmp), 70_000_000)
+            daemon = daemon_rates(emu, url, receiver, args.receipts, Path(tmp), 75_000_000)
+            emu.call("latency", args.latency_ms / 1000)
+            rtt = consumer_rates(emu, url, receiver, args.receipts, Path(tmp), 80_000_000)
+            daemon_rtt = daemon_rates(emu, url, receiver, args.receipts, Path(tmp), 85_000_000)
+        finally:
+            emu.close()
+            receiver.close()
+            drop_postgres(url)
+    print(f"{'what':<62}{'figure':>12}{'target':>11}")
+    print(f"{'events delivered to a local receiver (PostgreSQL)':<62}{rate:>10.0f}/s  ≥ 1,000/s")
+    print(f"{'  bench process CPU (dispatcher) per 1,000 events':<62}{cpu:>9.0f} ms")
+    for label, (off, writes, on, left) in (
+        ("loopback MNS", loopback),
+        (f"+{args.latency_ms:g} ms MNS round trip", rtt),
+    ):
+        print(f"consumer receipts/s ({label}):")
+        print(f"{'  webhooks off':<62}{off:>10.0f}/s")
+        idle = "  on, dispatcher idle (outbox writes only)"
+        print(f"{idle:<62}{writes:>10.0f}/s{writes / off:>7.0%}")
+        print(f"{'  on, dispatcher + receiver delivering on the same 2 cores':<62}{on:>10.0f}/s"
+              f"{on / off:>7.0%}  ≥ 90 %")  # fmt: skip
+        print(f"  deliveries still pending 60 s after the last run: {left}")
+    for label, (off, on, left) in (
+        ("loopback MNS", daemon),
+        (f"+{args.latency_ms:g} ms MNS round trip", daemon_rtt),
+    ):
+        print(f"receiptd run receipts/s, dispatcher in the same process ({label}):")
+        print(f"{'  webhooks off':<62}{off:>10.0f}/s")
+        print(f"{'  webhooks on':<62}{on:>10.0f}/s{on / off:>7.0%}  ≥ 90 %")
+        print(f"  deliveries pending when the queue was empty: {left}")
+    print(f"{args.events:,} events, {args.receipts:,} receipts per consumer run; "
+          f"{os.cpu_count()} CPUs, load average {load_before:.2f} before / "
+          f"{os.getloadavg()[0]:.2f} after")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
