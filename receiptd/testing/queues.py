@@ -52,6 +52,8 @@ class InMemoryQueue:
         self._fail_receive: deque[ports.QueueError] = deque()
         self._fail_delete: deque[ports.QueueError] = deque()
         self.receive_calls = 0
+        self.receive_waits: list[int] = []  # the wait of every receive, in call order
+        self.aborts = 0
         self.deleted: list[str] = []  # message ids, in deletion order
 
     @property
@@ -99,13 +101,15 @@ class InMemoryQueue:
     def receive(self, max_messages: int, wait_seconds: int) -> list[ports.QueueMessage]:
         with self._cond:
             self.receive_calls += 1
+            self.receive_waits.append(wait_seconds)
             if self._fail_receive:
                 raise self._fail_receive.popleft()
+            aborts = self.aborts
             deadline = self._clock() + wait_seconds
             while True:
                 taken = self._take(max_messages)
                 remaining = deadline - self._clock()
-                if taken or remaining <= 0:
+                if taken or remaining <= 0 or self.aborts != aborts:
                     return taken
                 self._cond.wait(min(remaining, 0.05))
 
@@ -147,6 +151,13 @@ class InMemoryQueue:
                 del self._entries[entry.message_id]
                 self.deleted.append(entry.message_id)
             return failures
+
+    def abort(self) -> None:
+        """End the receives under way (they return what they hold, usually ``[]``); the
+        shared instance stays usable by other threads and later consumers."""
+        with self._cond:
+            self.aborts += 1
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Nothing to release; the shared instance stays usable by other threads."""
