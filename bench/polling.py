@@ -42,6 +42,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import baseline  # bench/baseline.py
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase
 
@@ -49,7 +50,6 @@ from receiptd import emulated
 from receiptd.config import Settings
 
 QUEUES = {"demo": "bench-demo", "before": "bench-before", "after": "bench-after"}
-ROOT = Path(__file__).resolve().parent.parent
 
 
 # --- the emulator, in a child process ------------------------------------------------------
@@ -143,23 +143,6 @@ def receiptd_consume(info: Any, queue_name: str, db: str, pythonpath: str | None
     return subprocess.Popen(cmd, env=env, cwd="/", stdout=subprocess.DEVNULL)
 
 
-def baseline_tree(ref: str, scratch: Path) -> tuple[str, str]:
-    """``receiptd/`` of ``ref`` in a scratch directory; (directory, abbreviated commit)."""
-    if not ref:
-        ref = _git("merge-base", "HEAD", "main")
-    commit = _git("rev-parse", "--short", ref)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", commit, "receiptd"], check=True, capture_output=True
-    ).stdout
-    subprocess.run(["tar", "-x", "-C", str(scratch)], input=archive, check=True)
-    return str(scratch), commit
-
-
-def _git(*args: str) -> str:
-    out = subprocess.run(["git", "-C", str(ROOT), *args], check=True, capture_output=True)
-    return out.stdout.decode().strip()
-
-
 def measure(emu: Emu, seconds: float) -> Counter[str]:
     since = emu.call("now")
     time.sleep(seconds)
@@ -178,7 +161,7 @@ def main() -> None:
     wait_now = Settings.model_fields["consumer_wait_seconds"].default
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="receiptd-polling-") as scratch:
-        old_tree, old_commit = baseline_tree(args.baseline, Path(scratch))
+        old_tree, old_commit = baseline.tree(args.baseline, Path(scratch) / "baseline")
         emu = Emu()
         stop = threading.Event()
         db = f"sqlite:///{scratch}/bench.db"
