@@ -38,6 +38,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/emulator.py
 	$(PY) bench/consumer.py
+	$(PY) bench/polling.py
 	$(PY) bench/compensator.py
 
 clean:
