@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,9 +120,12 @@ def _steady(emu: Any, start: int, rate: int, seconds: float) -> dict[str, float]
 
 
 class Emu:
-    def __init__(self) -> None:
+    """An emulator in a child process, driven by (op, args) messages over a pipe; ``child``
+    is the child's loop (bench/polling.py has its own)."""
+
+    def __init__(self, child_main: Callable[[Any], None] = _emulator_child) -> None:
         self.conn, child = mp.Pipe()
-        self.proc = mp.get_context("spawn").Process(target=_emulator_child, args=(child,))
+        self.proc = mp.get_context("spawn").Process(target=child_main, args=(child,))
         self.proc.start()
         self.info = argparse.Namespace(**self.conn.recv())
 

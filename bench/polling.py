@@ -31,7 +31,6 @@ Targets (issue 14): idle <= 2 x 3,600 / wait requests per hour per queue per rep
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import baseline  # bench/baseline.py
+from consumer import Emu  # bench/consumer.py
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase
 
@@ -102,22 +102,6 @@ def _hold(info: Any, queue_name: str, stop: threading.Event) -> None:
                 time.sleep(0.05)
 
 
-class Emu:
-    def __init__(self) -> None:
-        self.conn, child = mp.Pipe()
-        self.proc = mp.get_context("spawn").Process(target=_emulator_child, args=(child,))
-        self.proc.start()
-        self.info = argparse.Namespace(**self.conn.recv())
-
-    def call(self, op: str, *args: Any) -> Any:
-        self.conn.send((op, args))
-        return self.conn.recv()
-
-    def close(self) -> None:
-        self.conn.send(None)
-        self.proc.join(10)
-
-
 # --- the consumers -----------------------------------------------------------------------
 
 
@@ -162,7 +146,7 @@ def main() -> None:
     load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="receiptd-polling-") as scratch:
         old_tree, old_commit = baseline.tree(args.baseline, Path(scratch) / "baseline")
-        emu = Emu()
+        emu = Emu(_emulator_child)
         stop = threading.Event()
         db = f"sqlite:///{scratch}/bench.db"
         procs = []

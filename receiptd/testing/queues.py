@@ -63,12 +63,19 @@ class InMemoryQueue:
     # --- test controls -------------------------------------------------------------------
 
     def send(self, body: str) -> str:
+        return self.send_many([body])[0]
+
+    def send_many(self, bodies: Sequence[str]) -> list[str]:
+        """Enqueue all at once: no receive sees only some of them."""
         with self._cond:
-            message_id = f"M{next(self._ids):08d}"
-            self._entries[message_id] = _Entry(message_id, body, visible_at=self._clock())
-            self._order.append(message_id)
+            ids = []
+            for body in bodies:
+                message_id = f"M{next(self._ids):08d}"
+                self._entries[message_id] = _Entry(message_id, body, visible_at=self._clock())
+                self._order.append(message_id)
+                ids.append(message_id)
             self._cond.notify_all()
-            return message_id
+            return ids
 
     def fail_next_receive(self, *errors: ports.QueueError) -> None:
         with self._cond:

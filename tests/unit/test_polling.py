@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 import structlog
@@ -40,6 +41,7 @@ class RecordingQueue(InMemoryQueue):
         self.refusing = False
         self.refused = 0
         self.receivers: set[str] = set()
+        self.second_receiver = threading.Event()
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[ports.QueueMessage]:
         if self.refusing and wait_seconds > 0:
@@ -49,6 +51,8 @@ class RecordingQueue(InMemoryQueue):
         got = super().receive(max_messages, wait_seconds)
         if got:
             self.receivers.add(threading.current_thread().name)
+            if len(self.receivers) > 1:
+                self.second_receiver.set()
         return got
 
 
@@ -92,19 +96,33 @@ def test_idle_queue_holds_exactly_one_long_poll_and_stop_does_not_wait_for_it() 
     assert c.failed is None
 
 
+class HeldSink(InMemorySink):
+    """Holds the first write until a second worker has received messages: the leader is busy,
+    so only a woken helper can take the rest (no race with a leader that drains it all)."""
+
+    def __init__(self, queue: RecordingQueue) -> None:
+        super().__init__()
+        self.queue = queue
+
+    def write_batch(self, batch: ports.Batch, now: datetime) -> ports.BatchResult:
+        assert self.queue.second_receiver.wait(5), "no helper received while the leader wrote"
+        return super().write_batch(batch, now)
+
+
 def test_messages_wake_the_crew_and_it_sleeps_again_when_drained() -> None:
-    queue, sink = RecordingQueue(), InMemorySink()
+    queue = RecordingQueue()
+    sink = HeldSink(queue)
     c = crew_consumer(queue, sink, threads=4, wait=30)
     c.start()
     until(lambda: c.asleep == 3)
-    for i in range(400):
-        queue.send(report_body(f"b{i}"))
+    queue.send_many([report_body(f"b{i}") for i in range(400)])
     until(lambda: queue.depth() == 0 and c.asleep == 3)
     assert len(sink.reports) == 400
     assert len(queue.receivers) > 1  # helpers joined the leader
     assert queue.receive_waits.count(30) >= 2  # the leader is back on its long poll
     c.stop()
     assert c.join(5)
+    assert c.failed is None
 
 
 def test_refused_long_polls_pause_and_count_without_spinning() -> None:

@@ -92,27 +92,27 @@ def test_cap_per_access_key_and_control_api(capped: Emulator) -> None:
 
     stats = post("long_polls", {"per_queue": 0, "per_key": 1})
     assert (stats["per_queue"], stats["per_key"]) == (0, 1)
-    report_token = capped.issue_token("SmsReport")
-    a = Account(
-        capped.info.mns_endpoint,
-        report_token.access_key_id,
-        report_token.access_key_secret,
-        report_token.security_token,
-    )
+    token = capped.issue_token("SmsReport")
+
+    def sts_account() -> Account:
+        info = capped.info
+        return Account(
+            info.mns_endpoint, token.access_key_id, token.access_key_secret, token.security_token
+        )
+
+    a, b = sts_account(), sts_account()
     queue = a.get_queue(capped.info.report_queue)
     holder = threading.Thread(target=lambda: error_code(lambda: queue.receive_message(2)))
     holder.start()
     until(lambda: capped.long_polls()["holding"].get(capped.info.report_queue) == 1)
-    # Same key, another connection: refused; the owner key is another user: served.
-    b = Account(
-        capped.info.mns_endpoint,
-        report_token.access_key_id,
-        report_token.access_key_secret,
-        report_token.security_token,
-    )
+    # Same key, another connection: refused; the owner key is another user: held.
     same_key = b.get_queue(capped.info.report_queue)
     assert error_code(lambda: same_key.receive_message(wait_seconds=3)) == "MessageNotExist"
     assert capped.long_polls()["refused"] == 1
+    owner_account, owner = owner_queue(capped.info, capped.info.report_queue)
+    assert error_code(lambda: owner.receive_message(wait_seconds=1)) == "MessageNotExist"
+    assert capped.long_polls()["refused"] == 1
+    owner_account.mns_client.close_connection()
     holder.join(5)
     with pytest.raises(urllib.error.HTTPError):
         post("long_polls", {"per_queue": -1})
