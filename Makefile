@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) bench/emulator.py
 	$(PY) bench/consumer.py
 	$(PY) bench/push.py
+	$(PY) bench/polling.py
 	$(PY) bench/compensator.py
 	$(PY) bench/webhooks.py
 

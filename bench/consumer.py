@@ -44,11 +44,13 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import baseline  # bench/baseline.py
 import sqlalchemy as sa
 from mns.account import Account
 from mns.mns_exception import MNSServerException
@@ -119,9 +121,12 @@ def _steady(emu: Any, start: int, rate: int, seconds: float) -> dict[str, float]
 
 
 class Emu:
-    def __init__(self) -> None:
+    """An emulator in a child process, driven by (op, args) messages over a pipe; ``child``
+    is the child's loop (bench/polling.py has its own)."""
+
+    def __init__(self, child_main: Callable[[Any], None] = _emulator_child) -> None:
         self.conn, child = mp.Pipe()
-        self.proc = mp.get_context("spawn").Process(target=_emulator_child, args=(child,))
+        self.proc = mp.get_context("spawn").Process(target=child_main, args=(child,))
         self.proc.start()
         self.info = argparse.Namespace(**self.conn.recv())
 
@@ -184,7 +189,10 @@ def receiptd_run(
     emu.call("fill", start, n)
     cmd = [sys.executable, "-m", "receiptd", "consume", "--queue", "report", "--until-idle"]
     with log.open("w") as out:
-        proc = subprocess.Popen(cmd, env=consumer_env(emu, url, **extra), stdout=out, stderr=out)
+        # cwd "/": `python -m` puts the working directory first on sys.path, before PYTHONPATH
+        # (the baseline's tree), so a checkout's own receiptd/ must not be there.
+        env = consumer_env(emu, url, **extra)
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, cwd="/")
     # Window: first receive (visible count drops) → queue empty (every message deleted).
     peak = 0
     while emu.call("depth")["visible"] == n:
@@ -290,6 +298,9 @@ def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float
         time.sleep(0.2)
     c.stop()
     c.join(settings.consumer_wait_seconds + 10)
+    # The stop closed the leader's idle long poll; the emulator's side of it still waits out
+    # its wait and would take (and hold until the visibility timeout) messages of the next run.
+    time.sleep(settings.consumer_wait_seconds + 1)
     latencies = sorted(sink.committed[m] - t for m, t in sent.items() if m in sink.committed)
     assert len(latencies) == len(sent), (len(latencies), len(sent))
     return float(latencies[int(len(latencies) * 0.99) - 1])
@@ -337,15 +348,20 @@ def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> l
         # Loopback: the emulator's sub-ms round trip. Body indexes are disjoint per run
         # (biz_id and phone number derive from them), so every run inserts new rows.
         ours = receiptd_run(emu, engine, url, args.receipts, tmp / f"{backend}.log")
+        old = _before(emu, engine, url, args.receipts, tmp / f"{backend}-before.log", args)
         demo = demo_rate(emu, engine, args.demo_receipts, start=10_000_000)
         p99 = p99_latency(emu, engine, url, args.rate, args.seconds)
         rows.append(Row(backend, "loopback", prod, ours, demo, p99))
+        if old is not None:
+            rows.append(Row(backend, "loopback", f"8 ({args.before_commit})", old, demo))
         if args.latency_ms > 0:
             rtt = f"+{args.latency_ms:g} ms"
             emu.call("latency", args.latency_ms / 1000)
             try:
                 n, log = args.latency_receipts, tmp / f"{backend}-rtt.log"
                 ours = receiptd_run(emu, engine, url, n, log, start=30_000_000)
+                log = tmp / f"{backend}-rtt-before.log"
+                old = _before(emu, engine, url, n, log, args, start=60_000_000)
                 more = None
                 if args.latency_threads:
                     threads = str(args.latency_threads)
@@ -358,11 +374,28 @@ def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> l
             finally:
                 emu.call("latency", 0.0)
             rows.append(Row(backend, rtt, prod, ours, demo))
+            if old is not None:
+                rows.append(Row(backend, rtt, f"8 ({args.before_commit})", old, demo))
             if more is not None:
                 rows.append(Row(backend, rtt, f"{args.latency_threads} (extra)", more, demo))
     finally:
         engine.dispose()
     return rows
+
+
+def _before(
+    emu: Emu,
+    engine: sa.Engine,
+    url: str,
+    n: int,
+    log: Path,
+    args: argparse.Namespace,
+    start: int = 20_000_000,
+) -> Run | None:
+    """The same run with receiptd as it was at ``--baseline`` (None with ``--no-baseline``)."""
+    if not args.before_tree:
+        return None
+    return receiptd_run(emu, engine, url, n, log, start=start, PYTHONPATH=args.before_tree)
 
 
 def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> None:
@@ -387,7 +420,8 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         )
     print(
         "threads: report consumer threads (prod: the default; extra: "
-        "RECEIPTD_CONSUMER_REPORT_THREADS, not production)\n"
+        "RECEIPTD_CONSUMER_REPORT_THREADS, not production; a commit: receiptd as it was at that "
+        "commit, its own defaults, same run)\n"
         "RSS: peak (VmHWM) of the `receiptd consume` process alone; CPU: receiptd's and the "
         "emulator's CPU per 1,000 receipts in the measured window\n"
         f"{os.cpu_count()} CPUs, load average {load[0]:.2f} before / {load[1]:.2f} after"
@@ -411,9 +445,16 @@ def main() -> None:
         help="extra receiptd run with this many report threads in that scenario (0: none)",
     )  # fmt: skip
     parser.add_argument("--tmp", default=None, help="scratch directory (default: a new one)")
+    parser.add_argument("--baseline", default="", help="commit to compare with (default: the "
+                        "merge base with main)")  # fmt: skip
+    parser.add_argument("--no-baseline", action="store_true", help="skip the 'before' runs")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as scratch:
         args.tmp = args.tmp or scratch
+        args.before_tree, args.before_commit = "", ""
+        if not args.no_baseline:
+            where = Path(scratch) / "baseline"
+            args.before_tree, args.before_commit = baseline.tree(args.baseline, where)
         load_before = os.getloadavg()[0]
         urls = scratch_databases(args.tmp)
         emu = Emu()

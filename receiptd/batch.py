@@ -98,8 +98,6 @@ class _Meters:
         self.duplicate = metrics.MESSAGES.labels(label, "duplicate")
         self.dead_letter = metrics.MESSAGES.labels(label, "dead_letter")
         self.delete_failed = metrics.MESSAGES.labels(label, "delete_failed")
-        self.dead_letters = metrics.DEAD_LETTERS.labels(label)
-        self.delete_failures = metrics.DELETE_FAILURES.labels(label)
         self.duration = metrics.BATCH_DURATION.labels(label)
         # Receipts are Aliyun's (KooMessage has no queue): sends they settled, by path.
         self.settled = metrics.SETTLED.labels(domain.Provider.ALIYUN.value, "receipt")
@@ -216,7 +214,6 @@ class BatchWriter:
         self._meters.stored.inc(stored)
         self._meters.duplicate.inc(duplicates)
         self._meters.dead_letter.inc(len(batch.dead))
-        self._meters.dead_letters.inc(len(batch.dead))
         self._meters.settled.inc(result.sends_settled)
         self._meters.channel.count(stored, duplicates, len(batch.dead))
 
@@ -229,7 +226,6 @@ class BatchWriter:
             log.warning("delete_failed", loop=ctx.loop, code=failure.code, error=failure.message)
         ctx.stats.deleted += len(handles) - len(failures)
         ctx.stats.delete_failures += len(failures)
-        self._meters.delete_failures.inc(len(failures))
         self._meters.delete_failed.inc(len(failures))
 
     def _try_delete(self, handles: list[str], ctx: BatchContext) -> list[ports.DeleteFailure]:

@@ -151,7 +151,9 @@ class Settings(BaseSettings):
     consumer_report_threads: int = Field(8, ge=0, le=64)  # MNS round trips, not CPU, bound it
     consumer_up_threads: int = Field(1, ge=0, le=64)
     consumer_batch_size: int = Field(16, ge=1, le=16)
-    consumer_wait_seconds: int = Field(5, ge=0, le=30)  # also bounds the stop latency
+    # The one long poll a queue holds while idle (the other workers sleep; a stop closes it
+    # at once): 20 s is 180 receive requests an hour per queue per replica.
+    consumer_wait_seconds: int = Field(20, ge=0, le=30)
     consumer_socket_timeout: float = Field(45.0, gt=0, le=300)
 
     compensator_enabled: bool = True

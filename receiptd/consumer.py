@@ -1,13 +1,20 @@
-"""The receipt consumer: N worker threads per queue kind, each receive → batch → repeat.
+"""The receipt consumer: an adaptive crew of worker threads per queue kind.
 
-Each worker thread owns its queue adapter (the MNS SDK connection is not thread-safe) and runs
-one loop; what happens to a received batch (decode, one transaction, delete after commit,
-isolation of poison, retry of the same batch while the store is unavailable) lives in
-``receiptd.batch``. docs/consumer.md has the long form.
+Each worker thread owns its queue adapter (the MNS SDK connection is not thread-safe); what
+happens to a received batch (decode, one transaction, delete after commit, isolation of
+poison, retry of the same batch while the store is unavailable) lives in ``receiptd.batch``.
+docs/consumer.md has the long form.
 
+* While the queue is idle exactly one worker (the leader) holds a long poll; the others sleep.
+  A receive that returns messages wakes one more worker (up to ``threads``); a helper whose
+  receive (no wait) comes back empty goes back to sleep. Each worker polls once at start
+  (no wait), so a backlog is drained at full speed at once and readiness comes at once.
+* A long poll answered empty much sooner than its wait is a refusal (the MNS long-poll cap):
+  the leader backs off with jitter (``receiptd.polling``).
 * Receive errors back off with jitter; an auth error retries at once with a fresh token.
-* Stop: ``stop()`` sets one event; a worker finishes its batch (commit, delete) and exits. A
-  long poll is not interrupted, so stop latency is at most ``wait_seconds`` plus one batch.
+* Stop: ``stop()`` sets one event, wakes the sleepers and cuts an idle long poll short by
+  closing its connection (``ReceiptQueue.abort``); a worker with a batch in hand finishes it
+  (commit, delete) and exits.
 * A worker that dies for good (QueueNotFound, an unexpected error) is recorded in
   ``failures`` and health: the service must exit non-zero.
 """
@@ -17,14 +24,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, tzinfo
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
 from receiptd import domain, metrics, ports
 from receiptd.batch import Backoff, BatchContext, BatchWriter, ConsumeStats, decode_batch
+from receiptd.clock import utc_now
 from receiptd.health import Health
 from receiptd.logs import get_logger
+from receiptd.polling import Crew, RefusalBackoff, RefusalTracker
 
-__all__ = ["Backoff", "ConsumeStats", "Consumer", "QueueFactory", "decode_batch", "utc_now"]
+__all__ = ["Backoff", "ConsumeStats", "Consumer", "QueueFactory", "decode_batch"]
 
 log = get_logger(__name__)
 DEFAULT_BACKOFF = Backoff()  # frozen: one shared default
@@ -32,12 +42,27 @@ QueueFactory = Callable[[], ports.ReceiptQueue]
 _LABEL = {domain.MessageType.REPORT: "report", domain.MessageType.UP: "up"}
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+@dataclass
+class Crewing:
+    """What every worker of one consumer shares; built by ``Consumer``, read by workers."""
+
+    kind: domain.MessageType
+    label: str
+    factory: QueueFactory
+    writer: BatchWriter
+    health: Health
+    batch_size: int
+    wait: int
+    tz: tzinfo
+    backoff: Backoff
+    refusal: RefusalBackoff
+    monotonic: Callable[[], float]
+    stop: threading.Event = field(default_factory=threading.Event)
+    crew: Crew = field(default_factory=Crew)
 
 
 class Consumer:
-    """N worker threads consuming one queue kind into one sink.
+    """Up to ``threads`` workers consuming one queue kind into one sink.
 
     ``failed`` is the exception of the first worker that died for good (an error escaping
     every retry, or QueueNotFound, a configuration error), ``failures`` all of them: the
@@ -57,19 +82,27 @@ class Consumer:
         tz: tzinfo = domain.CHINA_TZ,
         clock: Callable[[], datetime] = utc_now,
         backoff: Backoff = DEFAULT_BACKOFF,
+        refusal: RefusalBackoff | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.kind = kind
         self.label = _LABEL[kind]
-        self._factory = queue_factory
-        self._writer = BatchWriter(sink, self.label, clock, backoff)
-        self._health = health
+        self.shared = Crewing(
+            kind=kind,
+            label=self.label,
+            factory=queue_factory,
+            writer=BatchWriter(sink, self.label, clock, backoff),
+            health=health,
+            batch_size=batch_size,
+            wait=wait_seconds,
+            tz=tz,
+            backoff=backoff,
+            refusal=refusal or RefusalBackoff.for_wait(wait_seconds),
+            monotonic=monotonic,
+        )
         self._threads_wanted = threads
-        self._batch_size = batch_size
-        self._wait = wait_seconds
-        self._tz = tz
-        self._backoff = backoff
-        self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._workers: list[_Worker] = []
         self._lock = threading.Lock()
         self.stats = ConsumeStats()
         self.failures: list[BaseException] = []
@@ -81,16 +114,27 @@ class Consumer:
             raise RuntimeError("consumer already started")
         for i in range(self._threads_wanted):
             name = f"consumer.{self.label}.{i}"
-            self._health.register(name)
+            self.shared.health.register(name)
+            worker = _Worker(self.shared, name, leader=i == 0)
             thread = threading.Thread(
-                target=self._run_worker, args=(name, until_idle), name=name, daemon=True
+                target=self._run_worker, args=(worker, until_idle), name=name, daemon=True
             )
+            self._workers.append(worker)
             self._threads.append(thread)
             thread.start()
 
     def stop(self) -> None:
-        """Ask every worker to exit after its current batch; idempotent, never blocks."""
-        self._stop.set()
+        """Ask every worker to exit after its current batch; idempotent, never blocks.
+
+        An idle long poll is not waited for: its connection is closed (counted in
+        ``receiptd_mns_polls_abandoned_total``).
+        """
+        first = not self.shared.stop.is_set()
+        self.shared.stop.set()
+        self.shared.crew.stop()
+        if first:
+            for worker in self._workers:
+                worker.abandon_poll()
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait up to ``timeout`` seconds in total; True when every worker has exited."""
@@ -120,15 +164,19 @@ class Consumer:
     def alive(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
+    @property
+    def asleep(self) -> int:
+        """Workers sleeping until a receive finds messages (for tests and the bench)."""
+        return self.shared.crew.asleep
+
     # --- one worker ----------------------------------------------------------------------
 
-    def _run_worker(self, name: str, until_idle: bool) -> None:
-        worker = _Worker(self, name)
+    def _run_worker(self, worker: _Worker, until_idle: bool) -> None:
         try:
             worker.run(until_idle)
         except BaseException as exc:  # a loop that dies for good must be visible
-            log.exception("consumer_loop_died", loop=name, error=repr(exc))
-            self._health.error(name, f"died: {exc!r}")
+            log.exception("consumer_loop_died", loop=worker.name, error=repr(exc))
+            self.shared.health.error(worker.name, f"died: {exc!r}")
             with self._lock:
                 self.failures.append(exc)
         finally:
@@ -140,36 +188,52 @@ class Consumer:
 class _Worker:
     """One thread's loop; errors are recovered here, everything else lives in BatchWriter."""
 
-    def __init__(self, consumer: Consumer, name: str) -> None:
-        self.c = consumer
+    def __init__(self, shared: Crewing, name: str, leader: bool) -> None:
+        self.s = shared
         self.name = name
+        self.leader = leader
         self.stats = ConsumeStats()
         self.queue: ports.ReceiptQueue | None = None
         self._failures = 0
         self._polled = False
+        self._in_long_poll = threading.Lock()  # held while a long poll is under way
+        self._refusals = RefusalTracker(shared.label, shared.refusal, shared.monotonic)
 
     def run(self, until_idle: bool) -> None:
-        self.queue = self.c._factory()
-        while not self.c._stop.is_set():
+        self.queue = self.s.factory()
+        stop = self.s.stop
+        while not stop.is_set():
             received = self._receive(self.queue)
             if received is None:
-                continue  # an error was handled by backing off
-            if not received:
-                self.c._health.success(self.name)
-                if until_idle:
-                    return
-                continue
-            batch = decode_batch(received, self.c.kind, self.queue.name, self.c._tz)
-            ctx = BatchContext(self.name, self.queue, received, self.c._stop, self.stats)
-            self.c._writer.process(batch, ctx)
-            self.c._health.success(self.name)
+                continue  # an error or a refusal was handled by pausing
+            self.s.health.success(self.name)
+            if received:
+                self.s.crew.wake_one()
+                self._process(self.queue, received)
+            elif until_idle or (not self.leader and not self._rest()):
+                return  # idle (helper: stopped while asleep)
+
+    def _process(self, queue: ports.ReceiptQueue, received: list[ports.QueueMessage]) -> None:
+        batch = decode_batch(received, self.s.kind, queue.name, self.s.tz)
+        ctx = BatchContext(self.name, queue, received, self.s.stop, self.stats)
+        self.s.writer.process(batch, ctx)
+        self.s.health.success(self.name)
+
+    def _rest(self) -> bool:
+        """A helper found the queue empty: sleep until woken (True) or stopped (False)."""
+        self.s.health.idle(self.name)
+        return self.s.crew.sleep()
+
+    def _wait(self) -> int:
+        # Only the leader long-polls, and not on its first poll: readiness ("each queue
+        # polled once") comes at once instead of after a whole long poll on an empty queue.
+        return self.s.wait if self.leader and self._polled else 0
 
     def _receive(self, queue: ports.ReceiptQueue) -> list[ports.QueueMessage] | None:
-        # The first poll does not wait: readiness ("each queue polled once") comes at once
-        # instead of after a whole long poll on an empty queue.
-        wait = self.c._wait if self._polled else 0
+        wait = self._wait()
+        started = self.s.monotonic()
         try:
-            messages = queue.receive(self.c._batch_size, wait)
+            messages = self._poll(queue, wait)
         except ports.QueueNotFound:
             raise  # configuration error: let the loop die and the service exit non-zero
         except ports.QueueAuthError as exc:
@@ -182,20 +246,46 @@ class _Worker:
         self._failures = 0
         self._polled = True
         self.stats.received += len(messages)
-        self.c._health.heartbeat(self.name)
+        self.s.health.heartbeat(self.name)
+        if self.s.stop.is_set():
+            return messages  # a poll a stop cut short is not a refusal
+        pause = self._refusals.observe(wait, self.s.monotonic() - started, not messages)
+        if pause:
+            self.s.stop.wait(pause)
+            return None
         return messages
 
+    def _poll(self, queue: ports.ReceiptQueue, wait: int) -> list[ports.QueueMessage]:
+        if not wait:
+            return queue.receive(self.s.batch_size, 0)
+        with self._in_long_poll:
+            if self.s.stop.is_set():
+                return []
+            return queue.receive(self.s.batch_size, wait)
+
+    def abandon_poll(self) -> None:
+        """Called by ``Consumer.stop`` from another thread: cut a long poll under way short."""
+        queue = self.queue
+        if queue is None or self._in_long_poll.acquire(blocking=False):
+            if queue is not None:
+                self._in_long_poll.release()
+            return  # no long poll under way; the stop event keeps a new one from starting
+        metrics.POLLS_ABANDONED.labels(self.s.label).inc()
+        queue.abort()
+
     def _error(self, kind: str, exc: Exception, immediate: bool = False) -> None:
+        if self.s.stop.is_set():
+            return  # e.g. the long poll a stop cut short: not an error worth a backoff
         self.stats.errors += 1
         metrics.LOOP_ERRORS.labels(self.name, kind).inc()
-        self.c._health.error(self.name, f"{kind}: {exc}")
-        delay = 0.0 if immediate else self.c._backoff.delay(self._failures)
+        self.s.health.error(self.name, f"{kind}: {exc}")
+        delay = 0.0 if immediate else self.s.backoff.delay(self._failures)
         self._failures += 1
         log.warning(
             "consumer_receive_failed", loop=self.name, kind=kind, error=str(exc), retry_in=delay
         )
         if delay:
-            self.c._stop.wait(delay)
+            self.s.stop.wait(delay)
 
     def close(self) -> None:
         if self.queue is not None:

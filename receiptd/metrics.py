@@ -27,18 +27,6 @@ BATCH_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
-DEAD_LETTERS = Counter(
-    "receiptd_dead_letters",
-    "Messages written to dead_letter, by queue.",
-    ["queue"],
-    registry=REGISTRY,
-)
-DELETE_FAILURES = Counter(
-    "receiptd_delete_failures",
-    "Receipt handles the queue refused to delete (redelivery follows; writes are idempotent).",
-    ["queue"],
-    registry=REGISTRY,
-)
 LOOP_ERRORS = Counter(
     "receiptd_loop_errors",
     "Errors a loop recovered from by backing off, by loop and kind (queue|database|auth).",
@@ -141,6 +129,21 @@ EVENTS_OLDEST_PENDING = Gauge(
     "receiptd_events_oldest_pending_seconds",
     "Age of the oldest delivery not yet made, by endpoint (alert on it: endpoint down).",
     ["endpoint"],
+    registry=REGISTRY,
+)
+# MNS long polling: refused polls, polls cut short by a stop.
+POLLS_REFUSED = Counter(
+    "receiptd_mns_polls_refused",
+    "Long polls MNS answered empty much sooner than the wait asked for (its long-poll cap), "
+    "by queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
+POLLS_ABANDONED = Counter(
+    "receiptd_mns_polls_abandoned",
+    "Idle long polls a stop cut short by closing their connection, by queue (a message MNS "
+    "handed to one comes back after its visibility timeout).",
+    ["queue"],
     registry=REGISTRY,
 )
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)

@@ -56,6 +56,11 @@ class ReceiptQueue(Protocol):
 
     def delete(self, receipt_handles: Sequence[str]) -> list[DeleteFailure]: ...
 
+    def abort(self) -> None:
+        """From another thread, on stop: end a receive under way (it returns ``[]`` or raises
+        QueueError) and any later one at once. The adapter is closed afterwards."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -75,6 +75,14 @@ def _push_elements(emu: Emulator, body: Body) -> Body:
     return {}
 
 
+def _set_long_poll_cap(emu: Emulator, body: Body) -> Body:
+    unknown = set(body) - {"per_queue", "per_key"}
+    if unknown:
+        raise ValueError(f"unknown long-poll cap fields: {sorted(unknown)}")
+    emu.set_long_poll_cap(int(body.get("per_queue", 0)), int(body.get("per_key", 0)))
+    return emu.long_polls()
+
+
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "info"): lambda emu, b: emu.info.as_dict(),
     ("POST", "enqueue"): lambda emu, b: {
@@ -102,6 +110,8 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "push"): _set_push,
     ("GET", "push_stats"): lambda emu, b: emu.push_stats(),
     ("POST", "push_elements"): _push_elements,
+    ("GET", "long_polls"): lambda emu, b: emu.long_polls(),
+    ("POST", "long_polls"): _set_long_poll_cap,
 }
 
 

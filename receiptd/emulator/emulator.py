@@ -20,6 +20,7 @@ from receiptd.emulator.faults import Faults, FaultSpec, QpsLimiter
 from receiptd.emulator.koomessage import KooMessageApi, KooMessageAuth
 from receiptd.emulator.koomessage_store import SendDetail
 from receiptd.emulator.mns import MnsService
+from receiptd.emulator.mns_long_polls import LongPollCap
 from receiptd.emulator.mns_queue import QueueMeta
 from receiptd.emulator.mns_xml import INVALID_XML_CHARS
 from receiptd.emulator.pop import PopGateway
@@ -103,7 +104,12 @@ class Emulator:
         self.credentials = CredentialStore()
         self.credentials.add(Credential(ACCESS_KEY_ID, ACCESS_KEY_SECRET, KeyKind.ACCOUNT))
         self.credentials.add(Credential(MNS_OWNER_KEY_ID, MNS_OWNER_KEY_SECRET, KeyKind.MNS_OWNER))
-        self.mns = MnsService(self.credentials)
+        self.mns = MnsService(
+            self.credentials,
+            long_poll_cap=LongPollCap(
+                self.profile.long_polls_per_queue, self.profile.long_polls_per_key
+            ),
+        )
         for queue in (self.profile.report_queue, self.profile.up_queue):
             self.mns.create_queue(queue)
         self.sms_records = SmsRecords(seed=self.profile.seed)
@@ -251,6 +257,14 @@ class Emulator:
         target.meta = dataclasses.replace(target.meta, **changes)
         return target.meta
 
+    def set_long_poll_cap(self, per_queue: int = 0, per_key: int = 0) -> None:
+        """Cap concurrent MNS long polls per queue and per access key (0 = no cap)."""
+        self.mns.long_polls.set_cap(LongPollCap(per_queue, per_key))
+
+    def long_polls(self) -> dict[str, Any]:
+        """The cap, long polls held now and at most per queue, held in total and refused."""
+        return self.mns.long_polls.stats()
+
     def issue_token(self, message_type: str = "SmsReport") -> Credential:
         """A temporary credential for an Alicom queue, as QueryTokenForMnsQueue would issue."""
         queue = self.profile.queue_prefix + message_type
@@ -321,6 +335,7 @@ class Emulator:
 
     def reset_calls(self) -> None:
         self.call_log.reset()
+        self.mns.long_polls.reset_stats()
 
     def set_faults(self, api_group: str, spec: FaultSpec) -> None:
         self.faults.set(api_group, spec)

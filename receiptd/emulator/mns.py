@@ -15,7 +15,8 @@ from receiptd.emulator import mns_ops, mns_xml
 from receiptd.emulator.credentials import Credential, CredentialStore, KeyKind
 from receiptd.emulator.faults import FaultKind
 from receiptd.emulator.http_types import Request, Response
-from receiptd.emulator.mns_queue import MnsError, MnsQueue, QueueMeta
+from receiptd.emulator.mns_long_polls import LongPollCap, LongPollRefused, LongPolls
+from receiptd.emulator.mns_queue import MnsError, MnsQueue, QueueMeta, message_not_exist
 from receiptd.emulator.router import Params, Route
 from receiptd.emulator.signing import AuthError, MnsVerifier
 
@@ -74,8 +75,14 @@ def _message_operation(request: Request) -> str:
 class MnsService:
     """Alicom's MNS account: its queues and the HTTP entry point to them."""
 
-    def __init__(self, store: CredentialStore, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        store: CredentialStore,
+        clock: Callable[[], float] = time.time,
+        long_poll_cap: LongPollCap | None = None,
+    ) -> None:
         self._clock = clock
+        self.long_polls = LongPolls(long_poll_cap)
         self._verifier = MnsVerifier(store, clock)
         self._lock = threading.Lock()
         self._queues: dict[str, MnsQueue] = {}
@@ -136,9 +143,26 @@ class MnsService:
         _, queue_name = operation(request)
         try:
             self._authorize(credential, op, queue_name)
-            return mns_ops.dispatch(self, op, queue_name, request, self._success(request))
+            respond = self._success(request)
+            if not self._long_poll_wait(op, queue_name, request):
+                return mns_ops.dispatch(self, op, queue_name, request, respond)
+            with self.long_polls.hold(queue_name, credential.access_key_id):
+                return mns_ops.dispatch(self, op, queue_name, request, respond)
+        except LongPollRefused:
+            # Past the long-poll cap MNS answers at once instead of holding the request.
+            return self.error_response(request, message_not_exist())
         except MnsError as error:
             return self._error(request, error.status, error.code, error.message)
+
+    def _long_poll_wait(self, op: str, queue_name: str, request: Request) -> int:
+        """The wait of a receive (its own or the queue's PollingWaitSeconds); 0 otherwise."""
+        if op not in ("ReceiveMessage", "BatchReceiveMessage"):
+            return 0
+        wait = mns_ops.wait_seconds(request)
+        if wait is None:
+            queue = self._queues.get(queue_name)
+            wait = queue.meta.polling_wait_seconds if queue is not None else 0
+        return wait
 
     def fault_response(self, kind: FaultKind, request: Request, api: str) -> Response:
         if kind is FaultKind.THROTTLE:

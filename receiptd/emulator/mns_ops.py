@@ -157,7 +157,7 @@ def send_message(service: MnsService, name: str, request: Request, respond: Resp
     return respond(201, body)
 
 
-def _wait_seconds(request: Request) -> int | None:
+def wait_seconds(request: Request) -> int | None:
     text = request.raw_params().get("waitseconds")
     return None if text is None else int_value("waitseconds", text, 0, MAX_WAIT_SECONDS)
 
@@ -169,7 +169,7 @@ def _batch_size(request: Request) -> int | None:
 
 def receive_message(service: MnsService, name: str, request: Request, respond: Respond) -> Response:
     size = _batch_size(request)
-    wait = _wait_seconds(request)
+    wait = wait_seconds(request)
     views = service.queue(name).receive(size or 1, wait)
     if not views:
         raise message_not_exist()

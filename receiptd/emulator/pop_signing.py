@@ -111,11 +111,10 @@ class PopVerifier:
         payload_hash = hashlib.sha256(request.body).hexdigest()
         if request.header("x-acs-content-sha256") != payload_hash:
             raise AuthError(400, "SignatureDoesNotMatch", "x-acs-content-sha256 does not match.")
-        expected = acs3_signature(request, signed, payload_hash, credential.access_key_secret)
+        string_to_sign = acs3_string_to_sign(request, signed, payload_hash)
+        expected = _hmac_hex(credential.access_key_secret, string_to_sign)
         if not hmac.compare_digest(expected, fields["Signature"]):
-            raise AuthError(
-                400, "SignatureDoesNotMatch", "Specified signature does not match our calculation."
-            )
+            raise signature_mismatch(string_to_sign)
         return credential
 
     def _verify_rpc(self, request: Request, params: Mapping[str, str]) -> Credential:
@@ -126,12 +125,27 @@ class PopVerifier:
             raise AuthError(400, "IncompleteSignature", "Only HMAC-SHA1 / 1.0 is supported.")
         self._check_time_and_nonce(params["Timestamp"], params["SignatureNonce"])
         credential = self._credential(params["AccessKeyId"])
-        expected = rpc_signature(request.method, params, credential.access_key_secret)
+        string_to_sign = rpc_string_to_sign(request.method, params)
+        expected = _hmac_sha1_b64(credential.access_key_secret, string_to_sign)
         if not hmac.compare_digest(expected, params["Signature"]):
-            raise AuthError(
-                400, "SignatureDoesNotMatch", "Specified signature does not match our calculation."
-            )
+            raise signature_mismatch(string_to_sign)
         return credential
+
+
+def signature_mismatch(string_to_sign: str) -> AuthError:
+    """The service's SignatureDoesNotMatch: its message ends with the string it signed.
+
+    Error texts are part of the wire format: the legacy V1 SDK (``aliyunsdkcore``) splits this
+    message at its colon and compares the part after it with its own string to sign (equal:
+    the secret is wrong, reported as InvalidAccessKeySecret); without it that SDK fails with
+    an IndexError instead of a clear error.
+    """
+    return AuthError(
+        400,
+        "SignatureDoesNotMatch",
+        "Specified signature is not matched with our calculation. "
+        f"server string to sign is:{string_to_sign}",
+    )
 
 
 def _acs3_fields(header: str) -> dict[str, str]:
@@ -154,6 +168,14 @@ def _pop_quote(text: str) -> str:
 
 def acs3_signature(request: Request, signed: list[str], payload_hash: str, secret: str) -> str:
     """Alibaba Cloud V3 signature: HMAC-SHA256 over the hashed canonical request."""
+    return _hmac_hex(secret, acs3_string_to_sign(request, signed, payload_hash))
+
+
+def _hmac_hex(secret: str, string_to_sign: str) -> str:
+    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+
+
+def acs3_string_to_sign(request: Request, signed: list[str], payload_hash: str) -> str:
     query = sorted(
         (key, value) for key, value in _decoded_query(request.raw_query) if key != "Signature"
     )
@@ -170,16 +192,22 @@ def acs3_signature(request: Request, signed: list[str], payload_hash: str, secre
         )
     )
     hashed = hashlib.sha256(canonical_request.encode()).hexdigest()
-    string_to_sign = f"ACS3-HMAC-SHA256\n{hashed}"
-    return hmac.new(secret.encode(), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    return f"ACS3-HMAC-SHA256\n{hashed}"
 
 
 def rpc_signature(method: str, params: Mapping[str, str], secret: str) -> str:
     """Alibaba Cloud RPC V2 signature (HMAC-SHA1, key = secret + "&")."""
+    return _hmac_sha1_b64(secret, rpc_string_to_sign(method, params))
+
+
+def rpc_string_to_sign(method: str, params: Mapping[str, str]) -> str:
     canonical = "&".join(
         f"{_pop_quote(k)}={_pop_quote(params[k])}" for k in sorted(params) if k != "Signature"
     )
-    string_to_sign = f"{method}&%2F&{_pop_quote(canonical)}"
+    return f"{method}&%2F&{_pop_quote(canonical)}"
+
+
+def _hmac_sha1_b64(secret: str, string_to_sign: str) -> str:
     digest = hmac.new(f"{secret}&".encode(), string_to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 

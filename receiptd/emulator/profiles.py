@@ -74,6 +74,10 @@ class Profile:
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     # Push mode per message type (SmsReport, SmsUp, koomessage): HTTP POST instead of MNS.
     push: Mapping[str, PushSpec] = field(default_factory=dict)
+    # MNS concurrent long polls per queue and per access key (0 = no cap); past the cap a
+    # receive with a wait answers MessageNotExist at once.
+    long_polls_per_queue: int = 0
+    long_polls_per_key: int = 0
 
     def __post_init__(self) -> None:
         if min(self.delivered, self.failed, self.pending) < 0 or (
@@ -88,6 +92,8 @@ class Profile:
                 raise ValueError("delay ranges must be [low, high] with 0 <= low <= high")
         if not self.sign_names or not self.templates or not self.failures:
             raise ValueError("a profile needs sign names, templates and failure codes")
+        if min(self.long_polls_per_queue, self.long_polls_per_key) < 0:
+            raise ValueError("long_polls_per_queue / long_polls_per_key must be >= 0")
         unknown = set(self.faults) - set(GROUPS)
         if unknown:
             raise ValueError(f"unknown fault groups: {sorted(unknown)}")

@@ -51,6 +51,8 @@ class InMemoryQueue:
         self._fail_receive: deque[ports.QueueError] = deque()
         self._fail_delete: deque[ports.QueueError] = deque()
         self.receive_calls = 0
+        self.receive_waits: list[int] = []  # the wait of every receive, in call order
+        self.aborts = 0
         self.deleted: list[str] = []  # message ids, in deletion order
 
     @property
@@ -60,12 +62,19 @@ class InMemoryQueue:
     # --- test controls -------------------------------------------------------------------
 
     def send(self, body: str) -> str:
+        return self.send_many([body])[0]
+
+    def send_many(self, bodies: Sequence[str]) -> list[str]:
+        """Enqueue all at once: no receive sees only some of them."""
         with self._cond:
-            message_id = f"M{next(self._ids):08d}"
-            self._entries[message_id] = _Entry(message_id, body, visible_at=self._clock())
-            self._order.append(message_id)
+            ids = []
+            for body in bodies:
+                message_id = f"M{next(self._ids):08d}"
+                self._entries[message_id] = _Entry(message_id, body, visible_at=self._clock())
+                self._order.append(message_id)
+                ids.append(message_id)
             self._cond.notify_all()
-            return message_id
+            return ids
 
     def fail_next_receive(self, *errors: ports.QueueError) -> None:
         with self._cond:
@@ -98,13 +107,15 @@ class InMemoryQueue:
     def receive(self, max_messages: int, wait_seconds: int) -> list[ports.QueueMessage]:
         with self._cond:
             self.receive_calls += 1
+            self.receive_waits.append(wait_seconds)
             if self._fail_receive:
                 raise self._fail_receive.popleft()
+            aborts = self.aborts
             deadline = self._clock() + wait_seconds
             while True:
                 taken = self._take(max_messages)
                 remaining = deadline - self._clock()
-                if taken or remaining <= 0:
+                if taken or remaining <= 0 or self.aborts != aborts:
                     return taken
                 self._cond.wait(min(remaining, 0.05))
 
@@ -146,6 +157,13 @@ class InMemoryQueue:
                 del self._entries[entry.message_id]
                 self.deleted.append(entry.message_id)
             return failures
+
+    def abort(self) -> None:
+        """End the receives under way (they return what they hold, usually ``[]``); the
+        shared instance stays usable by other threads and later consumers."""
+        with self._cond:
+            self.aborts += 1
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Nothing to release; the shared instance stays usable by other threads."""

@@ -84,7 +84,6 @@ def test_run_probes_notify_outage_and_drain(
         for name in (
             b"receiptd_messages_total",
             b"receiptd_batch_duration_seconds",
-            b"receiptd_dead_letters_total",
             b"receiptd_build_info",
             b"receiptd_ready 1.0",
         ):

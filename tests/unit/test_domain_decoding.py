@@ -273,3 +273,18 @@ def test_up_round_trip(phone, content, send_time, dest_code, sequence_id, fmt) -
         dest_code=dest_code,
         sequence_id=sequence_id,
     )
+
+
+@given(st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 12, 31)))  # noqa: DTZ001
+def test_fast_time_path_agrees_with_strptime(moment: datetime) -> None:
+    text = moment.replace(microsecond=0).strftime("%Y-%m-%d %H:%M:%S")
+    slow = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=domain.CHINA_TZ)
+    assert domain.parse_provider_time(text) == slow.astimezone(UTC)
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-11-25 16:00+08", "2026-11-25T16:00:00", "2026-11-25 16:00:0Z"]
+)
+def test_fast_time_path_refuses_what_strptime_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        domain.parse_provider_time(text)

@@ -199,8 +199,6 @@ CONTRACT_METRICS = {
     "receiptd_oldest_pending_seconds",
     "receiptd_compensator_calls_total",
     "receiptd_sends_settled_total",
-    "receiptd_dead_letters_total",
-    "receiptd_delete_failures_total",
     "receiptd_loop_heartbeat_age_seconds",
     "receiptd_build_info",
     "receiptd_ready",

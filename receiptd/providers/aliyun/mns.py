@@ -7,6 +7,8 @@ builds a factory for exactly that). No SDK exception type leaves this module.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -48,12 +50,15 @@ class MnsReceiptQueue:
         self._account: Any = None
         self._queue: Any = None
         self._creds: MnsCredentials | None = None
+        self._aborted = False
 
     @property
     def name(self) -> str:
         return self._queue_name
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[ports.QueueMessage]:
+        if self._aborted:
+            raise ports.QueueError(f"{self._queue_name}: receive aborted (stopping)")
         queue = self._sdk_queue()
         try:
             messages = queue.batch_receive_message(max_messages, wait_seconds)
@@ -80,6 +85,24 @@ class MnsReceiptQueue:
         except MNSExceptionBase as exc:
             raise self._translate(exc) from exc
         return []
+
+    def abort(self) -> None:
+        """Shut the socket of a receive under way (from the stopping thread).
+
+        The SDK resends a request once when the connection drops before an answer (its
+        keep-alive recovery), which would open a new long poll: the connection is first
+        made unable to reconnect.
+        """
+        self._aborted = True
+        account = self._account
+        if account is None:
+            return
+        conn = account.mns_client.http.conn
+        conn.connect = _refuse_connect
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):  # already closed: the receive has ended
+                sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         if self._account is not None:
@@ -111,6 +134,10 @@ class MnsReceiptQueue:
             if code == "QueueNotExist":
                 return ports.QueueNotFound(text)
         return ports.QueueError(text)
+
+
+def _refuse_connect() -> None:
+    raise OSError("connection aborted: the consumer is stopping")
 
 
 def _account(endpoint: str, creds: MnsCredentials, socket_timeout: float) -> Any:
