@@ -23,6 +23,7 @@ import tempfile
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("RECEIPTD_DEPLOY_CACHE", "/var/cache/receiptd-deploy"))
@@ -31,7 +32,8 @@ MIRROR = os.environ.get("RECEIPTD_DEPLOY_MIRROR", "http://deb.debian.org/debian"
 # systemd-sysv provides /sbin/init for `systemd-nspawn -b`; python3-pip is the base image's
 # pip (the Dockerfile runs `pip wheel` and `pip install`); ca-certificates is replaced by the
 # host's bundle (the package index is reached through a proxy whose CA only the host trusts).
-PACKAGES = ("systemd", "systemd-sysv", "dbus", "python3", "python3-pip", "ca-certificates")
+# No dbus: systemctl and systemd-run reach PID 1 over its private socket as root.
+PACKAGES = ("systemd", "systemd-sysv", "python3", "python3-pip", "ca-certificates")
 # Not needed at run time; dropped to keep the image small.
 PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -65,28 +67,49 @@ def cached(name: str, build: Callable[[Path], None]) -> Path:
     return target
 
 
-def _build_rootfs(tmp: Path) -> None:
-    subprocess.run(
-        [
-            "debootstrap",
-            "--variant=minbase",
-            f"--include={','.join(PACKAGES)}",
-            SUITE,
-            str(tmp),
-            MIRROR,
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
+def run(argv: list[str], timeout: float = 900, **kwargs: Any) -> str:
+    """Run a build step; on failure raise with the tail of its output (quiet when it works)."""
+    proc = subprocess.run(
+        argv, capture_output=True, text=True, timeout=timeout, check=False, **kwargs
     )
+    if proc.returncode != 0:
+        output = (proc.stdout + proc.stderr)[-4000:]
+        raise RuntimeError(f"{argv[0]} exited {proc.returncode}:\n{output}")
+    return proc.stdout
+
+
+def _unmount_below(path: Path) -> None:
+    prefix = str(path.resolve()) + "/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        points = [line.split()[4] for line in mountinfo if line.split()[4].startswith(prefix)]
+    for point in sorted(points, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False)
+
+
+def _build_rootfs(tmp: Path) -> None:
+    try:
+        run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(PACKAGES)}",
+                SUITE,
+                str(tmp),
+                MIRROR,
+            ]
+        )
+    finally:
+        _unmount_below(tmp)  # a killed debootstrap leaves proc/sys mounted in the target
     for rel in PRUNE:
         shutil.rmtree(tmp / rel, ignore_errors=True)
-    (tmp / rel).mkdir(parents=True, exist_ok=True)  # apt expects var/cache/apt
+    (tmp / "var/cache/apt").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(tmp / "var/lib/apt/lists", ignore_errors=True)
     # Like the official python images, pip installs into /usr/local as root (PEP 668's marker
     # would refuse; this root filesystem has no Debian-managed Python packages to protect).
     for marker in (tmp / "usr/lib").glob("python3*/EXTERNALLY-MANAGED"):
         marker.unlink()
     shutil.copyfile(HOST_CA_BUNDLE, tmp / "etc/ssl/certs/ca-certificates.crt")
+    tmp.chmod(0o755)  # mkdtemp made it 0700: "/" must be searchable for non-root users
 
 
 def rootfs() -> Path:
@@ -105,10 +128,7 @@ def dependency_wheels() -> Path:
     deps = _dependencies()
 
     def build(tmp: Path) -> None:
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(tmp), *deps],
-            check=True,
-        )
+        run([sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(tmp), *deps])
 
     return cached(f"wheels-py{sys.version_info[0]}{sys.version_info[1]}-{_digest(deps)}", build)
 

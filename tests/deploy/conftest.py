@@ -1,0 +1,51 @@
+"""The deploy tier: deployment artefacts run for real (marker ``deploy``).
+
+It needs root and Debian's ``debootstrap``, ``systemd-container`` and ``docker.io`` (``.ci/run``
+installs them). Without them a test skips with the reason; under ``CI=true`` it fails, so CI
+cannot turn the tier green by skipping it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.deploy import artifacts
+
+IN_CI = os.environ.get("CI") == "true"
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).resolve().parent == HERE:
+            item.add_marker(pytest.mark.deploy)
+
+
+def require(*tools: str) -> None:
+    """Skip (fail under CI=true) unless running as root with every tool on PATH."""
+    problems = [] if os.geteuid() == 0 else ["needs root"]
+    problems += [f"{tool} not installed" for tool in tools if shutil.which(tool) is None]
+    if problems:
+        message = "deploy tier: " + ", ".join(problems) + " (.ci/run installs the packages)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def rootfs() -> Path:
+    require("debootstrap")
+    return artifacts.rootfs()
+
+
+@pytest.fixture(scope="session")
+def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
+    """(dependency wheel directory, directory holding the checkout's wheel)."""
+    own = tmp_path_factory.mktemp("wheel")
+    artifacts.receiptd_wheel(own)
+    yield artifacts.dependency_wheels(), own
