@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # receiptd container image.
 #
 #   docker build -t receiptd:0.1.0 .
@@ -21,6 +19,10 @@ FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
+
+# The package index, for builds behind a mirror (unset: PyPI). Proxy variables
+# (HTTPS_PROXY, ...) are Docker's predefined build arguments.
+ARG PIP_INDEX_URL
 
 WORKDIR /src
 # Only what the build needs (.dockerignore is an allow-list).
@@ -63,7 +65,7 @@ STOPSIGNAL SIGTERM
 # For plain Docker; Kubernetes ignores it and uses the Deployment's probes. python instead
 # of curl, which the slim image does not have. Assumes the default port 9400.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=3)"]
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=3)"]
 
 LABEL org.opencontainers.image.title="receiptd" \
       org.opencontainers.image.description="SMS delivery-receipt daemon (Aliyun MNS SmsReport/SmsUp, Huawei KooMessage)" \

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy import artifacts
+from tests.deploy import artifacts, engine
 
 IN_CI = os.environ.get("CI") == "true"
 HERE = Path(__file__).resolve().parent
@@ -49,3 +49,27 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
     own = tmp_path_factory.mktemp("wheel")
     artifacts.receiptd_wheel(own)
     yield artifacts.dependency_wheels(), own
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    require("dockerd", "docker")
+    previous = os.environ.get("DOCKER_HOST")
+    with engine.daemon() as host:
+        os.environ["DOCKER_HOST"] = host
+        try:
+            yield host
+        finally:
+            if previous is None:
+                os.environ.pop("DOCKER_HOST", None)
+            else:
+                os.environ["DOCKER_HOST"] = previous
+
+
+@pytest.fixture(scope="session")
+def image(docker_host: str, rootfs: Path) -> str:
+    """The Dockerfile built (once per session; Docker's layer cache makes rebuilds quick)."""
+    seconds = engine.build(engine.base_image(rootfs))
+    size = engine.inspect(engine.IMAGE)["Size"] / 1e6
+    print(f"\nimage {engine.IMAGE}: built in {seconds:.1f} s, {size:.0f} MB")
+    return engine.IMAGE
