@@ -171,7 +171,8 @@ def running(machine: Machine) -> int:
     """The daemon's main PID, after `systemctl start` returned (i.e. after READY=1)."""
     if machine.show("receiptd", "ActiveState")["ActiveState"] != "active":
         start = time.monotonic()
-        machine.systemctl("start", "receiptd")
+        started = machine.run("systemctl", "start", "receiptd", check=False, timeout=120)
+        assert started.returncode == 0, f"{started.stderr}\n{machine.journal('receiptd')}"
         print(f"systemctl start receiptd returned (READY=1) after {time.monotonic() - start:.2f} s")
     return main_pid(machine)
 
