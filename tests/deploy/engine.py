@@ -139,7 +139,10 @@ def build(python_image: str) -> float:
         timeout=900,
         env={**os.environ, "DOCKER_BUILDKIT": "1"},
     )
-    return time.monotonic() - start
+    seconds = time.monotonic() - start
+    # Earlier builds of the tag, now untagged, would pile up in the kept data root.
+    docker("image", "prune", "--force", "--filter=label=org.opencontainers.image.title=receiptd")
+    return seconds
 
 
 def inspect(name: str) -> dict[str, Any]:
