@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,13 @@ def image(docker_host: str, rootfs: Path) -> str:
     size = engine.inspect(engine.IMAGE)["Size"] / 1e6
     print(f"\nimage {engine.IMAGE}: built in {seconds:.1f} s, {size:.0f} MB")
     return engine.IMAGE
+
+
+@pytest.fixture
+def scratch(docker_host: str) -> Iterator[engine.Scratch]:
+    """A user network, containers and volumes for one test, removed afterwards."""
+    made = engine.Scratch(uuid.uuid4().hex[:8])
+    try:
+        yield made
+    finally:
+        made.remove()

@@ -14,11 +14,7 @@ import re
 import shlex
 import time
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.deploy import artifacts, engine
 from tests.deploy.engine import docker
@@ -39,15 +35,6 @@ def documented_run_line() -> list[str]:
                 break
     assert lines, "the Dockerfile documents no `docker run` line"
     return shlex.split(" ".join(lines))[2:]
-
-
-@pytest.fixture
-def scratch(docker_host: str) -> Iterator[engine.Scratch]:
-    made = engine.Scratch(uuid.uuid4().hex[:8])
-    try:
-        yield made
-    finally:
-        made.remove()
 
 
 def write_secrets(directory: Path, values: dict[str, str]) -> Path:

@@ -18,12 +18,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from tests.deploy import engine
@@ -107,15 +104,6 @@ def probe_ports(container: dict[str, Any]) -> dict[str, tuple[str, int]]:
         port = get["port"]
         out[kind] = (get["path"], named[port] if isinstance(port, str) else port)
     return out
-
-
-@pytest.fixture
-def scratch(docker_host: str) -> Iterator[engine.Scratch]:
-    made = engine.Scratch(uuid.uuid4().hex[:8])
-    try:
-        yield made
-    finally:
-        made.remove()
 
 
 def status_of(port: int, path: str) -> int:
