@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,24 +54,38 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
 
 
 @pytest.fixture(scope="session")
-def docker_host() -> Iterator[str]:
+def docker_daemon() -> Iterator[engine.Daemon]:
     require("dockerd", "docker")
     previous = os.environ.get("DOCKER_HOST")
-    with engine.daemon() as host:
-        os.environ["DOCKER_HOST"] = host
-        try:
-            yield host
-        finally:
-            if previous is None:
-                os.environ.pop("DOCKER_HOST", None)
-            else:
-                os.environ["DOCKER_HOST"] = previous
+    daemon = engine.Daemon()
+    os.environ["DOCKER_HOST"] = daemon.host
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+        if previous is None:
+            os.environ.pop("DOCKER_HOST", None)
+        else:
+            os.environ["DOCKER_HOST"] = previous
 
 
 @pytest.fixture(scope="session")
-def image(docker_host: str, rootfs: Path) -> str:
+def docker_host(docker_daemon: engine.Daemon) -> str:
+    return docker_daemon.host
+
+
+@pytest.fixture(scope="session")
+def image(docker_daemon: engine.Daemon, rootfs: Path) -> str:
     """The Dockerfile built (once per session; Docker's layer cache makes rebuilds quick)."""
-    seconds = engine.build(engine.base_image(rootfs))
+    try:
+        seconds = engine.build(engine.base_image(rootfs))
+    except (RuntimeError, AssertionError, subprocess.SubprocessError):
+        # Docker 20.10's BuildKit has been seen to crash the daemon (SIGBUS reading its cache
+        # database) on a build that then succeeds: one retry when, and only when, our daemon
+        # died. A broken Dockerfile fails the retry too.
+        if not docker_daemon.restarted():
+            raise
+        seconds = engine.build(engine.base_image(rootfs))
     size = engine.inspect(engine.IMAGE)["Size"] / 1e6
     print(f"\nimage {engine.IMAGE}: built in {seconds:.1f} s, {size:.0f} MB")
     return engine.IMAGE

@@ -19,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ DATA_ROOT = Path(os.environ.get("RECEIPTD_DEPLOY_DOCKER_ROOT", "/var/lib/receipt
 EXEC_ROOT = Path("/run/receiptd-deploy-docker")
 SOCKET = f"unix://{EXEC_ROOT}/docker.sock"
 PIDFILE = EXEC_ROOT.with_suffix(".pid")
+LOG = DATA_ROOT / "dockerd.log"
 IMAGE = "receiptd:deploy-test"
 # Host settings the build needs to reach the package index, passed as build arguments when
 # set (proxy variables are Docker's predefined ARGs; PIP_INDEX_URL is declared in the
@@ -67,46 +67,68 @@ def _responds(host: str) -> bool:
     )
 
 
-@contextlib.contextmanager
-def daemon() -> Iterator[str]:
-    """DOCKER_HOST of a responding daemon: the configured one, or our own, started here and
-    stopped by PID afterwards."""
-    configured = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-    if _responds(configured):
-        yield configured
-        return
-    if _responds(SOCKET):  # left by an interrupted session: reuse, then stop it
-        yield SOCKET
-        _stop(int(PIDFILE.read_text()))
-        return
-    DATA_ROOT.mkdir(parents=True, exist_ok=True)
-    EXEC_ROOT.mkdir(parents=True, exist_ok=True)
-    log = (DATA_ROOT / "dockerd.log").open("ab")
-    proc = subprocess.Popen(
-        ["dockerd", f"--data-root={DATA_ROOT}", f"--exec-root={EXEC_ROOT}", f"--host={SOCKET}",
-         f"--pidfile={PIDFILE}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    try:
+class Daemon:
+    """A responding Docker daemon: the configured one, another session's on our socket, or
+    our own, started here (own data root, exec root, socket and pidfile) and stopped by PID."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        configured = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+        if _responds(configured):
+            self.host = configured
+        elif _responds(SOCKET):
+            # Another session's (running, or interrupted before it could stop it): reuse it
+            # and leave it to its owner; stopping it could break a session still using it.
+            self.host = SOCKET
+        else:
+            self.host = SOCKET
+            self._start()
+
+    def _start(self) -> None:
+        DATA_ROOT.mkdir(parents=True, exist_ok=True)
+        EXEC_ROOT.mkdir(parents=True, exist_ok=True)
+        if PIDFILE.exists() and not _alive(int(PIDFILE.read_text() or 0)):
+            PIDFILE.unlink()  # left by a daemon that died (dockerd refuses to start over it)
+        with LOG.open("ab") as log:
+            self.proc = subprocess.Popen(
+                ["dockerd", f"--data-root={DATA_ROOT}", f"--exec-root={EXEC_ROOT}",
+                 f"--host={SOCKET}", f"--pidfile={PIDFILE}"],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + 60
         while not _responds(SOCKET):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"dockerd did not come up; see {DATA_ROOT / 'dockerd.log'}")
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"dockerd did not come up; see {LOG}")
             time.sleep(0.2)
-        yield SOCKET
-    finally:
-        _stop(proc.pid)
-        proc.wait(30)
-        log.close()
+
+    def restarted(self) -> bool:
+        """Start our daemon again if it died (True then); its log keeps the cause."""
+        if self.proc is None or self.proc.poll() is None:
+            return False
+        print(f"dockerd exited {self.proc.returncode} (see {LOG}); starting it again")
+        self._start()
+        return True
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc.pid)
+            self.proc.wait(30)
+
+
+def _alive(pid: int) -> bool:
+    """A running process (not a zombie waiting to be reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError, ValueError):
+        return False
 
 
 def _stop(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
-        if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-            return  # exited; our Popen reaps it
+    while time.monotonic() < deadline and _alive(pid):
         time.sleep(0.1)
 
 
