@@ -98,6 +98,7 @@ def machine(
     machine = Machine(root, work / "console.log")
     try:
         print(f"machine booted in {machine.wait_booted():.1f} s")
+        print(machine.run("systemd-analyze", "time").stdout.strip())
         machine.run(
             "systemd-run", "--unit=receiptd-emulator", "--property=DynamicUser=yes",
             "/usr/local/bin/receiptd", "emulator", "--port", str(EMULATOR_PORT),
@@ -178,7 +179,11 @@ def running(machine: Machine) -> int:
 
 
 def test_unit_starts_through_notify_and_serves_readyz(machine: Machine, running: int) -> None:
-    state = machine.show("receiptd", "Type", "ActiveState", "SubState", "StatusText", "NRestarts")
+    state = machine.show(
+        "receiptd", "Type", "ActiveState", "SubState", "StatusText", "NRestarts", "DropInPaths"
+    )
+    assert state["DropInPaths"] == "", "the unit must run as shipped, without drop-ins"
+    assert machine.systemctl("cat", "receiptd").split("\n", 1)[1] == UNIT.read_text()
     assert state["Type"] == "notify"
     assert (state["ActiveState"], state["SubState"]) == ("active", "running"), state
     assert state["StatusText"], "receiptd sent no STATUS= line"
