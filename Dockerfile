@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1
-#
 # receiptd container image.
 #
 #   docker build -t receiptd:0.1.0 .
@@ -15,17 +13,31 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
-# --- builder: wheels for receiptd[huawei] and every dependency --------------------------
-FROM ${PYTHON_IMAGE} AS builder
+# --- deps: wheels of every dependency, from pyproject.toml alone -----------------------
+# A layer of its own, so that a change to receiptd's code rebuilds only receiptd's wheel.
+FROM ${PYTHON_IMAGE} AS deps
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
+# The package index, for builds behind a mirror (unset: PyPI). Proxy variables
+# (HTTPS_PROXY, ...) are Docker's predefined build arguments.
+ARG PIP_INDEX_URL
+
 WORKDIR /src
+COPY pyproject.toml .
+RUN python3 -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
+print('\n'.join(p['dependencies'] + p['optional-dependencies']['huawei']))" \
+        > /src/requirements.txt \
+    && pip wheel -r /src/requirements.txt --wheel-dir /wheels \
+    && cp /src/requirements.txt /wheels/
+
+# --- builder: receiptd's own wheel ---------------------------------------------------
+FROM deps AS builder
 # Only what the build needs (.dockerignore is an allow-list).
 COPY . .
-RUN pip wheel '.[huawei]' --wheel-dir /wheels
+RUN pip wheel --no-deps . --wheel-dir /own
 
 # --- runtime -------------------------------------------------------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -35,11 +47,15 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# Install from the builder's wheels only (no index, no compiler in this stage); the wheels
-# are bind-mounted, so they do not end up in a layer. The console script lands in
+# Install from the wheels only (no index, no compiler in this stage); the wheels are
+# bind-mounted, so they do not end up in a layer. Dependencies first (cached while
+# pyproject.toml is unchanged), then receiptd. The console script lands in
 # /usr/local/bin/receiptd, the same path the systemd unit uses.
-RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-index --find-links=/wheels 'receiptd[huawei]' \
+RUN --mount=type=bind,from=deps,source=/wheels,target=/wheels \
+    pip install --no-index --find-links=/wheels -r /wheels/requirements.txt
+RUN --mount=type=bind,from=deps,source=/wheels,target=/wheels \
+    --mount=type=bind,from=builder,source=/own,target=/own \
+    pip install --no-index --find-links=/wheels --find-links=/own 'receiptd[huawei]' \
     && receiptd --help >/dev/null
 
 # Numeric non-root user, so that Kubernetes' runAsNonRoot can verify it without /etc/passwd.
@@ -63,7 +79,7 @@ STOPSIGNAL SIGTERM
 # For plain Docker; Kubernetes ignores it and uses the Deployment's probes. python instead
 # of curl, which the slim image does not have. Assumes the default port 9400.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=3)"]
+    CMD ["python3", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9400/healthz', timeout=3)"]
 
 LABEL org.opencontainers.image.title="receiptd" \
       org.opencontainers.image.description="SMS delivery-receipt daemon (Aliyun MNS SmsReport/SmsUp, Huawei KooMessage)" \

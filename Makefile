@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: test lint typecheck unit integration system demo bench clean
+.PHONY: test lint typecheck unit integration system deploy demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ integration: $(STAMP)
 
 system: $(STAMP)
 	$(PY) -m pytest tests/system
+
+# Needs root, debootstrap, systemd-container and docker.io (.ci/run installs them).
+deploy: $(STAMP)
+	$(PY) -m pytest tests/deploy
 
 demo: $(STAMP)
 	$(VENV)/bin/receiptd demo

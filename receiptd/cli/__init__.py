@@ -7,11 +7,11 @@ or library they do not use (resident memory is a benchmark target).
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 import click
 
 from receiptd import __version__
+from receiptd.cli import options
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -44,19 +44,14 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
-        return command
+        return options.accept_config(command)
 
 
+@options.accept_config
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML settings file (default: $RECEIPTD_CONFIG; environment variables override it).",
-)
 @click.version_option(__version__, prog_name="receiptd")
 @click.pass_context
-def main(ctx: click.Context, config_file: Path | None) -> None:
+def main(ctx: click.Context) -> None:
     """receiptd: SMS delivery receipts into your database, every send settled."""
-    ctx.obj = {"config_file": config_file}
+    # --config (options.accept_config) may already have stored the file here.
+    ctx.ensure_object(dict)
