@@ -43,6 +43,7 @@ from receiptd.db.models import DELIVERY
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
+from receiptd.wiring import daemon
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
@@ -111,7 +112,7 @@ def pending(engine: sa.Engine, name: str) -> int:
 
 
 def dispatcher(store: SqlStore, hook: config.WebhookEndpoint) -> webhooks.Dispatcher:
-    policy = webhooks.Policy()  # the production defaults
+    policy = daemon.webhook_policy(config.Settings())  # the production defaults
     worker = webhooks.EndpointWorker(hook, store, policy, Health())
     return webhooks.Dispatcher([worker], store, Health(), policy)
 

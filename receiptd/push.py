@@ -26,11 +26,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from receiptd import batch as batches
 from receiptd import config, domain, group_commit, metrics, ports, push_formats
+from receiptd.clock import Clock, utc_now
 from receiptd.http import OpsServer, StartResponse, _json
 from receiptd.logs import get_logger
 
@@ -88,10 +89,6 @@ _FORBIDDEN = Answer(403, "forbidden", {"code": 403, "msg": "forbidden"})
 _UNAVAILABLE = Answer(503, "unavailable", {"code": 503, "msg": "temporarily unavailable"})
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class PushApp:
     """The WSGI app; no sockets (tests call it directly)."""
 
@@ -99,7 +96,7 @@ class PushApp:
         self,
         sink: ports.ReceiptSink,
         cfg: PushConfig,
-        clock: Callable[[], datetime] = utc_now,
+        clock: Clock = utc_now,
     ) -> None:
         self.sink = sink
         self.cfg = cfg

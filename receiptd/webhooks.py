@@ -30,20 +30,16 @@ import urllib3
 from sqlalchemy import Connection
 
 from receiptd import __version__, config, events, metrics, ports
+from receiptd.clock import Clock, utc_now
 from receiptd.db import outbox
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
-Clock = Callable[[], datetime]
 BACKLOG_REFRESH = 5.0
 PRUNE_BATCH = 1000
 DEAD = events.DeliveryStatus.DEAD
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)

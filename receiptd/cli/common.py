@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, NoReturn
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
-from receiptd import config, logs, wiring
+from receiptd import config, logs, ports, wiring
 
 if TYPE_CHECKING:
     from receiptd.compensator import Compensator
     from receiptd.db.sends import SendStore
     from receiptd.db.store import SqlStore
+
+T = TypeVar("T")
 
 # Documented exit codes (README "Exit codes").
 EXIT_OK = 0
@@ -80,3 +84,21 @@ def compensator(
         return wiring.compensator(s, sends, grace)
     except config.ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+@contextmanager
+def store_session(s: config.Settings) -> Iterator[SqlStore]:
+    """The receipt store for one command, its engine disposed afterwards."""
+    store, _ = stores(s)
+    try:
+        yield store
+    finally:
+        store.engine.dispose()
+
+
+def guarded(work: Callable[[], T]) -> T:
+    """``work()``; an unreachable database exits 3 with the reason."""
+    try:
+        return work()
+    except ports.StoreUnavailable as exc:
+        fail(f"database unreachable: {exc}", EXIT_DATABASE)

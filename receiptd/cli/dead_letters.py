@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import TypeVar
 
 import click
 
@@ -13,8 +10,6 @@ from receiptd import domain, ports, push
 from receiptd.cli import common
 from receiptd.config import Settings
 from receiptd.db.store import DeadLetterView, SqlStore
-
-T = TypeVar("T")
 
 
 def kind_of(queue: str, settings: Settings) -> domain.MessageType:
@@ -69,8 +64,8 @@ def dead_letters() -> None:
 @click.pass_context
 def list_cmd(ctx: click.Context, include_replayed: bool, limit: int) -> None:
     """One line per dead letter: id, queue, message id, times seen, last seen, error."""
-    with _store(common.settings(ctx)) as store:
-        letters = _guard(lambda: store.dead_letters(limit, include_replayed))
+    with common.store_session(common.settings(ctx)) as store:
+        letters = common.guarded(lambda: store.dead_letters(limit, include_replayed))
     for letter in letters:
         click.echo(_line(letter))
     if not letters:
@@ -82,8 +77,8 @@ def list_cmd(ctx: click.Context, include_replayed: bool, limit: int) -> None:
 @click.pass_context
 def show_cmd(ctx: click.Context, dead_id: int) -> None:
     """Everything about one dead letter, with its raw body."""
-    with _store(common.settings(ctx)) as store:
-        letter = _guard(lambda: store.dead_letter(dead_id))
+    with common.store_session(common.settings(ctx)) as store:
+        letter = common.guarded(lambda: store.dead_letter(dead_id))
     if letter is None:
         common.fail(f"no dead letter {dead_id}")
     click.echo(_line(letter))
@@ -102,8 +97,8 @@ def replay_cmd(ctx: click.Context, ids: tuple[int, ...], replay_all: bool) -> No
     settings = common.settings(ctx)
     now = datetime.now(UTC)
     failed = 0
-    with _store(settings) as store:
-        letters = _guard(lambda: _selected(store, ids, replay_all))
+    with common.store_session(settings) as store:
+        letters = common.guarded(lambda: _selected(store, ids, replay_all))
         for letter in letters:
             error = _replay_guarded(store, letter, settings, now)
             failed += error is not None
@@ -111,15 +106,6 @@ def replay_cmd(ctx: click.Context, ids: tuple[int, ...], replay_all: bool) -> No
     click.echo(f"replayed={len(letters) - failed} still_bad={failed}")
     if failed:
         raise SystemExit(common.EXIT_FAILURE)
-
-
-@contextmanager
-def _store(settings: Settings) -> Iterator[SqlStore]:
-    store, _ = common.stores(settings)
-    try:
-        yield store
-    finally:
-        store.engine.dispose()
 
 
 def _selected(store: SqlStore, ids: tuple[int, ...], replay_all: bool) -> list[DeadLetterView]:
@@ -137,11 +123,4 @@ def _selected(store: SqlStore, ids: tuple[int, ...], replay_all: bool) -> list[D
 def _replay_guarded(
     store: SqlStore, letter: DeadLetterView, settings: Settings, now: datetime
 ) -> str | None:
-    return _guard(lambda: replay_one(store, letter, settings, now))
-
-
-def _guard(work: Callable[[], T]) -> T:
-    try:
-        return work()
-    except ports.StoreUnavailable as exc:
-        common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
+    return common.guarded(lambda: replay_one(store, letter, settings, now))

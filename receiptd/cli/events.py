@@ -10,7 +10,6 @@ import click
 
 from receiptd import wiring
 from receiptd.cli import common
-from receiptd.cli.dead_letters import _guard, _store  # the same session and error handling
 from receiptd.config import Settings
 from receiptd.db import outbox
 
@@ -75,8 +74,8 @@ def list_cmd(
     """One line per event and endpoint: id, type, created, endpoint, status, attempts."""
     settings = common.settings(ctx)
     name = _endpoint_name(settings, endpoint, strict=False) if endpoint else None
-    with _store(settings) as store:
-        rows = _guard(
+    with common.store_session(settings) as store:
+        rows = common.guarded(
             lambda: store.run(lambda c: outbox.deliveries(c, since, name, status, limit=limit))
         )
     for row in rows:
@@ -90,9 +89,9 @@ def list_cmd(
 @click.pass_context
 def show_cmd(ctx: click.Context, event_id: str) -> None:
     """One event: its deliveries, then the JSON body every delivery POSTs."""
-    with _store(common.settings(ctx)) as store:
-        body = _guard(lambda: store.run(lambda c: outbox.payload(c, event_id)))
-        rows = _guard(lambda: store.run(lambda c: outbox.deliveries(c, event_id=event_id)))
+    with common.store_session(common.settings(ctx)) as store:
+        body = common.guarded(lambda: store.run(lambda c: outbox.payload(c, event_id)))
+        rows = common.guarded(lambda: store.run(lambda c: outbox.deliveries(c, event_id=event_id)))
     if body is None:
         common.fail(f"no event {event_id}")
     for row in rows:
@@ -124,8 +123,10 @@ def replay_cmd(
     names = {_endpoint_name(settings, e) for e in endpoints}
     routes = [r for r in configured.routes if not names or r.endpoint in names]
     now = datetime.now(UTC)
-    with _store(settings) as store:
-        n = _guard(lambda: store.run(lambda c: outbox.replay(c, routes, now, event_ids, since)))
+    with common.store_session(settings) as store:
+        n = common.guarded(
+            lambda: store.run(lambda c: outbox.replay(c, routes, now, event_ids, since))
+        )
     click.echo(f"scheduled={n} endpoints={','.join(r.endpoint for r in routes)}")
 
 

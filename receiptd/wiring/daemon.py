@@ -105,19 +105,24 @@ def webhook_parts(
     endpoints = settings.webhooks
     if not endpoints:
         return [], []
-    policy = webhooks.Policy(
-        retry_period=settings.webhook_retry_period,
-        backoff_initial=settings.webhook_backoff_initial,
-        backoff_max=settings.webhook_backoff_max,
-        poll_interval=settings.webhook_poll_interval,
-        batch_size=settings.webhook_batch_size,
-    )
+    policy = webhook_policy(settings)
     if store.engine.dialect.name == "sqlite":  # one writer: one request at a time per endpoint
         endpoints = [e.model_copy(update={"concurrency": 1}) for e in endpoints]
     workers = [webhooks.EndpointWorker(e, store, policy, health) for e in endpoints]
     pruner = webhooks.Pruner(store, settings.events_retention_days, health)
     prune = Job("events_prune", pruner.run, 3600.0, stop=pruner.stop, first_run_in=60.0)
     return [webhooks.Dispatcher(workers, store, health, policy)], [prune]
+
+
+def webhook_policy(settings: config.Settings) -> webhooks.Policy:
+    """Retries, backoff, polling and batch size of the webhook dispatcher."""
+    return webhooks.Policy(
+        retry_period=settings.webhook_retry_period,
+        backoff_initial=settings.webhook_backoff_initial,
+        backoff_max=settings.webhook_backoff_max,
+        poll_interval=settings.webhook_poll_interval,
+        batch_size=settings.webhook_batch_size,
+    )
 
 
 def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[push.PushListener]:
