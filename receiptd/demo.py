@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from receiptd import api, config, wiring
 from receiptd.consumer import Consumer
 from receiptd.db import migrate
-from receiptd.db.engine import create_db_engine
 from receiptd.db.models import SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -119,9 +118,8 @@ def _run(db_path: Path, echo: Echo, receiver: Receiver | None, push: bool) -> De
     started = time.monotonic()
     with Emulator(profile=DEMO_PROFILE) as emu:
         settings = demo_settings(emu, db_path, _endpoint(receiver) if receiver else None)
-        store = SqlStore(create_db_engine(settings.database_url), wiring.event_outbox(settings))
+        store, sends = wiring.stores(settings)
         migrate.upgrade(store.engine)
-        sends = SendStore(store, settings.timezone)
         echo(f"emulator on {emu.info.mns_endpoint}; database {db_path}")
         if receiver is not None:
             echo(f"webhook receiver on {receiver.url} (verifies every signature)")
