@@ -82,31 +82,48 @@ def source_key(host: str) -> str:
     return str(ip)
 
 
-def waiting(
-    serving: bool,
-    request: Request | None,
-    reused: bool,
-    stamps: tuple[float, float, float | None, float | None],
-) -> tuple[str, float] | None:
+@dataclass(slots=True)
+class Stamps:
+    """Monotonic times of one connection, written by its event loop (and its worker)."""
+
+    opened: float
+    answered: float  # the end of its last answer (``opened`` before the first)
+    last_byte: float  # when bytes last arrived (``opened`` before any)
+    first_byte: float | None = None  # of the request being read
+    headers_done: float | None = None  # of the request being read
+    reused: bool = False  # answered at least once (kept alive)
+
+
+def waiting(serving: bool, request: Request | None, stamps: Stamps) -> tuple[str, float] | None:
     """What a connection waits for, as (the timeout that bounds it, since when), or None
-    while a worker serves it. ``stamps``: opened, last answer, first byte of the current
-    request, end of its headers (monotonic seconds)."""
-    opened, answered, first_byte, headers_done = stamps
+    while a worker serves it. A connection's first request has its headers' deadline from
+    the connect; a later one from its first byte."""
     if serving:
         return None
     if request is None:
-        return ("idle_timeout", answered) if reused else ("header_timeout", opened)
+        if stamps.reused:
+            return ("idle_timeout", stamps.answered)
+        return ("header_timeout", stamps.opened)
     if not request.headers_finished:
-        return ("header_timeout", first_byte if reused and first_byte is not None else opened)
-    return ("body_timeout", headers_done if headers_done is not None else opened)
+        began = stamps.first_byte if stamps.reused else None
+        return ("header_timeout", stamps.opened if began is None else began)
+    done = stamps.headers_done
+    return ("body_timeout", stamps.opened if done is None else done)
 
 
-def overdue(wait: tuple[str, float] | None, now: float, limits: Limits) -> str | None:
-    """The timeout a connection has overrun, or None."""
+def overdue(
+    wait: tuple[str, float] | None, stamps: Stamps, now: float, limits: Limits
+) -> str | None:
+    """The timeout a connection has overrun, or None: its wait's own deadline, or the idle
+    timeout when no byte has come for that long (a stalled body with a long deadline)."""
     if wait is None:
         return None
     reason, since = wait
-    return reason if now - since > limits.timeout(reason) else None
+    if now - since > limits.timeout(reason):
+        return reason
+    if now - max(stamps.last_byte, stamps.answered) > limits.idle_timeout:
+        return "idle_timeout"
+    return None
 
 
 def raise_open_files_limit() -> int:
@@ -129,37 +146,38 @@ class GuardedChannel(HTTPChannel):  # type: ignore[misc]  # waitress ships no ty
     server: GuardedServer
 
     def __init__(self, server: GuardedServer, sock: Any, addr: Any, adj: Any, map: Any) -> None:
-        self.opened = self.answered = server.clock()
-        self.first_byte: float | None = None
-        self.headers_done: float | None = None
-        self.reused = False
+        now = server.clock()
+        self.stamps = Stamps(opened=now, answered=now, last_byte=now)
         self._tracked: object = None
         self.source: str | None = None
         super().__init__(server, sock, addr, adj, map=map)
         self.source = server.admitted(addr[0])
 
     def received(self, data: bytes) -> bool:
-        now = self.server.clock()
+        stamps, now = self.stamps, self.server.clock()
         result: bool = super().received(data)
+        stamps.last_byte = now
         request = self.request
         if request is not self._tracked:  # a request began (or the last one completed)
-            self._tracked, self.first_byte, self.headers_done = request, now, None
-        if request is not None and request.headers_finished and self.headers_done is None:
-            self.headers_done = now
+            self._tracked, stamps.first_byte, stamps.headers_done = request, now, None
+        if request is not None and request.headers_finished and stamps.headers_done is None:
+            stamps.headers_done = now
         return result
 
     def service(self) -> None:
         # Stamped before too: between waitress popping the request and the end of service()
         # the loop may look at this connection, which must not look like a fresh one then.
-        self.reused, self.answered = True, self.server.clock()
+        self.stamps.reused, self.stamps.answered = True, self.server.clock()
         super().service()
-        self.answered = self.server.clock()
+        self.stamps.answered = self.server.clock()
 
     def waiting(self) -> tuple[str, float] | None:
         if self.will_close or self.close_when_flushed:
             return None
-        stamps = (self.opened, self.answered, self.first_byte, self.headers_done)
-        return waiting(bool(self.requests), self.request, self.reused, stamps)
+        return waiting(bool(self.requests), self.request, self.stamps)
+
+    def overdue(self, now: float) -> str | None:
+        return overdue(self.waiting(), self.stamps, now, self.server.limits)
 
     def del_channel(self, map: Any = None) -> None:
         super().del_channel(map)
@@ -205,7 +223,7 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
         """Close every connection that overran its deadline (waitress's idle check included)."""
         mono = self.clock()
         for channel in list(self.active_channels.values()):
-            reason = overdue(channel.waiting(), mono, self.limits)
+            reason = channel.overdue(mono)
             if reason is not None:
                 channel.will_close = True
                 metrics.HTTP_CONNECTIONS_CLOSED.labels(self.name, reason).inc()

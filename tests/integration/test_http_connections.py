@@ -94,7 +94,7 @@ class Listener:
         if not found:
             return False
         channel = found[0]
-        return not wanted or bool(channel.request or channel.requests or channel.reused)
+        return not wanted or bool(channel.request or channel.requests or channel.stamps.reused)
 
     def until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         deadline = time.monotonic() + timeout

@@ -34,8 +34,10 @@ def test_source_key_groups_an_ipv6_64(host: str, key: str) -> None:
     assert connections.source_key(host) == key
 
 
-# stamps: opened 100, last answer 150, first byte of the current request 160, headers 170
-STAMPS = (100.0, 150.0, 160.0, 170.0)
+def stamps(reused: bool = False, last_byte: float = 165.0) -> connections.Stamps:
+    """Opened at 100, last answered at 150, the current request's first byte at 160 and the
+    end of its headers at 170."""
+    return connections.Stamps(100.0, 150.0, last_byte, 160.0, 170.0, reused)
 
 
 @pytest.mark.parametrize(
@@ -53,25 +55,33 @@ STAMPS = (100.0, 150.0, 160.0, 170.0)
 def test_what_a_connection_waits_for(
     serving: bool, parser: Parser | None, reused: bool, wait: tuple[str, float] | None
 ) -> None:
-    assert connections.waiting(serving, parser, reused, STAMPS) == wait
+    assert connections.waiting(serving, parser, stamps(reused)) == wait
 
 
 @pytest.mark.parametrize(
-    ("wait", "now", "reason"),
+    ("wait", "last_byte", "now", "reason"),
     [
-        (None, 10_000.0, None),
-        (("header_timeout", 100.0), 110.0, None),  # exactly at the deadline: still allowed
-        (("header_timeout", 100.0), 110.5, "header_timeout"),
-        (("body_timeout", 100.0), 129.0, None),
-        (("body_timeout", 100.0), 130.5, "body_timeout"),
-        (("idle_timeout", 100.0), 159.0, None),
-        (("idle_timeout", 100.0), 160.5, "idle_timeout"),
+        (None, 100.0, 10_000.0, None),
+        (("header_timeout", 100.0), 109.0, 110.0, None),  # exactly at the deadline: allowed
+        (("header_timeout", 100.0), 110.4, 110.5, "header_timeout"),  # however busy
+        (("body_timeout", 100.0), 128.0, 129.0, None),
+        (("body_timeout", 100.0), 130.0, 130.5, "body_timeout"),
+        (("body_timeout", 100.0), 100.0, 129.0, None),  # silent 29 s: not yet idle (60 s)
+        (("idle_timeout", 150.0), 100.0, 209.0, None),  # idle from the answer, at 150
+        (("idle_timeout", 150.0), 100.0, 210.5, "idle_timeout"),
     ],
 )
 def test_overdue_after_its_own_timeout(
-    wait: tuple[str, float] | None, now: float, reason: str | None
+    wait: tuple[str, float] | None, last_byte: float, now: float, reason: str | None
 ) -> None:
-    assert connections.overdue(wait, now, LIMITS) == reason
+    assert connections.overdue(wait, stamps(last_byte=last_byte), now, LIMITS) == reason
+
+
+def test_a_stalled_body_is_idle_before_its_deadline() -> None:
+    short_idle = connections.Limits(body_timeout=30, idle_timeout=2)
+    wait = ("body_timeout", 170.0)
+    assert connections.overdue(wait, stamps(last_byte=171.0), 172.5, short_idle) is None
+    assert connections.overdue(wait, stamps(last_byte=171.0), 173.5, short_idle) == "idle_timeout"
 
 
 def test_open_files_soft_limit_is_raised_to_the_hard_limit() -> None:
