@@ -11,10 +11,11 @@ or slow client costs a socket and a channel, never a thread. What waitress leave
 ``GuardedServer`` (a waitress server) closes those: ``poll()`` instead of ``select()``; at
 most ``per_source`` connections from one address (IPv6: one /64), checked at accept time;
 deadlines for a request's headers (from its first byte, or from the connect for a
-connection's first request) and for its body (from the end of the headers); and, at
-``max_connections``, the connections that have waited longest are closed to admit the new one,
-so a fresh request is always read. Up to 64 connections are accepted per wake-up: the loop
-visits every connection once per wake-up, so accepting one at a time is quadratic.
+connection's first request) and for its body (from the end of the headers), besides the idle
+timeout (no byte for that long); and, at ``max_connections``, the connections that have
+waited longest are closed to admit the new one, so a fresh request is always read. Up to 64
+connections are accepted per wake-up: the loop visits every connection once per wake-up, so
+accepting one at a time is quadratic.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class Limits:
     per_source: int = 32  # 0: no per-source bound
     header_timeout: float = 10.0
     body_timeout: float = 30.0
-    idle_timeout: float = 30.0  # a kept-alive connection waiting for its next request
+    idle_timeout: float = 30.0  # no byte for this long: between requests, or a stalled one
     exempt: tuple[config.IPNetwork, ...] = ()  # sources without a per-source bound (proxies)
 
     def timeout(self, reason: str) -> float:
@@ -205,8 +206,8 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
         self._paused_until = 0.0
         adj = Adjustments(
             **settings,
-            channel_timeout=limits.idle_timeout,  # waitress's own check; ours is stricter
-            cleanup_interval=1,  # our maintenance enforces the deadlines, once a second
+            channel_timeout=limits.idle_timeout,  # unused: maintenance() replaces waitress's
+            cleanup_interval=1,  # maintenance() enforces the deadlines once a second
             asyncore_use_poll=True,
         )
         super().__init__(app, map={}, adj=adj)
@@ -254,7 +255,7 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
         return True
 
     def _room_for(self, host: str) -> bool:
-        """Whether a connection from ``host`` may be held, closing the longest-waiting one
+        """Whether a connection from ``host`` may be held, closing the longest-waiting ones
         when the listener is full."""
         limits = self.limits
         key = source_key(host)

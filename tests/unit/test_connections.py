@@ -7,6 +7,7 @@ import resource
 from dataclasses import dataclass
 
 import pytest
+import structlog
 
 from receiptd import config, connections
 from receiptd.wiring import daemon
@@ -123,14 +124,21 @@ def test_push_limits_come_from_the_settings(monkeypatch: pytest.MonkeyPatch) -> 
     )
 
 
-def test_push_connections_fit_the_open_files_limit(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_push_connections_fit_the_open_files_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(connections, "raise_open_files_limit", lambda: 1024)
-    limits = daemon.push_limits(_settings(push_max_connections=4096))
+    with structlog.testing.capture_logs() as logs:
+        limits = daemon.push_limits(_settings(push_max_connections=4096))
     # 1024 descriptors less the ops server's 100 and the 256 kept for everything else
     assert limits.max_connections == 1024 - 100 - daemon.FILES_RESERVED
-    assert "push_connections_lowered" in capsys.readouterr().out
+    assert [e for e in logs if e["event"] == "push_connections_lowered"] == [
+        {
+            "event": "push_connections_lowered",
+            "log_level": "warning",
+            "max_connections": 668,
+            "configured": 4096,
+            "open_files_limit": 1024,
+        }
+    ]
 
 
 def test_per_source_bound_within_the_connection_limit() -> None:
