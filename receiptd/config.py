@@ -171,7 +171,12 @@ class Settings(BaseSettings):
     push_threads: int = Field(8, ge=1, le=64)
     push_max_body: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     push_max_elements: int = Field(5000, ge=1, le=100_000)
-    push_channel_timeout: float = Field(30.0, gt=0, le=600)
+    push_channel_timeout: float = Field(30.0, gt=0, le=600)  # a kept-alive connection, idle
+    # What one client can hold of the listener (receiptd.connections; docs/push.md).
+    push_max_connections: int = Field(1024, ge=16, le=65536)  # then the longest-waiting goes
+    push_max_connections_per_source: int = Field(32, ge=0, le=65536)  # 0: unbounded
+    push_header_timeout: float = Field(10.0, gt=0, le=600)  # from the connect / first byte
+    push_body_timeout: float = Field(30.0, gt=0, le=600)  # from the end of the headers
 
     # Status horizon and retention (receiptd.horizon, receiptd.retention; docs/operations.md).
     # Seconds a pending send is asked about (72 h, fact 12); 0 = up to the query window.
@@ -301,6 +306,12 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _check_push_connections(self) -> Settings:
+        if self.push_max_connections_per_source > self.push_max_connections:
+            raise ValueError("push_max_connections_per_source must not exceed push_max_connections")
+        return self
+
+    @model_validator(mode="after")
     def _check_socket_timeout(self) -> Settings:
         if self.consumer_socket_timeout <= self.consumer_wait_seconds:
             raise ValueError(
@@ -418,6 +429,15 @@ def parse_networks(value: str) -> tuple[IPNetwork, ...]:
         except ValueError:
             raise ValueError(f"{item!r} is not an IP address or network") from None
     return tuple(out)
+
+
+def in_networks(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    """Whether ``address`` (an IP address as text) is in one of ``networks``."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 def _split_urls(value: str) -> list[str]:

@@ -1,7 +1,8 @@
 """The operations endpoint: /healthz, /readyz, /metrics and the optional status lookup.
 
-A small WSGI app served by waitress (bounded worker threads, channel timeouts, body and
-header limits). Every answer is JSON or Prometheus text; bad requests get a clean 4xx.
+A small WSGI app served by waitress (bounded worker threads, body and header limits, and the
+connection bounds of ``receiptd.connections``). Every answer is JSON or Prometheus text; bad
+requests get a clean 4xx.
 """
 
 from __future__ import annotations
@@ -9,14 +10,14 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from waitress.server import create_server
 
-from receiptd import domain, metrics, ports, registration
+from receiptd import connections, domain, metrics, ports, registration
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -29,6 +30,8 @@ SendRegistrar = Callable[[list[ports.NewSend]], int]
 MAX_BIZ_ID = 64
 MAX_REGISTRATION_BODY = 1024 * 1024  # bytes; about 5,000 sends per request
 MAX_REGISTRATION_SENDS = 5000
+# The ops port is scraped and probed, never public: the same bounds, fewer connections.
+OPS_LIMITS = connections.Limits(max_connections=100)
 _STATUS_TEXT = {
     200: "OK",
     400: "Bad Request",
@@ -247,25 +250,35 @@ def _send(
 
 
 class OpsServer:
-    """waitress in a background thread; ``close()`` stops it."""
+    """waitress in a background thread, bounded by ``limits`` (``receiptd.connections``);
+    ``close()`` stops it."""
 
     def __init__(
-        self, app: Callable[..., Any], host: str, port: int, threads: int = 4, **options: Any
+        self,
+        app: Callable[..., Any],
+        host: str,
+        port: int,
+        threads: int = 4,
+        limits: connections.Limits = OPS_LIMITS,
+        name: str = "ops",
+        clock: Callable[[], float] = time.monotonic,
+        **options: Any,
     ) -> None:
-        """``options`` override waitress's settings below (the push listener has its own)."""
+        """``options`` override waitress's settings below (the push listener has its own);
+        ``clock`` times the connection deadlines (tests control it)."""
         settings: dict[str, Any] = {
             "threads": threads,
-            "channel_timeout": 30,
             "max_request_header_size": 16 * 1024,
             "max_request_body_size": MAX_REGISTRATION_BODY,
-            "connection_limit": 100,
             "clear_untrusted_proxy_headers": True,
             "ident": "receiptd",
         }
-        self._server = create_server(app, host=host, port=port, **{**settings, **options})
+        self._server = connections.GuardedServer(
+            app, limits, name, clock, host=host, port=port, **{**settings, **options}
+        )
         self.failed: BaseException | None = None
         self._closing = threading.Event()
-        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name=f"http-{name}", daemon=True)
 
     @property
     def port(self) -> int:

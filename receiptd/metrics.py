@@ -104,6 +104,20 @@ RECEIPTS = Counter(
     ["channel", "type", "outcome"],
     registry=REGISTRY,
 )
+# Connection bounds of the HTTP listeners (receiptd.connections; docs/push.md).
+HTTP_CONNECTIONS = Gauge(
+    "receiptd_http_connections",
+    "Connections a listener holds open, by listener (push|ops).",
+    ["listener"],
+    registry=REGISTRY,
+)
+HTTP_CONNECTIONS_CLOSED = Counter(
+    "receiptd_http_connections_closed",
+    "Connections a listener closed or refused to protect itself, by listener (push|ops) and "
+    "reason (source_limit|shed|full|header_timeout|body_timeout|idle_timeout).",
+    ["listener", "reason"],
+    registry=REGISTRY,
+)
 # Webhooks (event outbox + dispatcher).
 EVENTS = Counter(
     "receiptd_events",

@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import hashlib
 import hmac
-import ipaddress
 import json
 import time
 import uuid
@@ -30,7 +29,7 @@ from datetime import tzinfo
 from typing import Any
 
 from receiptd import batch as batches
-from receiptd import config, domain, group_commit, metrics, ports, push_formats
+from receiptd import config, connections, domain, group_commit, metrics, ports, push_formats
 from receiptd.clock import Clock, utc_now
 from receiptd.http import OpsServer, StartResponse, _json
 from receiptd.logs import get_logger
@@ -297,29 +296,24 @@ def client_address(environ: Mapping[str, Any], trusted: tuple[config.IPNetwork, 
     return peer
 
 
-def _allowed(address: str, networks: tuple[config.IPNetwork, ...]) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in networks)
+_allowed = config.in_networks
 
 
 class PushListener:
-    """The push listener as a service Loop: waitress on its own port in a thread."""
+    """The push listener as a service Loop: waitress on its own port in a thread, bounded
+    by ``limits`` (``receiptd.connections``: what one client can hold)."""
 
-    def __init__(self, app: PushApp, host: str, port: int, threads: int, timeout: float) -> None:
+    def __init__(
+        self, app: PushApp, host: str, port: int, threads: int, limits: connections.Limits
+    ) -> None:
         self._server = OpsServer(
             app,
             host,
             port,
             threads=threads,
-            channel_timeout=max(1, round(timeout)),
-            # waitress checks idle channels every cleanup_interval (default 30 s): a slow
-            # client is dropped within about timeout + timeout / 2.
-            cleanup_interval=max(1, round(timeout / 2)),
+            limits=limits,
+            name="push",
             max_request_body_size=app.cfg.max_body,
-            connection_limit=max(100, threads * 16),
             clear_untrusted_proxy_headers=False,  # PushApp reads X-Forwarded-For itself
         )
         self._stopping = False

@@ -7,16 +7,21 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from receiptd import config, ports, push, webhooks
+from receiptd import config, connections, ports, push, webhooks
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
-from receiptd.http import Check, OpsApp, OpsServer, Probes, run_check
+from receiptd.http import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
+from receiptd.logs import get_logger
 from receiptd.notify import Notifier
 from receiptd.service import Job, Service, ServiceParts
 from receiptd.wiring import core
 
 COMPENSATOR_JOB = "compensator"
+# File descriptors kept for everything but the listeners' connections: database pools, MNS
+# and provider API sockets, webhook connections, logs, the event loops' own.
+FILES_RESERVED = 256
+log = get_logger(__name__)
 
 
 class CannotListen(Exception):
@@ -140,15 +145,34 @@ def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[pu
     host, port = config.split_host_port(settings.push_addr)
     try:
         listener = push.PushListener(
-            push.PushApp(sink, cfg),
-            host,
-            port,
-            settings.push_threads,
-            settings.push_channel_timeout,
+            push.PushApp(sink, cfg), host, port, settings.push_threads, push_limits(settings)
         )
     except OSError as exc:
         raise CannotListen("push_addr", settings.push_addr, exc) from exc
     return [listener]
+
+
+def push_limits(settings: config.Settings) -> connections.Limits:
+    """The push listener's connection bounds; at most what the open-files limit leaves
+    after the ops server and the rest of the process (the soft limit is raised first)."""
+    open_files = connections.raise_open_files_limit()
+    room = open_files - OPS_LIMITS.max_connections - FILES_RESERVED
+    most = max(16, min(settings.push_max_connections, room))
+    if most < settings.push_max_connections:
+        log.warning(
+            "push_connections_lowered",
+            max_connections=most,
+            configured=settings.push_max_connections,
+            open_files_limit=open_files,
+        )
+    return connections.Limits(
+        max_connections=most,
+        per_source=min(settings.push_max_connections_per_source, most),
+        header_timeout=settings.push_header_timeout,
+        body_timeout=settings.push_body_timeout,
+        idle_timeout=settings.push_channel_timeout,
+        exempt=config.parse_networks(settings.push_trusted_proxies),  # a proxy: many clients
+    )
 
 
 def _secret(value: SecretStr | None) -> str | None:

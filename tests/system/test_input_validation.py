@@ -83,6 +83,10 @@ BAD_VALUES: dict[str, list[str]] = {
     "push_max_body": ["0", "1023", "big"],
     "push_max_elements": ["0", "100001"],
     "push_channel_timeout": ["0", "601", "nan"],
+    "push_max_connections": ["15", "65537", "many"],
+    "push_max_connections_per_source": ["-1", "2000", "1.5"],  # 2000: over max_connections
+    "push_header_timeout": ["0", "601", "inf"],
+    "push_body_timeout": ["0", "-1", "nan"],
     # Webhooks
     "webhook_urls": ["ftp://a.example/x", "a.example/x"],
     "webhook_secret": ["not-a-secret", "whsec_c2hvcnQ="],
