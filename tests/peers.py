@@ -71,16 +71,18 @@ class Seen:
     request: bytes = b""
 
 
-def misbehaviour_bytes(act: Act, request_side: bool = False) -> bytes:
-    """What a peer sends before it closes, for the acts that send anything."""
-    if act is Act.CLOSE_MID_ANSWER:
-        if request_side:  # the head promises 200 bytes of body, 9 come
-            return b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 200\r\n\r\n" + b'{"code":0'
+GARBAGE = b"\x16\x03\x01\x00\xa5 this is not HTTP\r\n\x00\xff\r\n\r\n"
+NONSENSE = b"<<<\x00 not json, not xml \xff>>>"
+
+
+def misbehaviour_bytes(act: Act) -> bytes:
+    """What a misbehaving server sends before it closes (nothing for RESET and SILENCE)."""
+    if act is Act.CLOSE_MID_ANSWER:  # the head promises 34 bytes, 1 comes
         return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 34\r\n\r\n{"
     if act is Act.GARBAGE:
-        return b"\x16\x03\x01\x00\xa5 this is not HTTP\r\n\x00\xff\r\n\r\n"
+        return GARBAGE
     if act is Act.BAD_BODY:
-        return Answer(200, b"<<<\x00 not json, not xml \xff>>>", "text/xml").encode()
+        return Answer(200, NONSENSE, "text/xml").encode()
     return b""
 
 
@@ -178,12 +180,13 @@ class MisbehavingServer:
 
 
 class MisbehavingClients:
-    """``with MisbehavingClients(port) as clients: clients.act(Act.RESET)``: misbehave as a
-    server's client. A SILENCE connection stays open, idle, until the block ends (the server's
-    own timeout may close it first)."""
+    """``with MisbehavingClients(port, path) as clients: clients.act(Act.RESET)``: misbehave
+    as a server's client, with POSTs to ``path``. A SILENCE connection stays open, idle, until
+    the block ends (the server's own timeout may close it first)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, path: str = "/", host: str = "127.0.0.1") -> None:
         self._address = (host, port)
+        self._path = path
         self._idle: list[socket.socket] = []
 
     def __enter__(self) -> MisbehavingClients:
@@ -200,16 +203,26 @@ class MisbehavingClients:
             self._idle.append(sock)
             return b""
         try:
-            if act is Act.RESET:
-                sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            if act is Act.RESET:  # the head promises 100 bytes, 1 comes, then a RST
+                sock.sendall(self._head(100) + b"{")
                 reset(sock)
                 return b""
-            sock.sendall(misbehaviour_bytes(act, request_side=True))
-            if act is Act.CLOSE_MID_ANSWER:
-                sock.shutdown(socket.SHUT_WR)  # half a body, then the end of the stream
+            if act is Act.CLOSE_MID_ANSWER:  # the head promises 200 bytes, 9 come, then EOF
+                sock.sendall(self._head(200) + b'{"code":0')
+                sock.shutdown(socket.SHUT_WR)
+            elif act is Act.GARBAGE:
+                sock.sendall(GARBAGE)
+            else:  # BAD_BODY: a whole request whose body is nonsense
+                sock.sendall(self._head(len(NONSENSE)) + NONSENSE)
             return _read_to_end(sock)
         finally:
             close(sock)
+
+    def _head(self, length: int) -> bytes:
+        return (
+            f"POST {self._path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+        ).encode()
 
 
 def _read_to_end(sock: socket.socket) -> bytes:

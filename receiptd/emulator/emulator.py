@@ -274,6 +274,10 @@ class Emulator:
         """The cap, long polls held now and at most per queue, held in total and refused."""
         return self.mns.long_polls.stats()
 
+    def wait_long_polls(self, queue: str, holding: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until ``holding`` long polls are held on ``queue`` (a name or report/up)."""
+        return self.mns.long_polls.wait_holding(self.queue_name(queue), holding, timeout)
+
     def issue_token(self, message_type: str = "SmsReport") -> Credential:
         """A temporary credential for an Alicom queue, as QueryTokenForMnsQueue would issue."""
         queue = self.profile.queue_prefix + message_type
