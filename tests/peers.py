@@ -294,4 +294,3 @@ def pump(a: socket.socket, b: socket.socket) -> None:
         sel.close()
         close(a)
         close(b)
-

@@ -80,4 +80,3 @@ def test_long_poll_of_a_vanished_client_frees_its_slot_and_its_message_comes_bac
 
 def refuse() -> None:
     raise OSError("this test's client is gone")
-
