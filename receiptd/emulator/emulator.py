@@ -6,7 +6,7 @@ import dataclasses
 import random
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -325,18 +325,21 @@ class Emulator:
             raise ValueError(f"{kind} is not in push mode")
         pusher.submit(list(elements))
 
-    def wait_push_idle(self, kind: str, timeout: float = 30.0) -> bool:
-        """Wait until every receipt of ``kind`` was accepted or given up (True), or timeout."""
+    def wait_push(
+        self, kind: str, until: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> bool:
+        """Wait until ``until(push_stats()[kind])`` holds (True), or ``timeout`` passes."""
         pusher = self.pushers.get(kind)
         if pusher is None:
             raise ValueError(f"{kind} is not in push mode")
-        return pusher.wait_idle(timeout)
+        return pusher.wait_until(until, timeout)
+
+    def wait_push_idle(self, kind: str, timeout: float = 30.0) -> bool:
+        """Wait until every receipt of ``kind`` was accepted or given up (True), or timeout."""
+        return self.wait_push(kind, lambda stats: stats["pending"] == 0, timeout)
 
     def push_stats(self) -> dict[str, dict[str, Any]]:
-        return {
-            kind: {**p.stats.as_dict(), "pending": p.pending()}
-            for kind, p in list(self.pushers.items())
-        }
+        return {kind: p.snapshot() for kind, p in list(self.pushers.items())}
 
     def _divert(self, queue: str, bodies: list[str]) -> bool:
         kinds = {self.profile.report_queue: "SmsReport", self.profile.up_queue: "SmsUp"}

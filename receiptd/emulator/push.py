@@ -168,10 +168,19 @@ class Pusher:
         with self._lock:
             return len(self._buffer) + self._queued + self._in_flight + self._retrying
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait until nothing is pending (every receipt accepted or given up)."""
+    def snapshot(self) -> dict[str, Any]:
+        """The stats, ``pending`` and ``retrying`` (receipts waiting for a retry timer)."""
         with self._lock:
-            return self._lock.wait_for(lambda: self.pending() == 0, timeout)
+            return {**self.stats.as_dict(), "pending": self.pending(), "retrying": self._retrying}
+
+    def wait_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
+        """Wait until ``predicate(snapshot())`` holds; every change of stage notifies.
+
+        A retry's timer is set in the same locked step that counts its receipts as retrying,
+        so ``retrying == n`` means n receipts wait for timers that exist (a test on a
+        ManualClock may advance it then)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: predicate(self.snapshot()), timeout)
 
     def stop(self) -> None:
         with self._lock:
@@ -201,6 +210,7 @@ class Pusher:
         """Hand a request to the senders (the lock is held)."""
         self._queued += len(request.elements)
         self._requests.put(request)
+        self._lock.notify_all()
 
     def _send_loop(self) -> None:
         while True:
@@ -215,7 +225,7 @@ class Pusher:
             finally:
                 with self._lock:
                     self._in_flight -= len(request.elements)
-                    self._lock.notify_all()  # wait_idle
+                    self._lock.notify_all()  # wait_until
 
     def _attempt(self, request: _Request) -> tuple[str, bool]:
         """(the answer's status or the failure's name, accepted) of one POST."""
@@ -243,9 +253,12 @@ class Pusher:
                 self.stats.given_up += len(request.elements)
                 log.warning("emulator push gave up %d receipts", len(request.elements))
                 return
+            retry = _Request(request.elements, request.attempt + 1)
+            # Under the lock (the scheduler never calls back into a pusher while holding
+            # its own): a receipt counted as retrying always has its timer.
+            self._scheduler.after(delays[request.attempt], lambda: self._requeue(retry))
             self._retrying += len(request.elements)
-        retry = _Request(request.elements, request.attempt + 1)
-        self._scheduler.after(delays[request.attempt], lambda: self._requeue(retry))
+            self._lock.notify_all()
 
     def _requeue(self, request: _Request) -> None:
         with self._lock:
