@@ -22,6 +22,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
         self._stopped = False
+        self._running = False  # a callback is under way (wait_idle)
         self._thread: threading.Thread | None = None
         self.failures = 0  # callbacks that raised
         if isinstance(clock, ManualClock):
@@ -66,6 +67,12 @@ class Scheduler:
                 return None
             return self._heap[0][0]
 
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until no callback is pending or running: every scheduled receipt has reached
+        its queue (or push buffer). True when idle within ``timeout``."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._heap and not self._running, timeout)
+
     def wake(self) -> None:
         """The clock moved (``ManualClock.advance``): look at the heap again."""
         with self._cond:
@@ -88,6 +95,7 @@ class Scheduler:
                 if self._stopped:
                     return
                 _, _, callback = heapq.heappop(self._heap)
+                self._running = True
             # A catch-all on purpose: callbacks are the emulator's own (enqueue a receipt,
             # requeue a push) and touch no peer, so what raises is a defect; it is logged and
             # counted, and the timers of every other receipt keep running.
@@ -96,3 +104,7 @@ class Scheduler:
             except Exception:
                 self.failures += 1
                 log.exception("emulator scheduled callback failed")
+            finally:
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()  # wait_idle
