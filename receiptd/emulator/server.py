@@ -224,6 +224,11 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self._conn_lock = threading.Lock()
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver's hook for what escapes a request (a thread that cannot start, say):
+        logged, that connection dropped, the server goes on serving."""
+        log.exception("emulator could not serve a connection from %s", client_address)
+
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:
             self._connections.add(request)
