@@ -8,8 +8,7 @@ token and lookup clients, its push listener and webhook senders).
   emulator), so a client meets the misbehaviours first and the real thing afterwards.
   ``wait_connections(n)`` waits on a condition, never on a sleep.
 * ``MisbehavingClients(port)``: the same acts from the client's side, for servers.
-* ``pump`` / ``close``: the byte-for-byte forwarding both share with ``tests.system``'s
-  ``CutProxy``.
+* ``pump`` / ``close``: byte-for-byte forwarding, shared with ``tests.system``'s ``CutProxy``.
 """
 
 from __future__ import annotations
