@@ -24,6 +24,7 @@ from receiptd.emulator.emulator import Emulator
 from receiptd.emulator.faults import FaultSpec
 from receiptd.health import Health
 from receiptd.testing.emulated import emulator_settings
+from tests.system.reliability import wait_for
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 # Full size on PostgreSQL; SQLite and MariaDB take a fifth to keep CI time reasonable.
@@ -196,6 +197,9 @@ def test_ten_percent_mns_faults_lose_and_duplicate_nothing(
         consume(settings, SqlStore(engine), rounds=1)
         if depth(emu) == 0:
             break
+        # Wait for what a reset left in flight to be visible again (2 s): a round that finds
+        # the queue empty ends at once, so ten of them could pass within the timeout.
+        wait_for(lambda: emu.queue_depth("report")["inflight"] == 0, 30, "in flight: back")
     mns_calls = [c for c in emu.calls() if c.api.startswith("MNS.")]
     faults = {c.fault for c in mns_calls if c.fault != "none"}
     assert {"error", "reset_before", "reset_after"} <= faults
