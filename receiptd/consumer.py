@@ -12,6 +12,9 @@ docs/consumer.md has the long form.
 * A long poll answered empty much sooner than its wait is a refusal (the MNS long-poll cap):
   the leader backs off with jitter (``receiptd.polling``).
 * Receive errors back off with jitter; an auth error retries at once with a fresh token.
+  Whatever MNS or Dybaseapi can do to a call (an answer cut short, a reset, garbage, a
+  timeout) reaches a worker as ``ports.QueueError`` from its adapter, so only a defect
+  escapes the loop's ``except`` (tests/integration/test_misbehaving_peers.py).
 * Stop: ``stop()`` sets one event, wakes the sleepers and cuts an idle long poll short by
   closing its connection (``ReceiptQueue.abort``); a worker with a batch in hand finishes it
   (commit, delete) and exits.

@@ -91,6 +91,10 @@ class Sender:
             response = self._pool.urlopen(
                 "POST", self._target, body=body.encode("utf-8"), headers=headers, redirect=False
             )
+        # Everything a receiver can do to an attempt: urllib3 wraps an answer cut short, a
+        # reset, bytes that are not HTTP and timeouts in its HTTPError (ProtocolError,
+        # ReadTimeoutError); OSError covers the rest. A failed attempt, retried on backoff
+        # (tests/integration/test_misbehaving_peers.py).
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             return Response(None, _describe(exc))
         code = int(response.status)

@@ -6,6 +6,7 @@ real, unmodified SDKs run against it. See docs/emulator.md.
 """
 
 from receiptd.emulator.calls import RecordedCall
+from receiptd.emulator.clock import ManualClock
 from receiptd.emulator.emulator import Emulator, EmulatorInfo
 from receiptd.emulator.faults import FaultSpec
 from receiptd.emulator.profiles import Failure, Profile
@@ -18,6 +19,7 @@ __all__ = [
     "EmulatorInfo",
     "Failure",
     "FaultSpec",
+    "ManualClock",
     "Profile",
     "RecordedCall",
     "Route",

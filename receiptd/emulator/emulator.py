@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import random
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +14,7 @@ from typing import Any
 
 from receiptd.emulator import push, receipts
 from receiptd.emulator.calls import CallLog, RecordedCall
+from receiptd.emulator.clock import Clock
 from receiptd.emulator.credentials import Credential, CredentialStore, KeyKind
 from receiptd.emulator.dybase import Dybase
 from receiptd.emulator.dysms import Dysms
@@ -83,6 +85,9 @@ class Emulator:
     Huawei KooMessage's send-details API.
 
     Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port.
+    `clock` (epoch seconds) is the provider's time: sends, receipt arrival, token expiry and
+    push retries follow it (a `clock.ManualClock` lets a test move it); signatures, queue
+    visibility and long polls keep the real time.
     """
 
     def __init__(
@@ -91,8 +96,10 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         token_lifetime: float | None = None,
+        clock: Clock = time.time,
     ) -> None:
         self.profile = Profile.load(profile)
+        self.clock = clock
         self.token_lifetime = (
             self.profile.token_lifetime if token_lifetime is None else token_lifetime
         )
@@ -101,7 +108,7 @@ class Emulator:
         self._server: ServerThread | None = None
         self._stopped = False
         self._rng = random.Random(self.profile.seed)
-        self.credentials = CredentialStore()
+        self.credentials = CredentialStore(clock)
         self.credentials.add(Credential(ACCESS_KEY_ID, ACCESS_KEY_SECRET, KeyKind.ACCOUNT))
         self.credentials.add(Credential(MNS_OWNER_KEY_ID, MNS_OWNER_KEY_SECRET, KeyKind.MNS_OWNER))
         self.mns = MnsService(
@@ -113,8 +120,10 @@ class Emulator:
         for queue in (self.profile.report_queue, self.profile.up_queue):
             self.mns.create_queue(queue)
         self.sms_records = SmsRecords(seed=self.profile.seed)
-        self.scheduler = Scheduler()
-        self.provider = SmsProvider(self.profile, self.sms_records, self.mns, self.scheduler)
+        self.scheduler = Scheduler(clock)
+        self.provider = SmsProvider(
+            self.profile, self.sms_records, self.mns, self.scheduler, clock=clock
+        )
         self.pushers: dict[str, push.Pusher] = {}
         for kind, push_spec in self.profile.push.items():
             self.set_push(kind, push_spec)
@@ -135,7 +144,7 @@ class Emulator:
         from receiptd.emulator import control  # control needs Emulator: import late
 
         gateway = PopGateway(PopVerifier(self.credentials))
-        Dysms(self.provider).register(gateway)
+        Dysms(self.provider, clock=self.clock).register(gateway)
         Dybase(self.credentials, self.profile.queue_prefix, lambda: self.token_lifetime).register(
             gateway
         )
@@ -265,6 +274,10 @@ class Emulator:
         """The cap, long polls held now and at most per queue, held in total and refused."""
         return self.mns.long_polls.stats()
 
+    def wait_long_polls(self, queue: str, holding: int = 1, timeout: float = 10.0) -> bool:
+        """Wait until ``holding`` long polls are held on ``queue`` (a name or report/up)."""
+        return self.mns.long_polls.wait_holding(self.queue_name(queue), holding, timeout)
+
     def issue_token(self, message_type: str = "SmsReport") -> Credential:
         """A temporary credential for an Alicom queue, as QueryTokenForMnsQueue would issue."""
         queue = self.profile.queue_prefix + message_type
@@ -312,11 +325,21 @@ class Emulator:
             raise ValueError(f"{kind} is not in push mode")
         pusher.submit(list(elements))
 
+    def wait_push(
+        self, kind: str, until: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+    ) -> bool:
+        """Wait until ``until(push_stats()[kind])`` holds (True), or ``timeout`` passes."""
+        pusher = self.pushers.get(kind)
+        if pusher is None:
+            raise ValueError(f"{kind} is not in push mode")
+        return pusher.wait_until(until, timeout)
+
+    def wait_push_idle(self, kind: str, timeout: float = 30.0) -> bool:
+        """Wait until every receipt of ``kind`` was accepted or given up (True), or timeout."""
+        return self.wait_push(kind, lambda stats: stats["pending"] == 0, timeout)
+
     def push_stats(self) -> dict[str, dict[str, Any]]:
-        return {
-            kind: {**p.stats.as_dict(), "pending": p.pending()}
-            for kind, p in list(self.pushers.items())
-        }
+        return {kind: p.snapshot() for kind, p in list(self.pushers.items())}
 
     def _divert(self, queue: str, bodies: list[str]) -> bool:
         kinds = {self.profile.report_queue: "SmsReport", self.profile.up_queue: "SmsUp"}

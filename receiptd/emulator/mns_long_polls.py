@@ -2,7 +2,7 @@
 
 MNS caps concurrent long polls per queue and user; past the cap ``ReceiveMessage`` answers at
 once with 404 ``MessageNotExist`` instead of holding the request, and the request is still
-billed (``../shared/spec`` fact 11 in the project's spec notes; docs/emulator.md). A receive
+billed (docs/emulator.md, "Long-poll cap"). A receive
 without a wait (``waitseconds=0``, or none with the queue's ``PollingWaitSeconds`` 0) is not a
 long poll and is never refused.
 """
@@ -37,7 +37,7 @@ class LongPolls:
     """Thread-safe count of long polls being held, by queue and by access key."""
 
     def __init__(self, cap: LongPollCap | None = None) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # wait_holding waits on it
         self.cap = cap or LongPollCap()
         self._queues: Counter[str] = Counter()
         self._keys: Counter[str] = Counter()
@@ -63,12 +63,20 @@ class LongPolls:
             self._keys[key] += 1
             self._held += 1
             self._peak[queue] = max(self._peak[queue], self._queues[queue])
+            self._lock.notify_all()
         try:
             yield
         finally:
             with self._lock:
                 self._queues[queue] -= 1
                 self._keys[key] -= 1
+                self._lock.notify_all()
+
+    def wait_holding(self, queue: str, count: int, timeout: float) -> bool:
+        """Wait until exactly ``count`` long polls are held on ``queue`` (tests: a poll has
+        started waiting, or its thread has let go of it)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: self._queues[queue] == count, timeout)
 
     def stats(self) -> dict[str, Any]:
         """Cap, long polls held now and at most (by queue), held in total and refused."""

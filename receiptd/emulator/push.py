@@ -1,6 +1,6 @@
 """Push mode: receipts delivered by HTTP POST to a callback URL instead of an MNS queue.
 
-Modelled on ``../shared/spec/push.md``. Alibaba POSTs JSON arrays (several receipts merged into
+Behaviour and sources: docs/push.md. Alibaba POSTs JSON arrays (several receipts merged into
 one request) and counts only HTTP 200 with a JSON ``code`` equal to the number 0 as success;
 anything else is retried on the documented schedule and given up after the last attempt (the
 receipt is then lost: only QuerySendDetails recovers it). KooMessage POSTs its AIM envelope
@@ -9,7 +9,12 @@ receipt is then lost: only QuerySendDetails recovers it). KooMessage POSTs its A
 Two readings of Alibaba's schedule exist: ``short`` (doc 101867: 1, 5, 10 minutes; its "3
 attempts in all" read literally is ``short3``) and ``long`` (doc 414224:
 1/5/10/30/60/60/60/60/60 minutes). Delays count from the previous failed
-attempt. ``time_scale`` multiplies every delay, so tests run the schedule in seconds.
+attempt, on the scheduler's clock. ``time_scale`` multiplies every delay, so tests run the
+schedule in seconds (or at full length on a ``ManualClock`` they advance).
+
+A sender thread survives whatever a receiver does to an attempt (a refused or reset
+connection, a timeout, an answer cut short, bytes that are not HTTP): like the real provider,
+it counts the attempt as failed and pushes again on the schedule.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import http.client
 import json
 import logging
 import queue
@@ -140,6 +146,9 @@ class Pusher:
         self._lock = threading.Condition()
         self._buffer: list[Any] = []
         self._requests: queue.Queue[_Request | None] = queue.Queue()
+        # Receipts by stage; every move between stages happens under the lock, so pending()
+        # never sees a receipt in none of them.
+        self._queued = 0
         self._retrying = 0
         self._in_flight = 0
         self._stopped = False
@@ -157,8 +166,21 @@ class Pusher:
     def pending(self) -> int:
         """Receipts not yet accepted nor given up (buffered, queued, in flight, retrying)."""
         with self._lock:
-            queued = sum(len(r.elements) for r in list(self._requests.queue) if r is not None)
-            return len(self._buffer) + queued + self._in_flight + self._retrying
+            return len(self._buffer) + self._queued + self._in_flight + self._retrying
+
+    def snapshot(self) -> dict[str, Any]:
+        """The stats, ``pending`` and ``retrying`` (receipts waiting for a retry timer)."""
+        with self._lock:
+            return {**self.stats.as_dict(), "pending": self.pending(), "retrying": self._retrying}
+
+    def wait_until(self, predicate: Callable[[dict[str, Any]], bool], timeout: float) -> bool:
+        """Wait until ``predicate(snapshot())`` holds; every change of stage notifies.
+
+        A retry's timer is set in the same locked step that counts its receipts as retrying,
+        so ``retrying == n`` means n receipts wait for timers that exist (a test on a
+        ManualClock may advance it then)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: predicate(self.snapshot()), timeout)
 
     def stop(self) -> None:
         with self._lock:
@@ -170,6 +192,8 @@ class Pusher:
             thread.join(timeout=self.spec.timeout + 1)
 
     def _flush_loop(self) -> None:
+        # No peer is involved here (receipts move from the buffer to the request queue):
+        # nothing a receiver does can raise in this loop, so it catches nothing.
         while True:
             with self._lock:
                 while not self._buffer and not self._stopped:
@@ -179,8 +203,14 @@ class Pusher:
             time.sleep(self.spec.linger)  # let a burst gather into one request
             with self._lock:
                 taken, self._buffer = self._buffer, []
-            for start in range(0, len(taken), self.spec.batch):
-                self._requests.put(_Request(taken[start : start + self.spec.batch]))
+                for start in range(0, len(taken), self.spec.batch):
+                    self._enqueue(_Request(taken[start : start + self.spec.batch]))
+
+    def _enqueue(self, request: _Request) -> None:
+        """Hand a request to the senders (the lock is held)."""
+        self._queued += len(request.elements)
+        self._requests.put(request)
+        self._lock.notify_all()
 
     def _send_loop(self) -> None:
         while True:
@@ -188,15 +218,28 @@ class Pusher:
             if request is None:
                 return
             with self._lock:
+                self._queued -= len(request.elements)
                 self._in_flight += len(request.elements)
             try:
-                self._attempt(request)
+                self._record(request, *self._attempt(request))
             finally:
                 with self._lock:
                     self._in_flight -= len(request.elements)
+                    self._lock.notify_all()  # wait_until
 
-    def _attempt(self, request: _Request) -> None:
-        status, ok = self._post(self._encode(request.elements, request.attempt))
+    def _attempt(self, request: _Request) -> tuple[str, bool]:
+        """(the answer's status or the failure's name, accepted) of one POST."""
+        try:
+            return self._post(self._encode(request.elements, request.attempt))
+        except Exception as exc:
+            # A catch-all on purpose: _post already turns everything a receiver can do into a
+            # failed attempt, so what arrives here is an emulator defect (elements that do not
+            # encode, say). It fails this attempt like any other, to be retried and finally
+            # counted as given up: the sender thread never dies, no receipt vanishes uncounted.
+            log.exception("emulator push attempt failed")
+            return type(exc).__name__, False
+
+    def _record(self, request: _Request, status: str, ok: bool) -> None:
         with self._lock:
             self.stats.requests += 1
             self.stats.answers[status] = self.stats.answers.get(status, 0) + 1
@@ -210,14 +253,17 @@ class Pusher:
                 self.stats.given_up += len(request.elements)
                 log.warning("emulator push gave up %d receipts", len(request.elements))
                 return
+            retry = _Request(request.elements, request.attempt + 1)
+            # Under the lock (the scheduler never calls back into a pusher while holding
+            # its own): a receipt counted as retrying always has its timer.
+            self._scheduler.after(delays[request.attempt], lambda: self._requeue(retry))
             self._retrying += len(request.elements)
-        retry = _Request(request.elements, request.attempt + 1)
-        self._scheduler.at(time.time() + delays[request.attempt], lambda: self._requeue(retry))
+            self._lock.notify_all()
 
     def _requeue(self, request: _Request) -> None:
         with self._lock:
             self._retrying -= len(request.elements)
-        self._requests.put(request)
+            self._enqueue(request)
 
     def _post(self, body: bytes) -> tuple[str, bool]:
         req = urllib.request.Request(  # noqa: S310 - the URL is checked to be http(s)
@@ -230,8 +276,13 @@ class Pusher:
             with urllib.request.urlopen(req, timeout=self.spec.timeout) as answer:  # noqa: S310
                 return str(answer.status), accepted(answer.status, answer.read())
         except urllib.error.HTTPError as exc:
+            exc.close()
             return str(exc.code), False
-        except (OSError, ValueError) as exc:
+        # Everything a receiver can do to an attempt: refuse or reset the connection, time
+        # out (OSError: URLError, ConnectionResetError, TimeoutError), close it mid-answer or
+        # answer bytes that are not HTTP (HTTPException: IncompleteRead, RemoteDisconnected,
+        # BadStatusLine, LineTooLong), send a header urllib cannot use (ValueError).
+        except (OSError, http.client.HTTPException, ValueError) as exc:
             return type(exc).__name__, False
 
 

@@ -109,6 +109,12 @@ class _Handler(socketserver.StreamRequestHandler):
                 pass
         except OSError:  # peer reset, idle timeout, or our own shutdown of the socket
             self.close_connection = True
+        except Exception:
+            # A catch-all on purpose: this thread serves one connection, and everything a
+            # client can send is answered above (4xx, or the route's own error); what gets
+            # here is an emulator defect. Log it and drop this connection only.
+            log.exception("emulator connection failed")
+            self.close_connection = True
 
     def _one_request(self) -> bool:
         line = self.rfile.readline(MAX_LINE + 1)
@@ -116,6 +122,8 @@ class _Handler(socketserver.StreamRequestHandler):
             line = self.rfile.readline(MAX_LINE + 1)
         if not line:
             return False
+        if len(line) > MAX_LINE:
+            return self._refuse(414, b"Request line too long")
         parts = line.decode("latin-1").split()
         headers = self._read_headers()
         if len(parts) != 3 or not parts[2].startswith("HTTP/1.") or headers is None:
@@ -138,7 +146,7 @@ class _Handler(socketserver.StreamRequestHandler):
             if line in (b"\r\n", b"\n", b""):
                 return headers
             name, sep, value = line.decode("latin-1").partition(":")
-            if not sep:
+            if not sep or len(line) > MAX_LINE:
                 return None
             key = name.strip().lower()
             value = value.strip()
@@ -159,7 +167,11 @@ class _Handler(socketserver.StreamRequestHandler):
             return None
         if headers.get("expect", "").lower() == "100-continue":
             self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        return self.rfile.read(length) if length else b""
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:  # the client closed mid-body: no request to answer
+            self.close_connection = True
+            return None
+        return body
 
     def _refuse(self, status: int, text: bytes) -> bool:
         self.close_connection = True
@@ -211,6 +223,11 @@ class EmulatorHTTPServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._conn_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """socketserver's hook for what escapes a request (a thread that cannot start, say):
+        logged, that connection dropped, the server goes on serving."""
+        log.exception("emulator could not serve a connection from %s", client_address)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         with self._conn_lock:

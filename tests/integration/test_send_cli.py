@@ -216,7 +216,9 @@ def test_receipts_consumed_and_the_lost_ones_compensated(emu, env, sends) -> Non
                "--template", info.template_code, "--param", '{"code":"9"}')  # fmt: skip
     assert sent.exit_code == 0, sent.output
     biz_id = sent.output.split("BizId ")[1].split()[0]
-    threading.Event().wait(0.3)  # receipts are due within 50 ms
+    # Every receipt is due within 50 ms: wait until they are all in the queue (a fixed
+    # 0.3 s could pass before the emulator's scheduler thread ran on a loaded machine).
+    assert emu.scheduler.wait_idle()
 
     assert cli(env, "consume", "--until-idle", "--queue", "report").exit_code == 0
     assert cli(env, "compensate", "--once", "--grace", "0").exit_code == 0

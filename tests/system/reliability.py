@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import selectors
 import socket
 import threading
 import time
@@ -26,6 +24,7 @@ import sqlalchemy as sa
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import DEAD, REPORT, SEND
 from receiptd.emulator import Emulator
+from tests.peers import close, pump
 
 Key = tuple[str, str]
 
@@ -233,7 +232,7 @@ class CutProxy:
             self._up = False
             victims, self._open = self._open, set()
         for s in victims:
-            _close(s)
+            close(s)
 
     def restore(self) -> None:
         with self._lock:
@@ -254,7 +253,7 @@ class CutProxy:
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
             except OSError:
-                _close(client)
+                close(client)
                 continue
             upstream.settimeout(None)
             with self._lock:
@@ -262,34 +261,7 @@ class CutProxy:
                 if admitted:
                     self._open.update((client, upstream))
             if not admitted:
-                _close(client)
-                _close(upstream)
+                close(client)
+                close(upstream)
                 continue
-            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
-
-
-def _close(s: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        s.shutdown(socket.SHUT_RDWR)
-    with contextlib.suppress(OSError):
-        s.close()
-
-
-def _pump(a: socket.socket, b: socket.socket) -> None:
-    sel = selectors.DefaultSelector()
-    try:
-        sel.register(a, selectors.EVENT_READ, b)
-        sel.register(b, selectors.EVENT_READ, a)
-        while True:
-            for key, _ in sel.select(timeout=1.0):
-                src: socket.socket = key.fileobj  # type: ignore[assignment]
-                data = src.recv(65536)
-                if not data:
-                    return
-                key.data.sendall(data)
-    except (OSError, ValueError):  # closed by cut(): a closed socket has fileno -1
-        return
-    finally:
-        sel.close()
-        _close(a)
-        _close(b)
+            threading.Thread(target=pump, args=(client, upstream), daemon=True).start()

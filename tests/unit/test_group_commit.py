@@ -9,6 +9,7 @@ import pytest
 
 from receiptd import domain, ports
 from receiptd.group_commit import GroupCommit
+from tests.system.reliability import wait_for
 
 
 def one(i: int) -> ports.Batch:
@@ -58,11 +59,27 @@ def run(group: GroupCommit, sink: SlowSink, n: int) -> dict[int, BaseException |
 
 
 def test_concurrent_writes_share_transactions_and_return_after_their_commit() -> None:
+    """The first commit is held until the 39 other writers queue behind it (not a sleep they
+    might outlast on a loaded machine): the second commit carries all of them."""
     sink = SlowSink()
-    outcome = run(GroupCommit(sink.commit), sink, 40)
+    gate = threading.Event()
+    first = sink.commit
+
+    def held(batch: ports.Batch) -> None:
+        if not sink.commits:
+            assert gate.wait(10)
+        first(batch)
+
+    group = GroupCommit(held)
+    outcome: dict[int, BaseException | None] = {}
+    writers = threading.Thread(target=lambda: outcome.update(run(group, sink, 40)))
+    writers.start()
+    wait_for(lambda: len(group._queue) == 39, 10, "39 writers queued behind the leader")
+    gate.set()
+    writers.join(30)
     assert outcome == dict.fromkeys(range(40))
     assert sorted(i for c in sink.commits for i in c) == sorted(str(i) for i in range(40))
-    assert len(sink.commits) < 40  # merged: fewer transactions than requests
+    assert [len(c) for c in sink.commits] == [1, 39]  # merged: two transactions for 40
 
 
 def test_group_size_is_bounded() -> None:

@@ -88,14 +88,27 @@ def test_a_hung_job_is_stale_in_health_and_stops_the_daemon() -> None:
     assert codes == [1]
 
 
+class Ticks:
+    """A monotonic clock the test moves (Health's clock)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_a_long_job_that_heartbeats_is_not_hung() -> None:
-    health = Health()
+    """1.5 s of the job's time, three heartbeat timeouts, a beat every 0.1 s of it: on Health's
+    own clock, so a loaded machine pausing the job thread cannot make it look hung."""
+    ticks = Ticks()
+    health = Health(clock=ticks)
     done = threading.Event()
 
     def long_job() -> None:
-        for _ in range(15):  # 1.5 s, three heartbeat timeouts
+        for _ in range(15):
             health.heartbeat("job.long")
-            time.sleep(0.1)
+            ticks.now += 0.1
         done.set()
 
     service = Service(parts(Job("long", long_job, interval=60, first_run_in=0), health=health))
@@ -112,14 +125,15 @@ def test_stop_awaits_a_running_job_before_disposing_the_engine(finishes: bool) -
     order: list[str] = []
     stopping = threading.Event()
     started = threading.Event()
+    released = threading.Event()
 
     def cycle() -> None:
         started.set()
         if finishes:
             stopping.wait(10)
-            time.sleep(0.2)  # the cycle's last settle
+            time.sleep(0.2)  # the cycle's last settle, after the stop
         else:
-            time.sleep(3)  # ignores stop: outlives the 2 s drain bound
+            released.wait(30)  # ignores stop: outlives the 2 s drain bound, however slow
         order.append("cycle ended")
 
     job = Job("compensator", cycle, interval=60, stop=stopping.set, first_run_in=0)
@@ -128,5 +142,7 @@ def test_stop_awaits_a_running_job_before_disposing_the_engine(finishes: bool) -
     assert started.wait(10)
     service.stop()
     thread.join(10)
+    snapshot = list(order)  # before the hung cycle is let go
+    released.set()
     assert codes == [0]
-    assert order == (["cycle ended", "disposed"] if finishes else [])
+    assert snapshot == (["cycle ended", "disposed"] if finishes else [])

@@ -81,6 +81,12 @@ class SdkSendDetails:
             raise ports.LookupUnavailable(_describe(exc)) from None
         except self._sdk.SdkException as exc:  # connection, timeout, retry outage
             raise ports.LookupUnavailable(f"KooMessage unreachable: {exc}") from None
+        except OSError as exc:  # an answer cut short: requests' errors are OSErrors
+            raise ports.LookupUnavailable(f"KooMessage answer broken: {exc}") from None
+        if response.page_info is None and response.send_details is None:
+            # Not the API's answer (every page carries page_info): a garbled body the SDK
+            # read as an empty object. Read as "nothing sent", it would hide real sends.
+            raise ports.LookupUnavailable("KooMessage answered without page_info")
         return _page_of(response)
 
 

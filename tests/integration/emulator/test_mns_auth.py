@@ -15,7 +15,7 @@ from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, Queue
 
-from receiptd.emulator import Emulator, EmulatorInfo
+from receiptd.emulator import Emulator, EmulatorInfo, ManualClock
 
 from .conftest import query_token
 
@@ -86,19 +86,19 @@ def test_expired_token_is_rejected(emu: Emulator, info: EmulatorInfo, dybase: Dy
 
 
 def test_token_expires_after_its_lifetime() -> None:
-    with Emulator(token_lifetime=1) as emu:
+    """On a clock the test moves: valid for exactly its lifetime, expired from then on (on the
+    real clock a loaded machine could spend the whole second before the first receive)."""
+    clock = ManualClock(1_800_000_000.0)
+    with Emulator(token_lifetime=1, clock=clock) as emu:
         token = emu.issue_token()
-        info = emu.info
+        assert token.expires_at - token.created_at == 1
         creds = (token.access_key_id, token.access_key_secret, token.security_token)
-        with sts_queue(info, *creds) as q:
+        with sts_queue(emu.info, *creds) as q:
             assert error_type(lambda: q.receive_message(wait_seconds=0)) == "MessageNotExist"
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                code = error_type(lambda: q.receive_message(wait_seconds=0))
-                if code != "MessageNotExist":
-                    break
-                time.sleep(0.2)
-            assert code == "SecurityTokenExpired"
+            clock.advance(0.5)
+            assert error_type(lambda: q.receive_message(wait_seconds=0)) == "MessageNotExist"
+            clock.advance(0.5)  # exactly ExpireTime: refused from this instant
+            assert error_type(lambda: q.receive_message(wait_seconds=0)) == "SecurityTokenExpired"
 
 
 def test_missing_or_wrong_security_token(info: EmulatorInfo, dybase: DybaseClient) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import threading
-import time
 import warnings
 
 import pytest
@@ -182,7 +181,7 @@ def test_long_poll_returns_as_soon_as_a_message_arrives(queue: Queue, emu: Emula
         target=lambda: results.append(queue.receive_message(wait_seconds=30).message_body)
     )
     poller.start()
-    time.sleep(0.3)  # let the poll start waiting
+    assert emu.wait_long_polls("work-queue")  # the poll is waiting: the message comes after
     emu.enqueue("work-queue", "wake up")
     poller.join(timeout=15)  # far less than the 30 s wait: it must have returned early
     assert not poller.is_alive()

@@ -1,14 +1,16 @@
-"""Emulator push mode: what counts as accepted, the retry schedules, giving up."""
+"""Emulator push mode: what counts as accepted, the retry schedules, giving up, and receivers
+that misbehave (on a clock the test moves: the documented schedule at full length)."""
 
 from __future__ import annotations
 
 import json
-import time
+import logging
 
 import pytest
 
-from receiptd.emulator import Emulator, Profile
+from receiptd.emulator import Emulator, ManualClock, Profile
 from receiptd.emulator.push import SCHEDULES, PushSpec, accepted, koomessage_body, queue_element
+from tests.peers import MISBEHAVIOURS, Act, Answer, MisbehavingServer
 from tests.system.daemon import free_port
 
 
@@ -38,9 +40,7 @@ def test_gives_up_after_the_last_attempt(schedule: str, attempts: int) -> None:
     with Emulator() as emu:
         emu.set_push("SmsReport", PushSpec(url=url, schedule=schedule, time_scale=0.0001))
         emu.push_elements("SmsReport", [{"biz_id": "1"}, {"biz_id": "2"}])
-        deadline = time.monotonic() + 20
-        while emu.push_stats()["SmsReport"]["pending"] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert emu.wait_push_idle("SmsReport", 20)
         stats = emu.push_stats()["SmsReport"]
     assert stats["requests"] == attempts == len(SCHEDULES[schedule]) + 1
     assert (stats["given_up"], stats["delivered"]) == (2, 0)
@@ -73,11 +73,92 @@ def test_control_api_turns_push_on_and_off() -> None:
         spec = {"type": "SmsUp", "url": url, "schedule": "none", "time_scale": 0}
         control("POST", "push", spec)
         control("POST", "push_elements", {"type": "SmsUp", "elements": [{"x": 1}]})
-        deadline = time.monotonic() + 10
-        while emu.push_stats()["SmsUp"]["pending"] and time.monotonic() < deadline:
-            time.sleep(0.02)
+        assert emu.wait_push_idle("SmsUp", 10)
         stats = control("GET", "push_stats")
         assert stats == {"SmsUp": {**emu.push_stats()["SmsUp"]}}
         assert emu.push_stats()["SmsUp"]["given_up"] == 1
         control("POST", "push", {"type": "SmsUp", "url": None})
         assert emu.push_stats() == {}
+
+
+RECEIPTS = [{"biz_id": f"{900000 + i}^0", "phone_number": f"138{i:08d}"} for i in range(25)]
+
+
+def push_through(
+    peer: MisbehavingServer, attempts: int, schedule: str, caplog: pytest.LogCaptureFixture
+) -> dict[str, object]:
+    """Push RECEIPTS to ``peer`` on a ManualClock; advance it by exactly each documented delay
+    once the retry is set (asserting it is due then); the stats once nothing is pending.
+
+    No error may be logged: a misbehaving receiver is a failed attempt, not an emulator defect
+    (which the sender's catch-all would log)."""
+    caplog.set_level(logging.WARNING, logger="receiptd.emulator")
+    clock = ManualClock(1_800_000_000.0)
+    spec = PushSpec(url=f"{peer.url}/push", schedule=schedule, senders=1, timeout=0.5)
+    with Emulator(clock=clock) as emu:
+        emu.set_push("SmsReport", spec)
+        emu.push_elements("SmsReport", RECEIPTS)
+        for attempt, delay in enumerate(SCHEDULES[schedule][: attempts - 1], start=1):
+            peer.wait_connections(attempt)
+            assert emu.scheduler.wait_pending() == clock() + delay  # the documented delay
+            clock.advance(delay)
+        assert emu.wait_push_idle("SmsReport")
+        stats = emu.push_stats()["SmsReport"]
+        assert emu.scheduler.failures == 0
+    assert len(peer.seen) == attempts
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    for request in peer.requests():  # every attempt carries every receipt
+        assert json.loads(request.partition(b"\r\n\r\n")[2]) == RECEIPTS
+    return stats
+
+
+def test_receiver_closing_resetting_and_garbling_then_answering_gets_every_receipt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The short schedule (1, 5, 10 min: four attempts): three misbehaving answers, then a
+    normal one on the last attempt; nothing is given up."""
+    script = [Act.CLOSE_MID_ANSWER, Act.RESET, Act.GARBAGE]
+    with MisbehavingServer(script, then=Answer()) as peer:
+        stats = push_through(peer, attempts=4, schedule="short", caplog=caplog)
+    assert (stats["delivered"], stats["given_up"], stats["pending"]) == (25, 0, 0)
+    assert (stats["requests"], stats["failed"], stats["accepted"]) == (4, 3, 1)
+    answers = dict(stats["answers"])  # type: ignore[call-overload]
+    assert answers.pop("200") == 1
+    assert answers.pop("IncompleteRead") == 1  # the head promised 34 bytes, 1 came
+    assert answers.pop("BadStatusLine") == 1  # not HTTP
+    assert set(answers) <= {"ConnectionResetError", "RemoteDisconnected"}  # the reset
+
+
+@pytest.mark.parametrize("act", MISBEHAVIOURS, ids=lambda a: a.value)
+def test_each_misbehaviour_is_one_failed_attempt_retried_on_schedule(
+    act: Act, caplog: pytest.LogCaptureFixture
+) -> None:
+    with MisbehavingServer([act, act], then=Answer()) as peer:
+        stats = push_through(peer, attempts=3, schedule="long", caplog=caplog)
+    assert (stats["delivered"], stats["given_up"]) == (25, 0)
+    assert (stats["requests"], stats["failed"]) == (3, 2)
+
+
+def test_receiver_that_never_behaves_gets_the_receipts_given_up_after_the_last_attempt(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with MisbehavingServer([Act.GARBAGE] * 4, then=Answer(500)) as peer:
+        stats = push_through(peer, attempts=4, schedule="short", caplog=caplog)
+    assert (stats["delivered"], stats["given_up"], stats["failed"]) == (0, 25, 4)
+
+
+def test_an_element_that_does_not_encode_fails_its_attempts_and_the_sender_goes_on() -> None:
+    """The sender's catch-all: an emulator defect fails the attempt (logged, retried, given
+    up) instead of killing the thread; the next receipts are pushed as usual."""
+    with MisbehavingServer([], then=Answer()) as peer, Emulator() as emu:
+        emu.set_push("SmsReport", PushSpec(url=peer.url, schedule="none", senders=1))
+        emu.push_elements("SmsReport", [{"not json": {1, 2}}])
+        assert emu.wait_push_idle("SmsReport")
+        emu.push_elements("SmsReport", RECEIPTS)
+        assert emu.wait_push_idle("SmsReport")
+        stats = emu.push_stats()["SmsReport"]
+    assert (stats["given_up"], stats["delivered"], stats["answers"]) == (
+        1,
+        25,
+        {"TypeError": 1, "200": 1},
+    )

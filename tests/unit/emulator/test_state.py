@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
+from collections.abc import Callable
 
 import pytest
 
 from receiptd.emulator import Emulator, FaultSpec, SeedSend
 from receiptd.emulator.calls import CallLog
+from receiptd.emulator.clock import ManualClock
 from receiptd.emulator.faults import Faults, QpsLimiter
 from receiptd.emulator.http_types import Request, Response
 from receiptd.emulator.router import Router, path_route
@@ -61,18 +62,48 @@ def test_seed_validation() -> None:
 
 
 def test_scheduler_runs_callbacks_in_time_order() -> None:
-    scheduler = Scheduler()
+    """On a ManualClock: the order is the due times', however slowly ``at`` is called (on a
+    real clock a loaded machine could reach the second due time before the third ``at``)."""
+    clock = ManualClock(1_000.0)
+    scheduler = Scheduler(clock)
     scheduler.start()
     ran: list[int] = []
-    done = threading.Event()
-    base = time.time()
-    scheduler.at(base + 0.2, lambda: (ran.append(2), done.set()))
-    scheduler.at(base + 0.1, lambda: ran.append(1))
-    scheduler.at(base - 1, lambda: ran.append(0))
-    assert done.wait(10)
+    steps = [threading.Event() for _ in range(3)]
+
+    def step(n: int) -> Callable[[], None]:
+        return lambda: (ran.append(n), steps[n].set())
+
+    scheduler.at(1_002.0, step(2))
+    scheduler.at(1_001.0, step(1))
+    scheduler.at(999.0, step(0))
+    assert steps[0].wait(10) and ran == [0]  # due already: runs at once
+    clock.advance(1.5)
+    assert steps[1].wait(10) and ran == [0, 1]
+    clock.advance(0.5)
+    assert steps[2].wait(10)
     scheduler.stop()
     scheduler.stop()  # idempotent
     assert ran == [0, 1, 2]
+
+
+def test_a_failing_callback_is_counted_and_the_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = ManualClock(1_000.0)
+    scheduler = Scheduler(clock)
+    scheduler.start()
+    done = threading.Event()
+
+    def broken() -> None:
+        raise RuntimeError("an emulator defect")
+
+    scheduler.at(1_001.0, broken)
+    scheduler.at(1_002.0, done.set)
+    clock.advance(5)
+    assert done.wait(10)
+    scheduler.stop()
+    assert scheduler.failures == 1
+    assert "emulator scheduled callback failed" in caplog.text
 
 
 def _dispatcher() -> tuple[Dispatcher, Faults, QpsLimiter, CallLog]:
