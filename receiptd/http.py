@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from waitress import wasyncore
 
 from receiptd import connections, domain, metrics, ports, registration
 from receiptd.logs import get_logger
@@ -298,14 +299,27 @@ class OpsServer:
 
     def close(self, timeout: float = 5.0) -> None:
         """Close the listener and every open connection inside the server's own loop thread
-        (closing them from here would race its select()), then stop the worker threads."""
+        (closing them from here would race its poll()), then stop the worker threads.
+
+        The trigger (the pipe that wakes the loop) leaves the loop with the rest but is closed
+        last, from here: a worker finishing an answer pulls it too, and its wake-up can run
+        ``close_all`` between this thread queueing it and writing its own byte — closing the
+        pipe there made that write fail with EBADF, or land in whatever descriptor reused the
+        number."""
         self._closing.set()
         server = self._server
+        trigger = server.trigger
 
         def close_all() -> None:
             for dispatcher in list(server._map.values()):
-                dispatcher.close()
+                if dispatcher is trigger:
+                    trigger.del_channel()
+                elif dispatcher is server:
+                    wasyncore.dispatcher.close(server)  # waitress's close() shuts the trigger
+                else:
+                    dispatcher.close()
 
-        server.trigger.pull_trigger(close_all)
+        trigger.pull_trigger(close_all)
         self._thread.join(timeout)
         server.task_dispatcher.shutdown(timeout=timeout)
+        trigger.close()
