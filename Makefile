@@ -21,8 +21,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
+# The suite in parallel workers: most of its time is spent waiting on subprocess daemons,
+# sockets and databases, so three workers share two cores well (one module per worker at a
+# time, tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 3
+
 test: lint typecheck
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -28,6 +28,7 @@ SERVERS = {
     ),
 }
 BACKENDS = ("sqlite", "postgresql", "mariadb")
+TESTS = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI") == "true"
 
 
@@ -50,6 +51,10 @@ def _create_server_database(backend: str) -> str:
                 )
             else:
                 conn.execute(sa.text(f"CREATE DATABASE {name}"))
+                # A test database need not survive a crash of the server itself (the tests
+                # kill daemons, never PostgreSQL): commits return before their WAL is flushed.
+                # What a commit makes visible, and when, is unchanged.
+                conn.execute(sa.text(f"ALTER DATABASE {name} SET synchronous_commit TO off"))
     finally:
         admin.dispose()
     return admin_url.set(database=name).render_as_string(hide_password=False)
@@ -125,6 +130,20 @@ def engine(db_url: str) -> Iterator[sa.Engine]:
     eng = create_db_engine(db_url)
     yield eng
     eng.dispose()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n`` workers with ``--dist loadgroup``) a
+    module's tests run in one worker, so its module fixtures (an emulator, daemons, a scratch
+    database) are built once; the deploy tier is one group: its tests share one Docker Engine
+    data root and one debootstrap'd tree, which two workers must not drive at once."""
+    if config.getoption("dist", "no") == "no":
+        return
+    for item in items:
+        path = Path(str(item.path)).resolve().relative_to(TESTS)
+        group = "deploy" if path.parts[0] == "deploy" else path.as_posix()
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 _MIGRATION_BACKENDS: dict[str, str] = {}
