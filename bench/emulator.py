@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+import harness  # bench/harness.py
+
 from receiptd.emulator import Emulator
 
 BODY = "eyJwaG9uZV9udW1iZXIiOiIxMzgwMDAwMDAwMCIsInN1Y2Nlc3MiOnRydWV9"  # a small base64 JSON
@@ -109,6 +111,7 @@ def main() -> int:
         print(consume(spec["endpoint"], spec["queue"], spec["creds"], args.threads))
         return 0
 
+    load = harness.start()
     rates = []
     for run in range(1, args.runs + 1):
         consumed, elapsed, server_cpu = run_once(args)
@@ -122,7 +125,8 @@ def main() -> int:
     best = max(rates)
     print(
         f"emulator: {best:,.0f} messages/s (best of {args.runs}; batch receive 16 + batch delete, "
-        f"{args.processes}x{args.threads} aliyun-mns-sdk clients, target {args.min_rate:,.0f})"
+        f"{args.processes}x{args.threads} aliyun-mns-sdk clients, target {args.min_rate:,.0f}); "
+        f"{load.line()}"
     )
     return 0 if best >= args.min_rate else 1
 
