@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -338,7 +339,7 @@ def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float
 def database_url(backend: str, tmp: str, scratch: harness.Scratch) -> str:
     if backend == "postgresql":
         return scratch.create()
-    return f"sqlite:///{tmp}/bench.db"
+    return f"sqlite:///{tmp}/receiptd_bench_{uuid.uuid4().hex[:8]}.db"
 
 
 @dataclass

@@ -47,7 +47,7 @@ class Smoke:
 SMOKE = {  # by test name
     "test_emulator_bench": Smoke(
         "messages received+deleted", "emulator.py",
-        ("--messages", "500", "--runs", "1", "--min-rate", "0"),
+        ("--messages", "500", "--runs", "1"),
     ),
     "test_consumer_bench": Smoke(
         "receiptd/s  demo/s", "consumer.py",
