@@ -33,6 +33,7 @@ Targets (issue 14): idle <= 2 x 3,600 / wait requests per hour per queue per rep
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -130,6 +131,19 @@ def receiptd_consume(info: Any, queue_name: str, db: str, pythonpath: str | None
     return subprocess.Popen(cmd, env=env, cwd="/", stdout=subprocess.DEVNULL)
 
 
+def default_wait(tree: str) -> int:
+    """consumer_wait_seconds by default in the receiptd at ``tree`` (5 before issue 14)."""
+    code = (
+        "from receiptd.config import Settings as S; "
+        "print(S.model_fields['consumer_wait_seconds'].default)"
+    )
+    env = {**os.environ, "PYTHONPATH": tree}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, check=True
+    )
+    return int(done.stdout)
+
+
 def measure(emu: Emu, seconds: float) -> Counter[str]:
     since = emu.call("now")
     time.sleep(seconds)
@@ -152,14 +166,15 @@ def main() -> None:
     parser.add_argument("--no-baseline", action="store_true", help="skip the 'before' consumer")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="receiptd-polling-") as scratch:
-        old_tree, old_commit = "", ""
+        old_tree, old_commit, old_wait = "", "", 0
         if not args.no_baseline:
             old_tree, old_commit = baseline.tree(args.baseline, Path(scratch) / "baseline")
+            old_wait = default_wait(old_tree) if old_tree else 0
         idle, capped = run(args, scratch, old_tree)
     wait_now = Settings.model_fields["consumer_wait_seconds"].default
     rows = [("provider demo loop", 3, QUEUES["demo"])]
     if old_tree:
-        rows.append((f"receiptd before ({old_commit})", 5, QUEUES["before"]))
+        rows.append((f"receiptd before ({old_commit})", old_wait, QUEUES["before"]))
     rows.append(("receiptd now", wait_now, QUEUES["after"]))
     print(f"{'consumer (1 replica, 1 queue)':<32}{'wait':>6}{'idle req/h':>12}"
           f"{'target':>9}{'capped req/s':>14}{'target':>8}")  # fmt: skip
