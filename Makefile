@@ -40,7 +40,7 @@ deploy: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/receiptd demo
 
-# The benchmarks behind the README's figures, one after the other (about 25 minutes): each
+# The benchmarks behind the README's figures, one after the other (35 minutes here): each
 # prints its tables with the load average before and after; receiptd's logs stay out of them
 # (warnings go to stderr). tests/bench runs each at its smallest sizes in `make test`.
 bench: $(STAMP)
