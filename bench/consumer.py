@@ -24,7 +24,7 @@ In each scenario:
   committed and deleted: from the first receive (the emulator's visible count drops) to the
   moment the queue holds nothing (every message deleted). Its peak RSS is the process's own
   ``VmHWM`` (/proc, polled until it exits), its CPU from /proc during the measured window.
-* The demo loop, as the provider's Python demo does it (spec sdk-notes 1.4): one
+* The demo loop, as the provider's Python demo for MNS receipts does it: one
   ``receive_message(wait_seconds=3)`` with the SDK's default base64 decoding, ``json.loads``,
   insert and commit one row, ``delete_message`` of that one message.
 * p99 queued → committed latency at a steady rate, with the production consumer wiring

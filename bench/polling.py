@@ -6,7 +6,7 @@
 Three consumers of one queue each (one replica, one queue), side by side, in one run, against
 one emulator (a child process), each on a queue of its own:
 
-* the provider's Python demo loop (spec sdk-notes 1.4): ``batch_receive_message(10, 3)``, and
+* the provider's Python demo loop for MNS receipts: ``batch_receive_message(10, 3)``, and
   on ``MessageNotExist`` ``time.sleep(10)``;
 * receiptd before this change: ``receiptd consume --queue report`` of the ``--baseline`` commit
   (default: the merge base with ``main``), extracted with ``git archive`` into a scratch
