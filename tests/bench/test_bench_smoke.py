@@ -7,9 +7,9 @@ load-average line, keep receiptd's info logs out of its output, and drop every s
 database it announced (bench/harness.py). The figures themselves are not checked: at these
 sizes they mean nothing.
 
-The selected scripts are started side by side when the first of their tests runs: most of a
-smoke run is interpreter start-up and waiting on sockets, so together they take about as long
-as the slowest one alone instead of the sum.
+The selected scripts are started side by side when the first of their tests runs (the short
+ones niced, so the two longest set the pace): most of a smoke run is interpreter start-up and
+waiting on sockets, so together they take well under the sum (docs/benchmarks.md has timings).
 """
 
 from __future__ import annotations
