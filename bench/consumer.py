@@ -1,6 +1,7 @@
 """Consumer benchmark: receiptd versus the provider's demo loop, on SQLite and PostgreSQL.
 
     .venv/bin/python bench/consumer.py [--receipts 10000] [--demo-receipts 1000] [--latency-ms 3]
+        [--backends sqlite,postgresql] [--consumer-wait SECONDS] [--no-baseline]
 
 Everything runs against one emulator (a child process) and the same databases, in one run, in
 two scenarios per database:
@@ -23,13 +24,18 @@ In each scenario:
   committed and deleted: from the first receive (the emulator's visible count drops) to the
   moment the queue holds nothing (every message deleted). Its peak RSS is the process's own
   ``VmHWM`` (/proc, polled until it exits), its CPU from /proc during the measured window.
-* The demo loop, as the provider's Python demo does it (spec sdk-notes 1.4): one
+* The demo loop, as the provider's Python demo for MNS receipts does it: one
   ``receive_message(wait_seconds=3)`` with the SDK's default base64 decoding, ``json.loads``,
   insert and commit one row, ``delete_message`` of that one message.
 * p99 queued → committed latency at a steady rate, with the production consumer wiring
   (``receiptd.wiring.consumers``) in this process (loopback scenario only).
 
-Every run checks that each receipt was committed (row count) and deleted (queue empty).
+Every run checks that each receipt was committed (row count) and deleted (queue empty). A run
+starts only once the emulator holds no long poll: a poll that a stopped consumer abandoned
+(``receiptd run`` on SIGTERM, the p99 run's ``stop()``) is still held by the server until its
+wait ends and would take a batch of the next run's messages and keep it invisible for the
+visibility timeout (30 s), out of reach of ``consume --until-idle`` (docs/consumer.md, "Until
+idle").
 """
 
 from __future__ import annotations
@@ -51,10 +57,10 @@ from pathlib import Path
 from typing import Any
 
 import baseline  # bench/baseline.py
+import harness  # bench/harness.py
 import sqlalchemy as sa
 from mns.account import Account
 from mns.mns_exception import MNSServerException
-from sqlalchemy.engine import make_url
 
 from receiptd import domain, ports, wiring
 from receiptd.config import Settings
@@ -65,7 +71,6 @@ from receiptd.db.store import SqlStore
 from receiptd.health import Health
 from receiptd.testing import emulated
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -97,11 +102,23 @@ def _emulator_child(conn: Any) -> None:
                 conn.send(_steady(emu, *args))
             elif op == "depth":
                 conn.send(emu.queue_depth("report"))
+            elif op == "quiet":
+                conn.send(_quiet(emu))
             elif op == "latency":  # seconds added to every MNS request (0: none)
                 (seconds,) = args
                 spec = FaultSpec(latency=seconds, latency_rate=1.0 if seconds else 0.0)
                 emu.set_faults("mns", spec)
                 conn.send(True)
+
+
+def _quiet(emu: Any, timeout: float = 35.0) -> bool:
+    """Wait until no long poll is held (an abandoned one ends with its wait, at most 30 s)."""
+    deadline = time.monotonic() + timeout
+    while emu.long_polls()["holding"]:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def _steady(emu: Any, start: int, rate: int, seconds: float) -> dict[str, float]:
@@ -122,13 +139,19 @@ def _steady(emu: Any, start: int, rate: int, seconds: float) -> dict[str, float]
 
 class Emu:
     """An emulator in a child process, driven by (op, args) messages over a pipe; ``child``
-    is the child's loop (bench/polling.py has its own)."""
+    is the child's loop (bench/polling.py has its own). ``settings``: environment beyond
+    production's for every receiptd started against it (``harness.consumer_overrides``)."""
 
-    def __init__(self, child_main: Callable[[Any], None] = _emulator_child) -> None:
+    def __init__(
+        self,
+        child_main: Callable[[Any], None] = _emulator_child,
+        settings: dict[str, str] | None = None,
+    ) -> None:
         self.conn, child = mp.Pipe()
         self.proc = mp.get_context("spawn").Process(target=child_main, args=(child,))
         self.proc.start()
         self.info = argparse.Namespace(**self.conn.recv())
+        self.settings = settings or {}
 
     def call(self, op: str, *args: Any) -> Any:
         self.conn.send((op, args))
@@ -136,6 +159,12 @@ class Emu:
 
     def depth(self) -> int:
         return sum(self.call("depth").values())
+
+    def fill(self, start: int, count: int) -> None:
+        """Enqueue receipts ``start .. start + count`` once no long poll is held (see above)."""
+        assert self.call("quiet"), "a long poll is still held 35 s on"
+        assert self.depth() == 0, self.call("depth")
+        self.call("fill", start, count)
 
     def close(self) -> None:
         self.conn.send(None)
@@ -169,7 +198,8 @@ def peak_rss_kb(pid: int) -> int:
 
 def consumer_env(emu: Emu, url: str, **extra: str) -> dict[str, str]:
     """Production settings except where receiptd must find the emulator and the database."""
-    return emulated.environ(emu.info, url, {"RECEIPTD_LOG_FORMAT": "json", **extra})
+    settings = {"RECEIPTD_LOG_FORMAT": "json", **emu.settings, **extra}
+    return emulated.environ(emu.info, url, settings)
 
 
 @dataclass
@@ -184,9 +214,8 @@ def receiptd_run(
     emu: Emu, engine: sa.Engine, url: str, n: int, log: Path, start: int = 0, **extra: str
 ) -> Run:
     """``receiptd consume`` on ``n`` receipts (``extra``: settings beyond production's)."""
-    assert emu.depth() == 0
     before = engine_rows(engine)
-    emu.call("fill", start, n)
+    emu.fill(start, n)
     cmd = [sys.executable, "-m", "receiptd", "consume", "--queue", "report", "--until-idle"]
     with log.open("w") as out:
         # cwd "/": `python -m` puts the working directory first on sys.path, before PYTHONPATH
@@ -219,8 +248,8 @@ def receiptd_run(
 
 
 def _alive(proc: subprocess.Popen[bytes], log: Path) -> int:
-    """Asserts the consumer still runs; returns its VmHWM (kB)."""
-    assert proc.poll() is None, log.read_text()[-2000:]
+    """Asserts the consumer still runs (the queue is not empty yet); returns its VmHWM (kB)."""
+    assert proc.poll() is None, "exited before the queue was empty:\n" + log.read_text()[-2000:]
     time.sleep(0.002)
     return peak_rss_kb(proc.pid)
 
@@ -235,9 +264,8 @@ def engine_rows(engine: sa.Engine) -> int:
 
 def demo_rate(emu: Emu, engine: sa.Engine, n: int, start: int) -> float:
     """The demo's shape: one message per round trip, base64 by the SDK, one commit, one delete."""
-    assert emu.depth() == 0
-    emu.call("fill", start, n)
     before = engine_rows(engine)
+    emu.fill(start, n)
     # The demo reads with a token; the owner key keeps this loop free of token logic.
     account = Account(
         emu.info.mns_endpoint, emu.info.mns_owner_access_key_id,
@@ -299,8 +327,7 @@ def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float
     c.stop()
     c.join(settings.consumer_wait_seconds + 10)
     # The stop closed the leader's idle long poll; the emulator's side of it still waits out
-    # its wait and would take (and hold until the visibility timeout) messages of the next run.
-    time.sleep(settings.consumer_wait_seconds + 1)
+    # its wait: the next run's Emu.fill waits for it to end.
     latencies = sorted(sink.committed[m] - t for m, t in sent.items() if m in sink.committed)
     assert len(latencies) == len(sent), (len(latencies), len(sent))
     return float(latencies[int(len(latencies) * 0.99) - 1])
@@ -309,21 +336,10 @@ def p99_latency(emu: Emu, engine: sa.Engine, url: str, rate: int, seconds: float
 # --- databases ----------------------------------------------------------------------------
 
 
-def scratch_databases(tmp: str) -> dict[str, str]:
-    name = f"receiptd_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    pg = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    return {"sqlite": f"sqlite:///{tmp}/{name}.db", "postgresql": pg}
-
-
-def drop_postgres(url: str) -> None:
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {make_url(url).database} WITH (FORCE)"))
-    admin.dispose()
+def database_url(backend: str, tmp: str, scratch: harness.Scratch) -> str:
+    if backend == "postgresql":
+        return scratch.create()
+    return f"sqlite:///{tmp}/receiptd_bench_{uuid.uuid4().hex[:8]}.db"
 
 
 @dataclass
@@ -398,7 +414,7 @@ def _before(
     return receiptd_run(emu, engine, url, n, log, start=start, PYTHONPATH=args.before_tree)
 
 
-def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float]) -> None:
+def report(rows: list[Row], args: argparse.Namespace, load: harness.Load) -> None:
     print(f"{'backend':<11}{'MNS RTT':<10}{'threads':<11}{'receiptd/s':>10}{'demo/s':>8}"
           f"{'ratio':>8}{'p99 (s)':>9}{'RSS MB':>8}{'CPU ms/1k':>10}{'emu ms/1k':>10}")  # fmt: skip
     for r in rows:
@@ -423,12 +439,13 @@ def report(rows: list[Row], args: argparse.Namespace, load: tuple[float, float])
         "RECEIPTD_CONSUMER_REPORT_THREADS, not production; a commit: receiptd as it was at that "
         "commit, its own defaults, same run)\n"
         "RSS: peak (VmHWM) of the `receiptd consume` process alone; CPU: receiptd's and the "
-        "emulator's CPU per 1,000 receipts in the measured window\n"
-        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} before / {load[1]:.2f} after"
+        "emulator's CPU per 1,000 receipts in the measured window"
     )
+    print(load.line())
 
 
 def main() -> None:
+    load = harness.start()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--receipts", type=int, default=10_000)
     parser.add_argument("--demo-receipts", type=int, default=1_000)
@@ -444,28 +461,30 @@ def main() -> None:
         "--latency-threads", type=int, default=8,
         help="extra receiptd run with this many report threads in that scenario (0: none)",
     )  # fmt: skip
+    parser.add_argument("--backends", default="sqlite,postgresql", help="comma-separated")
     parser.add_argument("--tmp", default=None, help="scratch directory (default: a new one)")
     parser.add_argument("--baseline", default="", help="commit to compare with (default: the "
                         "merge base with main)")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true", help="skip the 'before' runs")
+    harness.add_consumer_wait(parser)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as scratch:
-        args.tmp = args.tmp or scratch
+    backends = args.backends.split(",")
+    with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as scratch_dir:
+        args.tmp = args.tmp or scratch_dir
         args.before_tree, args.before_commit = "", ""
         if not args.no_baseline:
-            where = Path(scratch) / "baseline"
+            where = Path(scratch_dir) / "baseline"
             args.before_tree, args.before_commit = baseline.tree(args.baseline, where)
-        load_before = os.getloadavg()[0]
-        urls = scratch_databases(args.tmp)
-        emu = Emu()
         rows: list[Row] = []
-        try:
-            for backend, url in urls.items():
-                rows += run_backend(emu, backend, url, args)
-        finally:
-            emu.close()
-            drop_postgres(urls["postgresql"])
-        report(rows, args, (load_before, os.getloadavg()[0]))
+        with harness.Scratch() as databases:
+            emu = Emu(settings=harness.consumer_overrides(args))
+            try:
+                for backend in backends:
+                    url = database_url(backend, args.tmp, databases)
+                    rows += run_backend(emu, backend, url, args)
+            finally:
+                emu.close()
+        report(rows, args, load)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Idle cost of consuming MNS: receive requests on an idle queue, and in the capped state.
 
     .venv/bin/python bench/polling.py [--idle-seconds 180] [--capped-seconds 30] [--baseline REF]
+        [--warmup 5] [--settle 30] [--no-baseline]
 
 Three consumers of one queue each (one replica, one queue), side by side, in one run, against
 one emulator (a child process), each on a queue of its own:
 
-* the provider's Python demo loop (spec sdk-notes 1.4): ``batch_receive_message(10, 3)``, and
+* the provider's Python demo loop for MNS receipts: ``batch_receive_message(10, 3)``, and
   on ``MessageNotExist`` ``time.sleep(10)``;
 * receiptd before this change: ``receiptd consume --queue report`` of the ``--baseline`` commit
   (default: the merge base with ``main``), extracted with ``git archive`` into a scratch
@@ -19,10 +20,11 @@ each gets its own queue name; default threads, batch size and long-poll wait).
   warm-up (the first polls at start-up), over ``--idle-seconds``, and scaled to an hour.
 * capped (measured first): the emulator caps long polls at one per queue, and another client
   (its own key, not counted) holds that one slot on every queue, re-polling as soon as its
-  30 s poll ends, before the consumers start; so every long poll of the consumer under test
-  is answered ``MessageNotExist`` at once, as MNS does past its cap (spec fact 11). Requests
-  per second over ``--capped-seconds``. Then the cap is lifted and, after the holders' last
-  polls and the consumers' backoffs have run out, the idle window follows.
+  poll (of ``--settle`` seconds, at most 30) ends, before the consumers start; so every long
+  poll of the consumer under test is answered ``MessageNotExist`` at once, as MNS does past
+  its cap. Requests per second over ``--capped-seconds``. Then the cap is lifted and, after
+  ``--settle`` seconds (the holders' last polls and the consumers' backoffs have run out), the
+  idle window follows.
 
 Targets (issue 14): idle <= 2 x 3,600 / wait requests per hour per queue per replica; capped
 <= 1 request/s per queue per replica.
@@ -42,12 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import baseline  # bench/baseline.py
+import harness  # bench/harness.py
 from consumer import Emu  # bench/consumer.py
 from mns.account import Account
 from mns.mns_exception import MNSExceptionBase
 
-from receiptd import emulated
 from receiptd.config import Settings
+from receiptd.testing import emulated
 
 QUEUES = {"demo": "bench-demo", "before": "bench-before", "after": "bench-after"}
 
@@ -73,10 +76,11 @@ def _emulator_child(conn: Any) -> None:
                 conn.send(Counter(c.params["queue"] for c in ours if c.monotonic >= args[0]))
             elif op == "now":
                 conn.send(time.monotonic())
-            elif op == "cap":  # one long poll per queue, held by another client
+            elif op == "cap":  # one long poll per queue, held by another client for args[0] s
                 emu.set_long_poll_cap(per_queue=1)
                 for name in QUEUES.values():
-                    threading.Thread(target=_hold, args=(emu.info, name, stop), daemon=True).start()
+                    hold = (emu.info, name, args[0], stop)
+                    threading.Thread(target=_hold, args=hold, daemon=True).start()
                 time.sleep(1.0)
                 conn.send(emu.long_polls())
             elif op == "uncap":
@@ -89,14 +93,14 @@ def _emulator_child(conn: Any) -> None:
 HOLDER_KEY, HOLDER_SECRET = "LTAI5tBenchSlotHolder01", "BenchSlotHolderSecret000001"  # fakes
 
 
-def _hold(info: Any, queue_name: str, stop: threading.Event) -> None:
+def _hold(info: Any, queue_name: str, wait: int, stop: threading.Event) -> None:
     """Keep the queue's one long-poll slot: poll again as soon as a poll ends."""
     account = Account(info.mns_endpoint, HOLDER_KEY, HOLDER_SECRET)
     queue = account.get_queue(queue_name)
     while not stop.is_set():
         started = time.monotonic()
         try:
-            queue.batch_receive_message(16, 30)
+            queue.batch_receive_message(16, wait)
         except MNSExceptionBase:
             if time.monotonic() - started < 1:  # refused: the consumer holds it right now
                 time.sleep(0.05)
@@ -119,12 +123,25 @@ def demo_loop(info: Any, queue_name: str, stop: threading.Event) -> None:
 
 
 def receiptd_consume(info: Any, queue_name: str, db: str, pythonpath: str | None) -> Any:
-    extra = {"RECEIPTD_ALIYUN_REPORT_QUEUE": queue_name, "RECEIPTD_LOG_LEVEL": "warning"}
+    extra = {"RECEIPTD_ALIYUN_REPORT_QUEUE": queue_name, "RECEIPTD_LOG_LEVEL": "WARNING"}
     env = emulated.environ(info, db, extra, token_mode=False)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     cmd = [sys.executable, "-m", "receiptd", "consume", "--queue", "report"]
     return subprocess.Popen(cmd, env=env, cwd="/", stdout=subprocess.DEVNULL)
+
+
+def default_wait(tree: str) -> int:
+    """consumer_wait_seconds by default in the receiptd at ``tree`` (5 before issue 14)."""
+    code = (
+        "from receiptd.config import Settings as S; "
+        "print(S.model_fields['consumer_wait_seconds'].default)"
+    )
+    env = {**os.environ, "PYTHONPATH": tree}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd="/", capture_output=True, check=True
+    )
+    return int(done.stdout)
 
 
 def measure(emu: Emu, seconds: float) -> Counter[str]:
@@ -135,52 +152,30 @@ def measure(emu: Emu, seconds: float) -> Counter[str]:
 
 
 def main() -> None:
+    load = harness.start()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--idle-seconds", type=float, default=180.0)
     parser.add_argument("--capped-seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--settle", type=int, default=30,
+        help="the slot holders' long poll (s, at most 30), waited out after the cap is lifted",
+    )  # fmt: skip
     parser.add_argument("--baseline", default="", help="commit before the change (default: "
                         "merge base with main)")  # fmt: skip
+    parser.add_argument("--no-baseline", action="store_true", help="skip the 'before' consumer")
     args = parser.parse_args()
-    wait_now = Settings.model_fields["consumer_wait_seconds"].default
-    load = [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory(prefix="receiptd-polling-") as scratch:
-        old_tree, old_commit = baseline.tree(args.baseline, Path(scratch) / "baseline")
-        emu = Emu(_emulator_child)
-        stop = threading.Event()
-        db = f"sqlite:///{scratch}/bench.db"
-        procs = []
-        try:
-            subprocess.run([sys.executable, "-m", "receiptd", "db", "upgrade"],
-                           env=emulated.environ(emu.info, db), check=True,
-                           stdout=subprocess.DEVNULL)  # fmt: skip
-            # Capped first: the slot holders must have the slots before the consumers come
-            # (whoever holds a slot keeps it by polling again at once).
-            emu.call("cap")
-            threading.Thread(
-                target=demo_loop, args=(emu.info, QUEUES["demo"], stop), daemon=True
-            ).start()
-            procs.append(receiptd_consume(emu.info, QUEUES["before"], db, old_tree))
-            procs.append(receiptd_consume(emu.info, QUEUES["after"], db, None))
-            time.sleep(args.warmup)
-            capped = measure(emu, args.capped_seconds)
-            emu.call("uncap")
-            time.sleep(args.warmup + 30)  # the holders' last polls end; backoffs run out
-            idle = measure(emu, args.idle_seconds)
-            for p in procs:
-                assert p.poll() is None, "a consumer died"
-        finally:
-            stop.set()
-            for p in procs:
-                p.terminate()
-                p.wait(30)
-            emu.close()
-    load.append(os.getloadavg()[0])
-    rows = [
-        ("provider demo loop", 3, QUEUES["demo"]),
-        (f"receiptd before ({old_commit})", 5, QUEUES["before"]),
-        ("receiptd now", wait_now, QUEUES["after"]),
-    ]
+        old_tree, old_commit, old_wait = "", "", 0
+        if not args.no_baseline:
+            old_tree, old_commit = baseline.tree(args.baseline, Path(scratch) / "baseline")
+            old_wait = default_wait(old_tree) if old_tree else 0
+        idle, capped = run(args, scratch, old_tree)
+    wait_now = Settings.model_fields["consumer_wait_seconds"].default
+    rows = [("provider demo loop", 3, QUEUES["demo"])]
+    if old_tree:
+        rows.append((f"receiptd before ({old_commit})", old_wait, QUEUES["before"]))
+    rows.append(("receiptd now", wait_now, QUEUES["after"]))
     print(f"{'consumer (1 replica, 1 queue)':<32}{'wait':>6}{'idle req/h':>12}"
           f"{'target':>9}{'capped req/s':>14}{'target':>8}")  # fmt: skip
     for label, wait, queue in rows:
@@ -192,8 +187,43 @@ def main() -> None:
         f"idle over {args.idle_seconds:g} s, capped over {args.capped_seconds:g} s (after "
         f"{args.warmup:g} s warm-up each); receiptd at production settings (default "
         f"threads: {Settings.model_fields['consumer_report_threads'].default} report); "
-        f"{os.cpu_count()} CPUs, load average {load[0]:.2f} before / {load[1]:.2f} after"
+        f"{load.line()}"
     )
+
+
+def run(args: argparse.Namespace, scratch: str, old_tree: str) -> tuple[Counter[str], Counter[str]]:
+    """The capped window, then the idle one: receive requests per queue in each."""
+    emu = Emu(_emulator_child)
+    stop = threading.Event()
+    db = f"sqlite:///{scratch}/bench.db"
+    procs = []
+    try:
+        subprocess.run([sys.executable, "-m", "receiptd", "db", "upgrade"],
+                       env=emulated.environ(emu.info, db), check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
+        # Capped first: the slot holders must have the slots before the consumers come
+        # (whoever holds a slot keeps it by polling again at once).
+        emu.call("cap", min(args.settle, 30))
+        threading.Thread(
+            target=demo_loop, args=(emu.info, QUEUES["demo"], stop), daemon=True
+        ).start()
+        if old_tree:
+            procs.append(receiptd_consume(emu.info, QUEUES["before"], db, old_tree))
+        procs.append(receiptd_consume(emu.info, QUEUES["after"], db, None))
+        time.sleep(args.warmup)
+        capped = measure(emu, args.capped_seconds)
+        emu.call("uncap")
+        time.sleep(args.warmup + args.settle)  # the holders' last polls end; backoffs run out
+        idle = measure(emu, args.idle_seconds)
+        for p in procs:
+            assert p.poll() is None, "a consumer died"
+    finally:
+        stop.set()
+        for p in procs:
+            p.terminate()
+            p.wait(30)
+        emu.close()
+    return idle, capped
 
 
 if __name__ == "__main__":

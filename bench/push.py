@@ -27,13 +27,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
+import harness  # bench/harness.py
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from receiptd import domain, ports
 from receiptd.db import migrate
@@ -41,9 +40,6 @@ from receiptd.db.engine import create_db_engine
 from receiptd.db.models import REPORT
 from receiptd.db.store import SqlStore
 
-PG_ADMIN = os.environ.get(
-    "RECEIPTD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 TOKEN = "bench-push-token-0123456789"  # noqa: S105 - a local benchmark's token
 SIZES = (1, 10, 100)
 
@@ -203,47 +199,49 @@ def rows(engine: sa.Engine) -> int:
         return int(conn.execute(sa.select(sa.func.count()).select_from(REPORT)).scalar_one())
 
 
+Result = tuple[int, float, float, float, float]
+
+
+def measure(url: str, args: argparse.Namespace) -> tuple[list[Result], list[float], int, int]:
+    """Every array size through the daemon and the store, then the paced run; and the rows
+    stored against the receipts sent."""
+    engine = create_db_engine(url)
+    migrate.upgrade(engine)
+    store = SqlStore(engine)
+    ids = Counter(1)
+    port = free_port()
+    try:
+        with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as tmp:
+            daemon = start_daemon(url, port, Path(tmp) / "receiptd.log")
+            try:
+                results = []
+                for size in SIZES:
+                    requests = max(1, args.receipts // size)
+                    poster = Poster(port, size, ids)
+                    push_s, push_lat = run_clients(poster, args.concurrency, requests)
+                    writer = store_writer(store, size, ids)
+                    store_s, store_lat = run_clients(writer, args.concurrency, requests)
+                    n = requests * size
+                    results.append((size, n / push_s, p99(push_lat), n / store_s, p99(store_lat)))
+                paced_lat = paced(port, ids, args.rate, args.seconds, args.concurrency)
+            finally:
+                daemon.terminate()
+                daemon.wait(30)
+        return results, paced_lat, rows(engine), ids.next - 1
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
+    load = harness.start()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--receipts", type=int, default=20_000, help="per array size")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rate", type=int, default=1_000)
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    load_before = os.getloadavg()[0]
-    name = f"receiptd_bench_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    engine = create_db_engine(url)
-    migrate.upgrade(engine)
-    store = SqlStore(engine)
-    ids = Counter(1)
-    port = free_port()
-    with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as tmp:
-        daemon = start_daemon(url, port, Path(tmp) / "receiptd.log")
-        try:
-            results = []
-            for size in SIZES:
-                requests = max(1, args.receipts // size)
-                push_s, push_lat = run_clients(Poster(port, size, ids), args.concurrency, requests)
-                store_s, store_lat = run_clients(
-                    store_writer(store, size, ids), args.concurrency, requests
-                )
-                n = requests * size
-                results.append((size, n / push_s, p99(push_lat), n / store_s, p99(store_lat)))
-            paced_lat = paced(port, ids, args.rate, args.seconds, args.concurrency)
-        finally:
-            daemon.terminate()
-            daemon.wait(30)
-    stored = rows(engine)
-    expected = ids.next - 1
-    engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-    admin.dispose()
-    load_after = os.getloadavg()[0]
+    with harness.scratch_postgres() as url:
+        results, paced_lat, stored, expected = measure(url, args)
 
     print(f"{'array':>6}{'push rec/s':>12}{'push p99 ms':>13}{'store rec/s':>13}"
           f"{'store p99 ms':>14}")  # fmt: skip
@@ -258,7 +256,7 @@ def main() -> None:
         f"{args.receipts:,} receipts per array size and path"
     )
     print(f"rows {stored:,} for {expected:,} receipts sent (each exactly once)")
-    print(f"{os.cpu_count()} CPUs, load average {load_before:.2f} before / {load_after:.2f} after")
+    print(load.line())
     if stored != expected:
         raise SystemExit("row count mismatch")
 

@@ -19,7 +19,11 @@ peek (``peek_due``), the consumer's write of a 16-receipt batch that settles 16 
 the ``receiptd status --json`` command, prune of one day of rows (rows/s; full only), and the
 consumer end to end (``receiptd consume`` against the emulator, receipts/s, from
 bench/consumer.py). ``--explain`` writes EXPLAIN (ANALYZE, BUFFERS) of every hot statement on
-the full database. Both databases are dropped at the end (``--keep`` keeps them).
+the full database. Both databases are dropped at the end, also when the run fails or is stopped
+(``--keep`` keeps them).
+
+A smoke run (tests/bench): ``--rows 20000 --pending-share 0.5 --reps 2 --settle-reps 2
+--consumer-receipts 200 --consumer-wait 1``.
 """
 
 from __future__ import annotations
@@ -32,14 +36,13 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
 
 from receiptd import domain, ports, retention
 from receiptd.db import migrate
@@ -51,14 +54,25 @@ from receiptd.db.store import SqlStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 import consumer as consumer_bench
+import harness  # bench/harness.py
 
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 NOW = datetime.now(UTC).replace(microsecond=0)
 ALIYUN = domain.Provider.ALIYUN
 GRACE = timedelta(seconds=300)
 CONSUMER_BASE = 900_000_000  # bench/consumer.py body(i) keys: biz "{i}^0", phone 138{i:08d}
-SEND_COLUMNS = [c.name for c in SEND.c if c.name != "id"]
-REPORT_COLUMNS = [c.name for c in REPORT.c if c.name != "id"]
+# The columns each COPY fills, in the order of the lines below; columns added by later
+# migrations and missing here are NULL (every column since 0001 is nullable or defaulted).
+SEND_COLUMNS = (
+    "provider", "biz_id", "phone_number", "out_id", "template_code", "sign_name", "sent_at",
+    "send_date", "status", "err_code", "err_msg", "settled_by", "settled_at", "next_check_at",
+    "check_count", "claimed_by", "claimed_until", "created_at", "updated_at",
+)  # fmt: skip
+REPORT_COLUMNS = (
+    "mns_message_id", "biz_id", "phone_number", "success", "out_id", "send_time", "report_time",
+    "err_code", "err_msg", "sms_size", "received_at",
+    "channel", "provider", "message_id", "sign_name", "template_code",  # migration 0003
+)  # fmt: skip
+assert set(SEND_COLUMNS) <= set(SEND.c.keys()) and set(REPORT_COLUMNS) <= set(REPORT.c.keys())
 TS = "%Y-%m-%d %H:%M:%S"
 
 
@@ -110,10 +124,12 @@ def report_line(i: int, sent: datetime, kind: str) -> str:
     ok = "f" if kind == "failed" else "t"
     code = "MK:0001" if kind == "failed" else "DELIVERED"
     phone = f"13{i % 1_000_000_000:09d}"
-    return "\t".join([f"m{i}", biz, phone, ok, f"o{i}", at, got, code, "ok", "1", got]) + "\n"
+    fields = [f"m{i}", biz, phone, ok, f"o{i}", at, got, code, "ok", "1", got]
+    fields += ["mns", "aliyun", r"\N", "receiptd", "SMS_1"]  # channel … template_code
+    return "\t".join(fields) + "\n"
 
 
-def copy_rows(engine: sa.Engine, table: str, columns: list[str], lines: Iterator[str]) -> None:
+def copy_rows(engine: sa.Engine, table: str, columns: Sequence[str], lines: Iterator[str]) -> None:
     """COPY ... FROM STDIN in text format, 64k-line chunks (psycopg's cursor.copy)."""
     raw = engine.raw_connection()
     try:
@@ -233,9 +249,11 @@ def measure(url: str, reps: int, settle_reps: int) -> dict[str, Any]:
             release(engine, claimed)
         out["claim"] = claims
         out["peek"], _ = timed(lambda: sends.peek_due(ALIYUN, NOW, GRACE, 5000), reps)
-        pool = iter(sends.peek_due(ALIYUN, NOW, GRACE, 16 * settle_reps))
+        due = sends.peek_due(ALIYUN, NOW, GRACE, 16 * settle_reps)
+        assert len(due) >= 16, "too few pending sends for one batch: raise --rows/--pending-share"
+        pool = iter(due)
         settles = []
-        for _ in range(settle_reps):
+        for _ in range(len(due) // 16):
             batch = ports.Batch(reports=[receipt_of(next(pool)) for _ in range(16)])
             t = time.perf_counter()
             result = store.write_batch(batch, NOW)
@@ -279,8 +297,7 @@ def prune_one_day(url: str, days: int) -> tuple[int, float]:
     return rows, rows / result.seconds
 
 
-def consumer_rate(url: str, n: int, tmp: Path) -> float:
-    emu = consumer_bench.Emu()
+def consumer_rate(emu: consumer_bench.Emu, url: str, n: int, tmp: Path) -> float:
     engine = create_db_engine(url)
     try:
         run = consumer_bench.receiptd_run(
@@ -288,7 +305,6 @@ def consumer_rate(url: str, n: int, tmp: Path) -> float:
         )
     finally:
         engine.dispose()
-        emu.close()
     return run.rate
 
 
@@ -362,19 +378,6 @@ def explain(url: str, days: int, path: Path) -> None:
 # --- databases and the report ------------------------------------------------------------
 
 
-def create_database(label: str) -> str:
-    name = f"receiptd_scale_{label}_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    admin.dispose()
-    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    engine = create_db_engine(url)
-    migrate.upgrade(engine)
-    engine.dispose()
-    return url
-
-
 def database_size(url: str) -> str:
     engine = create_db_engine(url)
     with engine.connect() as conn:
@@ -384,16 +387,16 @@ def database_size(url: str) -> str:
     return text
 
 
-def build(label: str, args: argparse.Namespace, full: bool) -> tuple[str, int]:
-    print(f"building {label} …", file=sys.stderr)
-    url = create_database(label)
+def build(url: str, args: argparse.Namespace, full: bool) -> int:
+    """Migrate, load, register the consumer run's sends; returns the pending sends loaded."""
     engine = create_db_engine(url)
     try:
+        migrate.upgrade(engine)
         pending = load(engine, args.rows, args.days, args.pending_share, full)
         register_consumer_sends(SendStore(SqlStore(engine)), args.consumer_receipts)
     finally:
         engine.dispose()
-    return url, pending
+    return pending
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, load: str) -> None:
@@ -424,6 +427,7 @@ def report(results: dict[str, dict[str, Any]], args: argparse.Namespace, load: s
 
 
 def main() -> None:
+    load = harness.start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000_000, help="sms_send and sms_report rows")
     parser.add_argument("--days", type=int, default=30)
@@ -436,29 +440,35 @@ def main() -> None:
     parser.add_argument("--consumer-receipts", type=int, default=20_000)
     parser.add_argument("--explain", type=Path, default=None, help="write EXPLAIN output here")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    harness.add_consumer_wait(parser)
     args = parser.parse_args()
-    load_before = os.getloadavg()
+    scratch = tempfile.TemporaryDirectory(prefix="receiptd-scale-")
+    with scratch as tmp, harness.Scratch(keep=args.keep) as databases:
+        results = run(args, databases, Path(tmp))
+    report(results, args, load.line())
+
+
+def run(args: argparse.Namespace, databases: harness.Scratch, tmp: Path) -> dict[str, Any]:
     urls: dict[str, str] = {}
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory(prefix="receiptd-scale-") as tmp:
-        try:
-            for label, full in (("empty", False), ("full", True)):
-                urls[label], pending = build(label, args, full)
-                print(f"measuring {label} …", file=sys.stderr)
-                consumer = consumer_rate(urls[label], args.consumer_receipts, Path(tmp))
-                results[label] = measure(urls[label], args.reps, args.settle_reps)
-                results[label].update(pending=pending, consumer=consumer,
-                                      size=database_size(urls[label]))  # fmt: skip
-            rows, rate = prune_one_day(urls["full"], args.days)
-            results["full"]["prune"] = f"{rows:,} rows, {rate:,.0f} rows/s"
-            if args.explain:  # last: it runs each operation once more (the prune: day two)
-                explain(urls["full"], args.days - 1, args.explain)
-        finally:
-            if not args.keep:
-                for url in urls.values():
-                    consumer_bench.drop_postgres(url)
-    load = f"load average {load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after"
-    report(results, args, load)
+    emu = consumer_bench.Emu(settings=harness.consumer_overrides(args))
+    try:
+        for label, full in (("empty", False), ("full", True)):
+            print(f"building {label} …", file=sys.stderr)
+            urls[label] = databases.create(f"receiptd_scale_{label}")
+            pending = build(urls[label], args, full)
+            print(f"measuring {label} …", file=sys.stderr)
+            consumer = consumer_rate(emu, urls[label], args.consumer_receipts, tmp)
+            results[label] = measure(urls[label], args.reps, args.settle_reps)
+            size = database_size(urls[label])
+            results[label].update(pending=pending, consumer=consumer, size=size)
+    finally:
+        emu.close()
+    rows, rate = prune_one_day(urls["full"], args.days)
+    results["full"]["prune"] = f"{rows:,} rows, {rate:,.0f} rows/s"
+    if args.explain:  # last: it runs each operation once more (the prune: day two)
+        explain(urls["full"], args.days - 1, args.explain)
+    return results
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Webhook benchmark on PostgreSQL: events delivered per second, and the consumer with
 webhooks on versus off, side by side in one run.
 
-    .venv/bin/python bench/webhooks.py [--events 20000] [--receipts 10000]
+    .venv/bin/python bench/webhooks.py [--events 20000] [--receipts 10000] [--latency-ms 3]
+        [--consumer-wait SECONDS]
 
 * Delivery: ``--events`` events are written to the outbox (sends registered, then settled by
   receipts through the store), then the production dispatcher (``receiptd.webhooks``, default
@@ -14,6 +15,8 @@ webhooks on versus off, side by side in one run.
   registered, so every receipt settles a send. Off: no endpoint. On: an endpoint configured,
   so every settle also writes its event and delivery rows in the same transaction, while the
   dispatcher delivers them concurrently (in this process) to the receiver.
+* ``receiptd run`` (consumers and dispatcher in one process) the same way, webhooks off and on;
+  then all of it again with ``--latency-ms`` added to every MNS request (0: skip that part).
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import base64
 import multiprocessing as mp
-import os
 import secrets
 import signal
 import subprocess
@@ -32,8 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import harness  # bench/harness.py
 import sqlalchemy as sa
-from consumer import Emu, consumer_env, drop_postgres, receiptd_run, scratch_databases
+from consumer import Emu, consumer_env, receiptd_run  # bench/consumer.py
 from pydantic import SecretStr
 
 from receiptd import config, domain, ports, webhooks, wiring
@@ -175,8 +178,7 @@ def consumer_rates(
 def daemon_rate(emu: Emu, url: str, n: int, start: int, log: Path, **extra: str) -> float:
     """``receiptd run`` (consumers and, with an endpoint, the dispatcher in one process; no
     compensator) on ``n`` queued receipts: first receive to empty queue, as receiptd_run."""
-    assert emu.depth() == 0
-    emu.call("fill", start, n)
+    emu.fill(start, n)
     env = consumer_env(emu, url, RECEIPTD_COMPENSATOR_ENABLED="false", **extra)
     env["RECEIPTD_HTTP_ADDR"] = "127.0.0.1:0"
     with log.open("w") as out:
@@ -216,37 +218,39 @@ def daemon_rates(
         engine.dispose()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--receipts", type=int, default=10_000)
-    parser.add_argument("--latency-ms", type=float, default=3.0, help="MNS round trip, 2nd run")
-    args = parser.parse_args()
-    load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="receiptd-bench-") as tmp:
-        url = scratch_databases(tmp)["postgresql"]
-        engine = create_db_engine(url)
-        migrate.upgrade(engine)
-        engine.dispose()
-        receiver, emu = ReceiverProcess(), Emu()
-        try:
-            rate, cpu = delivery_rate(url, receiver, args.events)
-            loopback = consumer_rates(emu, url, receiver, args.receipts, Path(tmp), 70_000_000)
-            daemon = daemon_rates(emu, url, receiver, args.receipts, Path(tmp), 75_000_000)
-            emu.call("latency", args.latency_ms / 1000)
-            rtt = consumer_rates(emu, url, receiver, args.receipts, Path(tmp), 80_000_000)
-            daemon_rtt = daemon_rates(emu, url, receiver, args.receipts, Path(tmp), 85_000_000)
-        finally:
-            emu.close()
-            receiver.close()
-            drop_postgres(url)
+Rates = tuple[float, float, float, int]
+DaemonRates = tuple[float, float, int]
+
+
+def measure(
+    emu: Emu, url: str, receiver: ReceiverProcess, args: argparse.Namespace, tmp: Path
+) -> tuple[tuple[float, float], list[tuple[str, Rates]], list[tuple[str, DaemonRates]]]:
+    """Delivery, then consumer and daemon rates on loopback and (``--latency-ms``) with RTT."""
+    delivery = delivery_rate(url, receiver, args.events)
+    consumers = [
+        ("loopback MNS", consumer_rates(emu, url, receiver, args.receipts, tmp, 70_000_000))
+    ]
+    daemons = [("loopback MNS", daemon_rates(emu, url, receiver, args.receipts, tmp, 75_000_000))]
+    if args.latency_ms > 0:
+        label = f"+{args.latency_ms:g} ms MNS round trip"
+        emu.call("latency", args.latency_ms / 1000)
+        consumers.append(
+            (label, consumer_rates(emu, url, receiver, args.receipts, tmp, 80_000_000))
+        )
+        daemons.append((label, daemon_rates(emu, url, receiver, args.receipts, tmp, 85_000_000)))
+    return delivery, consumers, daemons
+
+
+def report(
+    delivery: tuple[float, float],
+    consumers: list[tuple[str, Rates]],
+    daemons: list[tuple[str, DaemonRates]],
+) -> None:
+    rate, cpu = delivery
     print(f"{'what':<62}{'figure':>12}{'target':>11}")
     print(f"{'events delivered to a local receiver (PostgreSQL)':<62}{rate:>10.0f}/s  ≥ 1,000/s")
     print(f"{'  bench process CPU (dispatcher) per 1,000 events':<62}{cpu:>9.0f} ms")
-    for label, (off, writes, on, left) in (
-        ("loopback MNS", loopback),
-        (f"+{args.latency_ms:g} ms MNS round trip", rtt),
-    ):
+    for label, (off, writes, on, left) in consumers:
         print(f"consumer receipts/s ({label}):")
         print(f"{'  webhooks off':<62}{off:>10.0f}/s")
         idle = "  on, dispatcher idle (outbox writes only)"
@@ -254,17 +258,39 @@ def main() -> None:
         print(f"{'  on, dispatcher + receiver delivering on the same 2 cores':<62}{on:>10.0f}/s"
               f"{on / off:>7.0%}  ≥ 90 %")  # fmt: skip
         print(f"  deliveries still pending 60 s after the last run: {left}")
-    for label, (off, on, left) in (
-        ("loopback MNS", daemon),
-        (f"+{args.latency_ms:g} ms MNS round trip", daemon_rtt),
-    ):
+    for label, (off, on, left) in daemons:
         print(f"receiptd run receipts/s, dispatcher in the same process ({label}):")
         print(f"{'  webhooks off':<62}{off:>10.0f}/s")
         print(f"{'  webhooks on':<62}{on:>10.0f}/s{on / off:>7.0%}  ≥ 90 %")
         print(f"  deliveries pending when the queue was empty: {left}")
-    print(f"{args.events:,} events, {args.receipts:,} receipts per consumer run; "
-          f"{os.cpu_count()} CPUs, load average {load_before:.2f} before / "
-          f"{os.getloadavg()[0]:.2f} after")  # fmt: skip
+
+
+def main() -> None:
+    load = harness.start()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--receipts", type=int, default=10_000)
+    parser.add_argument(
+        "--latency-ms", type=float, default=3.0, help="MNS round trip, 2nd run (0: skip it)"
+    )
+    harness.add_consumer_wait(parser)
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory(prefix="receiptd-bench-") as tmp,
+        harness.scratch_postgres() as url,
+    ):
+        engine = create_db_engine(url)
+        migrate.upgrade(engine)
+        engine.dispose()
+        receiver = ReceiverProcess()
+        emu = Emu(settings=harness.consumer_overrides(args))
+        try:
+            results = measure(emu, url, receiver, args, Path(tmp))
+        finally:
+            emu.close()
+            receiver.close()
+    report(*results)
+    print(f"{args.events:,} events, {args.receipts:,} receipts per consumer run; {load.line()}")
 
 
 if __name__ == "__main__":

@@ -150,8 +150,11 @@ class Consumer:
     def run_until_idle(self) -> ConsumeStats:
         """Consume until each worker's receive comes back empty, then stop; returns the stats.
 
-        Messages in flight elsewhere (or whose handle expired) reappear only after their
-        visibility timeout, so "idle" means "nothing visible now", not "queue empty".
+        A worker with a batch in hand receives again after it, so one worker's empty receive
+        does not end the run while another still works. Messages in flight with another
+        consumer reappear only after their visibility timeout, so "idle" means "nothing
+        visible now", not "queue empty": they are the next run's (docs/consumer.md, "Until
+        idle"; tests/unit/test_consumer.py pins both).
         """
         self.start(until_idle=True)
         self.join()

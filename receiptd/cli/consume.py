@@ -37,7 +37,12 @@ def check_database(store: SqlStore) -> None:
     show_default=True,
     help="Which Alicom queue to consume.",
 )
-@click.option("--until-idle", is_flag=True, help="Stop once a receive comes back empty.")
+@click.option(
+    "--until-idle",
+    is_flag=True,
+    help="Drain what is visible, then exit: each thread stops at its first empty receive, the "
+    "command once all have (messages another consumer holds are left for the next run).",
+)
 @click.pass_context
 def consume(ctx: click.Context, queue: str, until_idle: bool) -> None:
     """Consume SmsReport/SmsUp messages into the database (Ctrl-C stops after the batch)."""

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from mns.account import Account
 
 from receiptd import domain, ports, wiring
 from receiptd.cli import main
@@ -218,6 +219,19 @@ def test_receipt_before_send_registration_is_linked(emu: Emulator, engine: sa.En
     assert (row.status, row.settled_by, row.err_code) == ("failed", "receipt", "MK:0001")
 
 
+def cli_env(emu: Emulator, engine: sa.Engine) -> dict[str, str]:
+    """`receiptd consume` in token mode against the emulator, with a 1 s long poll."""
+    return {
+        "RECEIPTD_DATABASE_URL": str(engine.url.render_as_string(hide_password=False)),
+        "RECEIPTD_ALIYUN_ACCESS_KEY_ID": emu.info.access_key_id,
+        "RECEIPTD_ALIYUN_ACCESS_KEY_SECRET": emu.info.access_key_secret,
+        "RECEIPTD_ALIYUN_QUEUE_PREFIX": emu.info.queue_prefix,
+        "RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT": emu.info.mns_endpoint,
+        "RECEIPTD_ALIYUN_DYBASE_ENDPOINT": emu.info.dybase_endpoint,
+        "RECEIPTD_CONSUMER_WAIT_SECONDS": "1",
+    }
+
+
 # The CLI path is the same on every backend: SQLite is enough here.
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_cli_consume_until_idle(emu: Emulator, engine: sa.Engine) -> None:
@@ -227,20 +241,36 @@ def test_cli_consume_until_idle(emu: Emulator, engine: sa.Engine) -> None:
         {"phone_number": "13800000001", "content": "退订", "send_time": "20261125160000",
          "dest_code": "01", "sequence_id": "1"}
     )  # fmt: skip
-    env = {
-        "RECEIPTD_DATABASE_URL": str(engine.url.render_as_string(hide_password=False)),
-        "RECEIPTD_ALIYUN_ACCESS_KEY_ID": emu.info.access_key_id,
-        "RECEIPTD_ALIYUN_ACCESS_KEY_SECRET": emu.info.access_key_secret,
-        "RECEIPTD_ALIYUN_QUEUE_PREFIX": emu.info.queue_prefix,
-        "RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT": emu.info.mns_endpoint,
-        "RECEIPTD_ALIYUN_DYBASE_ENDPOINT": emu.info.dybase_endpoint,
-        "RECEIPTD_CONSUMER_WAIT_SECONDS": "1",
-    }
-    result = CliRunner().invoke(main, ["consume", "--until-idle"], env=env)
+    result = CliRunner().invoke(main, ["consume", "--until-idle"], env=cli_env(emu, engine))
     assert result.exit_code == 0, result.output
     assert "received=3 stored=2" in result.output
     assert "dead_letters=1" in result.output
     assert depth(emu) == 0 and sum(emu.queue_depth("up").values()) == 0
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_cli_until_idle_drains_what_is_visible_not_what_another_consumer_holds(
+    emu: Emulator, engine: sa.Engine
+) -> None:
+    """Another client (the real SDK) holds a batch in flight: `consume --until-idle` stores
+    the rest and exits instead of waiting out the visibility timeout (docs/consumer.md)."""
+    for i in range(40):
+        emu.enqueue_report(fields(i))
+    account = Account(
+        emu.info.mns_endpoint, emu.info.mns_owner_access_key_id,
+        emu.info.mns_owner_access_key_secret,
+    )  # fmt: skip
+    holder = account.get_queue(emu.info.report_queue)
+    holder.set_encoding(False)
+    held = holder.batch_receive_message(16)
+    command = ["consume", "--until-idle", "--queue", "report"]
+    result = CliRunner().invoke(main, command, env=cli_env(emu, engine))
+    assert result.exit_code == 0, result.output
+    assert "received=24 stored=24" in result.output and "deleted=24" in result.output
+    assert emu.queue_depth("report") == {"visible": 0, "inflight": 16, "delayed": 0}
+    holder.batch_delete_message([m.receipt_handle for m in held])  # the holder's own work
+    account.mns_client.close_connection()
+    assert depth(emu) == 0
 
 
 def test_cli_consume_exits_3_when_not_migrated(tmp_path: object, emu: Emulator) -> None:

@@ -220,3 +220,57 @@ def test_many_threads_store_each_receipt_once(threads: int) -> None:
     assert len(sink.reports) == 500
     assert stats.stored == 500
     assert queue.depth() == 0
+
+
+# --- until idle: "drain what is visible", the verdict of issue 20 (docs/consumer.md) -------
+
+
+def test_until_idle_leaves_messages_another_consumer_holds_for_the_next_run() -> None:
+    """Messages in flight with another consumer are invisible: a run drains the rest and ends
+    instead of waiting out their visibility timeout; they are not lost, the next run after
+    the timeout takes them."""
+    queue, sink = InMemoryQueue(), InMemorySink()
+    queue.send_many([report_body(f"b{i}") for i in range(40)])
+    held = queue.receive(16, 0)  # another consumer (or a stopped one's abandoned poll)
+    first = consumer(queue, sink, threads=4).run_until_idle()
+    assert (first.received, first.stored, first.deleted) == (24, 24, 24)
+    assert queue.depth() == 16 and not {m.message_id for m in held} & set(queue.deleted)
+    queue.expire_visibility()  # the holder never deleted them: the visibility timeout passes
+    second = consumer(queue, sink, threads=4).run_until_idle()
+    assert (second.received, second.stored) == (16, 16)
+    assert queue.depth() == 0 and len(sink.reports) == 40
+
+
+class WatchedQueue(InMemoryQueue):
+    """Sets ``came_back_empty`` when a receive returns nothing."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.came_back_empty = threading.Event()
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[ports.QueueMessage]:
+        messages = super().receive(max_messages, wait_seconds)
+        if not messages:
+            self.came_back_empty.set()
+        return messages
+
+
+def test_until_idle_one_workers_empty_receive_does_not_end_a_run_another_still_works_in() -> None:
+    """Worker A holds the only batch; worker B's receive comes back empty (everything is in
+    flight with A) and B stops. Messages that arrive while A commits are still this run's: A
+    receives again after its batch and the run ends only when A, too, finds nothing."""
+    queue = WatchedQueue()
+    queue.send_many([report_body(f"a{i}") for i in range(16)])
+    late = [report_body(f"late{i}") for i in range(16)]
+
+    class BlockingSink(InMemorySink):
+        def write_batch(self, batch: ports.Batch, now: datetime) -> ports.BatchResult:
+            if self.writes == 0:  # A's batch: B has found the queue empty meanwhile
+                assert queue.came_back_empty.wait(5)
+                queue.send_many(late)
+            return super().write_batch(batch, now)
+
+    sink = BlockingSink()
+    stats = consumer(queue, sink, threads=2).run_until_idle()
+    assert (stats.received, stats.stored, stats.deleted) == (32, 32, 32)
+    assert queue.depth() == 0 and len(sink.reports) == 32
