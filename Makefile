@@ -74,6 +74,8 @@ PYENV_ROOT ?= $(HOME)/.pyenv
 
 pythons: $(OTHER_PYTHONS:%=python-%)
 
+.PRECIOUS: .venv-%/.installed-stamp  # kept: not an intermediate file of python-%
+
 python-%: .venv-%/.installed-stamp
 	.venv-$*/bin/python -m pytest -q -p no:cacheprovider $(PYTHONS_TESTS)
 
@@ -92,5 +94,5 @@ python-%: .venv-%/.installed-stamp
 	echo "make pythons: Python $* is $$py"; \
 	rm -rf .venv-$* && $$py -m venv .venv-$*
 	.venv-$*/bin/python -m pip install --quiet --upgrade pip
-	.venv-$*/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
 	touch $@

@@ -93,6 +93,13 @@ def test_the_wheel_and_the_sdist_carry_every_package_file(dist: Path) -> None:
     assert sdist.name == wheel.name.split("-py3")[0] + ".tar.gz"
 
 
+def test_the_docs_name_the_wheel_the_build_makes(dist: Path) -> None:
+    (wheel,) = dist.glob("receiptd-*.whl")
+    for doc in (README, artifacts.REPO / "systemd" / "README.md"):
+        named = set(re.findall(r"dist/(receiptd-[^'\[\s]+\.whl)", doc.read_text()))
+        assert named == {wheel.name}, f"{doc.name} names {named}, the build makes {wheel.name}"
+
+
 def test_installed_commands_run_from_the_wheel_alone(installed: Path, tmp_path: Path) -> None:
     receiptd = installed / "bin/receiptd"
     python = installed / "bin/python"
