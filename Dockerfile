@@ -78,8 +78,10 @@ import importlib, pkgutil, receiptd; \
 names = [m.name for m in pkgutil.walk_packages(receiptd.__path__, 'receiptd.') \
          if not m.name.endswith('__main__') and '.migrations.' not in m.name]; \
 names += ['psycopg', 'pymysql', 'sqlalchemy.dialects.postgresql.psycopg', \
-          'sqlalchemy.dialects.mysql.pymysql', 'alembic.command', 'alembic.runtime.migration', \
-          'huaweicloudsdkkoomessage.v1', 'huaweicloudsdkcore.http.http_config']; \
+          'sqlalchemy.dialects.mysql.pymysql', 'alembic.command', 'alembic.config', \
+          'alembic.script', 'alembic.runtime.migration', 'alibabacloud_dybaseapi20170525.client', \
+          'huaweicloudsdkkoomessage.v1', 'huaweicloudsdkcore.auth.credentials', \
+          'huaweicloudsdkcore.exceptions.exceptions', 'huaweicloudsdkcore.http.http_config']; \
 [importlib.import_module(name) for name in names]" \
     && receiptd --help >/dev/null
 
