@@ -87,8 +87,8 @@ python-%: .venv-%/.installed-stamp
 		done; \
 	fi; \
 	if [ -z "$$py" ] || ! $$py -c 'import sys; assert sys.version.startswith("$*.")' 2>/dev/null; then \
-		echo "make pythons: no Python $* found (python$* on PATH, $(PYENV_ROOT)/versions/$*.*/bin, PYTHON_$*=$$py)." >&2; \
-		echo "  pyproject.toml claims Python $*: install it, or name it with PYTHON_$*=/path/to/python$*." >&2; \
+		echo "make pythons: no Python $* (tried $${py:-python$* on PATH and $(PYENV_ROOT)/versions/$*.*/bin/python$*})." >&2; \
+		echo "  pyproject.toml claims Python $*: install it, or name it: make pythons PYTHON_$*=/path/to/python$*" >&2; \
 		exit 1; \
 	fi; \
 	echo "make pythons: Python $* is $$py"; \
