@@ -284,15 +284,24 @@ class OpsServer:
                 raise
 
     def close(self, timeout: float = 5.0) -> None:
-        """Close the listener and every open connection inside the server's own loop thread
-        (closing them from here would race its select()), then stop the worker threads."""
+        """Stop the worker threads (a request being served is finished), then close the
+        listener and every open connection inside the server's own loop thread (closing them
+        from here would race its select())."""
         self._closing.set()
         server = self._server
+        # Workers first: each pulls the trigger after a response, and a pull after close_all
+        # closed it writes into a closed descriptor, or into one that reused its number.
+        server.task_dispatcher.shutdown(timeout=timeout)
 
         def close_all() -> None:
             for dispatcher in list(server._map.values()):
                 dispatcher.close()
 
-        server.trigger.pull_trigger(close_all)
+        # pull_trigger(thunk) appends the thunk, then writes the wake-up byte; a loop already
+        # awake can run close_all, closing the trigger, in between. The loop runs thunks only
+        # under the trigger's lock: hold it for both.
+        trigger = server.trigger
+        with trigger.lock:
+            trigger.thunks.append(close_all)
+            trigger._physical_pull()
         self._thread.join(timeout)
-        server.task_dispatcher.shutdown(timeout=timeout)
