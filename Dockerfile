@@ -63,7 +63,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
 # Two layers: the dependencies (cached while requirements/ is unchanged), then receiptd.
-# Nothing is downloaded, built or installed in this stage. The console script is linked to
+# Nothing is downloaded or installed in this stage (no pip run). The console script is linked to
 # /usr/local/bin/receiptd, the same path the systemd unit uses.
 COPY --from=deps /opt/receiptd /opt/receiptd
 COPY --from=builder /staged/ /
