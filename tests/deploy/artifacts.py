@@ -1,7 +1,8 @@
 """Build artefacts the deploy tier shares, cached outside the checkout.
 
-* A Debian bookworm root filesystem (``debootstrap``) with systemd and Python: booted with
-  ``systemd-nspawn`` and, imported with ``docker import``, the base image of the Dockerfile.
+* Debian bookworm root filesystems (``debootstrap``): one with systemd and Python, booted
+  with ``systemd-nspawn``; a slim one with Python and pip only which, imported with
+  ``docker import``, is the base image of the Dockerfile (as ``python:3.11-slim`` would be).
 * receiptd's dependency wheels (keyed by the dependency list) and a wheel of the checkout.
 
 The cache lives under ``RECEIPTD_DEPLOY_CACHE`` (default ``/var/cache/receiptd-deploy``), so a
@@ -29,11 +30,13 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("RECEIPTD_DEPLOY_CACHE", "/var/cache/receiptd-deploy"))
 SUITE = "bookworm"
 MIRROR = os.environ.get("RECEIPTD_DEPLOY_MIRROR", "http://deb.debian.org/debian")
-# systemd-sysv provides /sbin/init for `systemd-nspawn -b`; python3-pip is the base image's
-# pip (the Dockerfile runs `pip wheel` and `pip install`); ca-certificates is replaced by the
-# host's bundle (the package index is reached through a proxy whose CA only the host trusts).
-# No dbus: systemctl and systemd-run reach PID 1 over its private socket as root.
-PACKAGES = ("systemd", "systemd-sysv", "python3", "python3-pip", "ca-certificates")
+# The image's base: Python and pip (the Dockerfile runs `pip wheel` and `pip install`);
+# ca-certificates is replaced by the host's bundle (the package index is reached through a
+# proxy whose CA only the host trusts).
+IMAGE_PACKAGES = ("python3", "python3-pip", "ca-certificates")
+# The booted machine's: systemd-sysv provides /sbin/init for `systemd-nspawn -b`. No dbus:
+# systemctl and systemd-run reach PID 1 over its private socket as root.
+PACKAGES = ("systemd", "systemd-sysv", *IMAGE_PACKAGES)
 # Not needed at run time; dropped to keep the image small.
 PRUNE = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -86,13 +89,13 @@ def _unmount_below(path: Path) -> None:
         subprocess.run(["umount", "--lazy", point], check=False)
 
 
-def _build_rootfs(tmp: Path) -> None:
+def _build_rootfs(tmp: Path, packages: tuple[str, ...]) -> None:
     try:
         run(
             [
                 "debootstrap",
                 "--variant=minbase",
-                f"--include={','.join(PACKAGES)}",
+                f"--include={','.join(packages)}",
                 SUITE,
                 str(tmp),
                 MIRROR,
@@ -112,10 +115,12 @@ def _build_rootfs(tmp: Path) -> None:
     tmp.chmod(0o755)  # mkdtemp made it 0700: "/" must be searchable for non-root users
 
 
-def rootfs() -> Path:
-    """The cached root filesystem (read-only by convention: copy it before booting)."""
+def rootfs(packages: tuple[str, ...] = PACKAGES) -> Path:
+    """The cached root filesystem with ``packages`` (read-only by convention: copy it before
+    booting)."""
     host_ca = hashlib.sha256(HOST_CA_BUNDLE.read_bytes()).hexdigest()[:8]
-    return cached(f"rootfs-{SUITE}-{_digest(PACKAGES, PRUNE, MIRROR, host_ca)}", _build_rootfs)
+    key = _digest(packages, PRUNE, MIRROR, host_ca)
+    return cached(f"rootfs-{SUITE}-{key}", lambda tmp: _build_rootfs(tmp, packages))
 
 
 def _dependencies() -> list[str]:

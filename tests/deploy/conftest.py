@@ -46,6 +46,13 @@ def rootfs() -> Path:
 
 
 @pytest.fixture(scope="session")
+def image_rootfs() -> Path:
+    """The slim root filesystem (Python and pip, no systemd) the image is built on."""
+    require("debootstrap")
+    return artifacts.rootfs(artifacts.IMAGE_PACKAGES)
+
+
+@pytest.fixture(scope="session")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path]]:
     """(dependency wheel directory, directory holding the checkout's wheel)."""
     own = tmp_path_factory.mktemp("wheel")
@@ -75,17 +82,17 @@ def docker_host(docker_daemon: engine.Daemon) -> str:
 
 
 @pytest.fixture(scope="session")
-def image(docker_daemon: engine.Daemon, rootfs: Path) -> str:
+def image(docker_daemon: engine.Daemon, image_rootfs: Path) -> str:
     """The Dockerfile built (once per session; Docker's layer cache makes rebuilds quick)."""
     try:
-        seconds = engine.build(engine.base_image(rootfs))
+        seconds = engine.build(engine.base_image(image_rootfs))
     except (RuntimeError, AssertionError, subprocess.SubprocessError):
         # Docker 20.10's BuildKit has been seen to crash the daemon (SIGBUS reading its cache
         # database) on a build that then succeeds: one retry when, and only when, our daemon
         # died. A broken Dockerfile fails the retry too.
         if not docker_daemon.restarted():
             raise
-        seconds = engine.build(engine.base_image(rootfs))
+        seconds = engine.build(engine.base_image(image_rootfs))
     size = engine.inspect(engine.IMAGE)["Size"] / 1e6
     print(f"\nimage {engine.IMAGE}: built in {seconds:.1f} s, {size:.0f} MB")
     return engine.IMAGE

@@ -6,8 +6,9 @@ with ``docker import``. The data root lives outside the checkout
 (``RECEIPTD_DEPLOY_DOCKER_ROOT``, default ``/var/lib/receiptd-deploy-docker``), so the layer
 cache survives between runs and fresh clones.
 
-The client is Debian's ``/usr/bin/docker`` (the docker.io package that brings dockerd): its
-built-in BuildKit handles ``RUN --mount``; a newer client would need the buildx plugin.
+The client is Debian's ``/usr/bin/docker`` (the docker.io package that brings dockerd): it
+builds with its built-in BuildKit (``DOCKER_BUILDKIT=1``); a newer client would need the
+buildx plugin.
 """
 
 from __future__ import annotations
