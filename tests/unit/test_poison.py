@@ -109,7 +109,8 @@ def test_push_parsers_share_the_extremes() -> None:
         push_formats.parse_koomessage(huge_body)
     koo = {"send_status": "Deliverd", "task_id": "t", "cust_flag": "c"}
     year1 = {**koo, "send_time": "0001-01-01T00:00:00+08:00"}
-    parsed = push_formats.parse_koomessage(json.dumps({"callback_type": "sms", "body": [year1]}).encode())
+    envelope = json.dumps({"callback_type": "sms", "body": [year1]}).encode()
+    parsed = push_formats.parse_koomessage(envelope)
     assert "out of range in UTC" in parsed.rejected[0].error
     # A rejected element holding a lone surrogate is kept as JSON with \u escapes.
     parsed = push_formats.parse_aliyun(b'[{"biz_id":"\\ud800"}]', report)
