@@ -156,7 +156,8 @@ def parse_koomessage(raw: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Pa
         raise domain.BodyError(f"callback_type {callback_type!r} is not 'sms' or 'shortchain'")
     body = envelope.get("body")
     if isinstance(body, str):  # as documented: the body is a JSON string
-        body = decode_json(body.encode("utf-8"))
+        # Parsed as text: re-encoding it could fail (a lone surrogate escaped in the string).
+        body = domain.load_json(body, "envelope body")
     elements = _elements(body, max_elements, "envelope body")
     parsed = Parsed()
     if callback_type == "shortchain":
