@@ -166,10 +166,7 @@ class PushApp:
             return self._refuse(channel, raw, exc, Answer(413, "too_large", _error(413, exc)))
         except domain.BodyError as exc:
             return self._refuse(channel, raw, exc, Answer(400, "rejected", _error(400, exc)))
-        for rejected in parsed.rejected:
-            if rejected.crash is not None:
-                where, crash = channel.queue, rejected.crash
-                poison.report_crash("decode", domain.Channel.PUSH, where, _sha(rejected.raw), crash)
+        _report_crashes(channel, parsed)
         batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
         try:
             self._groups[channel.queue].write(batch)
@@ -269,6 +266,14 @@ def _refused(channel: Channel, single: ports.Batch, reason: str) -> ports.DeadRe
     value = single.reports[0].report if single.reports else single.inbound[0].reply
     text = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False)
     return dead_record(channel, text.encode("utf-8", "backslashreplace"), reason)
+
+
+def _report_crashes(channel: Channel, parsed: push_formats.Parsed) -> None:
+    """Elements the parser crashed on (rejected, so dead-lettered with the rest) are defects."""
+    for rejected in parsed.rejected:
+        if rejected.crash is not None:
+            where, key = channel.queue, _sha(rejected.raw)
+            poison.report_crash("decode", domain.Channel.PUSH, where, key, rejected.crash)
 
 
 def _sha(raw: bytes) -> str:
