@@ -39,7 +39,7 @@ from tests.fuzz.grammar import SHAPES, Body
 
 pytestmark = pytest.mark.system
 
-EXAMPLES = int(os.environ.get("RECEIPTD_FUZZ_EXAMPLES", "400"))
+EXAMPLES = int(os.environ.get("RECEIPTD_FUZZ_EXAMPLES", "200"))
 DB_EXAMPLES = int(os.environ.get("RECEIPTD_FUZZ_DB_EXAMPLES", "30"))
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 TOKEN = "fuzz-token-0123456789abcdef"
