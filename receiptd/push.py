@@ -237,7 +237,7 @@ def replay_batch(queue: str, raw: bytes, tz: tzinfo) -> ports.Batch:
     if channel is None:
         raise ValueError(f"{queue!r} is not a push channel")
     if channel.provider == "huawei" and b'"callback_type"' not in raw:
-        raw = json.dumps({"callback_type": "sms", "body": [json.loads(raw)]}).encode()
+        raw = json.dumps({"callback_type": "sms", "body": [push_formats.decode_json(raw)]}).encode()
     parsed = channel.parse(raw, PushConfig(token="", tz=tz))
     if parsed.rejected:
         raise domain.BodyError(parsed.rejected[0].error)
