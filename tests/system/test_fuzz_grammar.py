@@ -93,14 +93,18 @@ def check_pure(shape: str, body: Body) -> None:
         assert parsed.rejected == [], parsed.rejected
 
 
+CHUNK = 10_000  # a long run is several hypothesis runs (new seeds, a small example tree)
+
+
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_pure_decode_path_only_ever_raises_body_error(shape: str) -> None:
-    @_settings(EXAMPLES)
+    @_settings(min(EXAMPLES, CHUNK))
     @given(SHAPES[shape]())
     def run(body: Body) -> None:
         check_pure(shape, body)
 
-    run()
+    for _ in range(-(-EXAMPLES // CHUNK)):
+        run()
 
 
 # --- every database, through the real write paths ----------------------------------------------
