@@ -5,14 +5,17 @@ that lives here. The guarantees (docs/consumer.md has the long form):
 
 * A message is deleted only after the transaction holding its rows committed; writes are
   idempotent, so a redelivery (crash, stale handle, failed delete) changes nothing.
-* A body the domain parser rejects becomes a dead letter with its raw bytes, in the same
-  transaction; a message the database refuses alone is dead-lettered with the error text.
+* A body the domain parser rejects (or crashes on) becomes a dead letter with its raw bytes,
+  in the same transaction; a message the database refuses (or the store crashes on) alone is
+  dead-lettered with the error text; a message delivered more than ``max_dequeue`` times is
+  dead-lettered unread (``receiptd.poison``).
 * StoreUnavailable: nothing is deleted; the same batch is retried with backoff. On stop
   during an outage the batch is abandoned undeleted (MNS redelivers it).
 """
 
 from __future__ import annotations
 
+import functools
 import random
 import threading
 import time
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, tzinfo
 
-from receiptd import domain, metrics, ports
+from receiptd import domain, metrics, poison, ports
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -60,21 +63,42 @@ class Backoff:
         return float(ceiling / 2 + random.uniform(0, ceiling / 2))
 
 
+DEFAULT_MAX_DEQUEUE = 5  # settings.consumer_max_dequeue
+
+
 def decode_batch(
-    messages: list[ports.QueueMessage], kind: domain.MessageType, queue: str, tz: tzinfo
+    messages: list[ports.QueueMessage],
+    kind: domain.MessageType,
+    queue: str,
+    tz: tzinfo,
+    max_dequeue: int = DEFAULT_MAX_DEQUEUE,
 ) -> ports.Batch:
-    """Typed records for the good bodies, dead records (raw bytes + reason) for the rest."""
+    """Typed records for the good bodies, dead records (raw bytes + reason) for the rest.
+
+    Nothing a body holds can make this raise: a body the parser rejects (``BodyError``) and a
+    body it crashed on (any other exception: a receiptd defect, logged as ``body_crashed``)
+    are both dead-lettered. A message MNS has delivered more than ``max_dequeue`` times
+    (0: no bound) without receiptd storing or dead-lettering it is quarantined before
+    decoding: whatever killed the process on it before cannot kill it again.
+    """
     reports: list[ports.ReportRecord] = []
     inbound: list[ports.InboundRecord] = []
     dead: list[ports.DeadRecord] = []
+    label = "report" if kind is domain.MessageType.REPORT else "up"
     for m in messages:
+        if max_dequeue and m.dequeue_count > max_dequeue:
+            dead.append(poison.quarantine(m, queue, label, max_dequeue))
+            continue
         try:
             if kind is domain.MessageType.REPORT:
                 reports.append(ports.ReportRecord(m.message_id, domain.parse_report(m.body, tz)))
             else:
                 inbound.append(ports.InboundRecord(m.message_id, domain.parse_up(m.body, tz)))
         except domain.BodyError as exc:
-            dead.append(ports.DeadRecord(queue, m.message_id, m.body.encode(), str(exc)))
+            dead.append(poison.dead_message(queue, m, str(exc)))
+        except Exception as exc:  # a defect of receiptd's decoder: surfaced, never fatal
+            poison.report_crash("decode", domain.Channel.MNS, queue, m.message_id, exc)
+            dead.append(poison.dead_message(queue, m, f"decoder crashed: {exc!r}"))
     return ports.Batch(reports, inbound, dead)
 
 
@@ -151,16 +175,9 @@ class BatchWriter:
         attempt = 0
         while True:
             try:
-                result = self.sink.write_batch(batch, self.clock())
-            except ports.StoreWriteError as exc:
-                if self._reachable():
-                    return self._isolate(batch, ctx, exc)
-                error: Exception = exc
+                return self._write(batch, ctx)
             except ports.StoreUnavailable as exc:
                 error = exc
-            else:
-                self._count(batch, result, ctx.stats)
-                return _ids(batch)
             if ctx.stop.is_set():
                 log.warning("batch_abandoned", loop=ctx.loop, messages=len(batch))
                 return None
@@ -171,39 +188,36 @@ class BatchWriter:
             log.warning("batch_write_failed", loop=ctx.loop, error=str(error), retry_in=delay)
             ctx.stop.wait(delay)
 
-    def _reachable(self) -> bool:
+    def _write(self, batch: ports.Batch, ctx: BatchContext) -> set[str]:
+        """One transaction; when the database refuses it while reachable (or the store raises
+        anything else: a defect), one message per transaction. StoreUnavailable propagates."""
         try:
-            self.sink.ping()
+            result = self.sink.write_batch(batch, self.clock())
         except ports.StoreUnavailable:
-            return False
-        return True
+            raise
+        except Exception as exc:  # StoreWriteError, or a defect surfaced per message below
+            self.sink.ping()  # unreachable after all: StoreUnavailable, the batch is retried
+            log.warning(
+                "batch_isolating", loop=ctx.loop, messages=len(batch), error=repr(exc)[:300]
+            )
+            return poison.write_each(
+                self.sink,
+                batch,
+                self.clock,
+                functools.partial(self._dead_letter, ctx),
+                lambda single, result: self._count(single, result, ctx.stats),
+                ctx.loop,
+                domain.Channel.MNS,
+            )
+        self._count(batch, result, ctx.stats)
+        return poison.ids(batch)
 
-    def _isolate(
-        self, batch: ports.Batch, ctx: BatchContext, exc: ports.StoreWriteError
-    ) -> set[str] | None:
-        """The database refused the batch while reachable: one message per transaction."""
-        if len(batch) == 1:
-            return self._refused(batch, ctx, exc)
-        log.warning("batch_isolating", loop=ctx.loop, messages=len(batch), error=str(exc))
-        done: set[str] = set()
-        for single in singles(batch):
-            ids = self._commit(single, ctx)
-            if ids is None:
-                return done  # stopping mid-way: delete exactly what was committed
-            done |= ids
-        return done
-
-    def _refused(
-        self, single: ports.Batch, ctx: BatchContext, exc: ports.StoreWriteError
-    ) -> set[str]:
-        """A message the database refuses alone becomes a dead letter with the error text."""
-        message_id = next(iter(_ids(single)))
-        if single.dead:  # even its dead letter is refused: leave it for redelivery
-            log.error("message_unstorable", loop=ctx.loop, message_id=message_id, error=str(exc))
-            return set()
-        body = next(m.body for m in ctx.messages if m.message_id == message_id)
-        dead = ports.DeadRecord(ctx.queue.name, message_id, body.encode(), f"store refused: {exc}")
-        return self._commit(ports.Batch(dead=[dead]), ctx) or set()
+    @staticmethod
+    def _dead_letter(ctx: BatchContext, single: ports.Batch, reason: str) -> ports.DeadRecord:
+        """A message the database refuses alone: its body's exact bytes, with the reason."""
+        message_id = next(iter(poison.ids(single)))
+        message = next(m for m in ctx.messages if m.message_id == message_id)
+        return poison.dead_message(ctx.queue.name, message, reason)
 
     def _count(self, batch: ports.Batch, result: ports.BatchResult, stats: ConsumeStats) -> None:
         stored = result.reports_new + result.inbound_new
@@ -239,16 +253,3 @@ class BatchWriter:
                 if attempt + 1 < self.DELETE_ATTEMPTS:
                     ctx.stop.wait(min(self.backoff.delay(attempt), 2.0))
         return [ports.DeleteFailure(h, type(last).__name__, str(last)) for h in handles]
-
-
-def _ids(batch: ports.Batch) -> set[str]:
-    ids = {r.message_id for r in batch.reports} | {r.message_id for r in batch.inbound}
-    return ids | {d.message_id for d in batch.dead}
-
-
-def singles(batch: ports.Batch) -> list[ports.Batch]:
-    return [
-        *(ports.Batch(reports=[r]) for r in batch.reports),
-        *(ports.Batch(inbound=[r]) for r in batch.inbound),
-        *(ports.Batch(dead=[d]) for d in batch.dead),
-    ]

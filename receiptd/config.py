@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     # at once): 20 s is 180 receive requests an hour per queue per replica.
     consumer_wait_seconds: int = Field(20, ge=0, le=30)
     consumer_socket_timeout: float = Field(45.0, gt=0, le=300)
+    # A message MNS delivered more often than this without receiptd storing or dead-lettering
+    # it is dead-lettered unread (each such delivery ended in a crash): no crash loop.
+    consumer_max_dequeue: int = Field(5, ge=1, le=1000)
 
     compensator_enabled: bool = True
     compensator_interval: float = Field(600.0, gt=0)

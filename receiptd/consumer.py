@@ -18,8 +18,11 @@ docs/consumer.md has the long form.
 * Stop: ``stop()`` sets one event, wakes the sleepers and cuts an idle long poll short by
   closing its connection (``ReceiptQueue.abort``); a worker with a batch in hand finishes it
   (commit, delete) and exits.
-* A worker that dies for good (QueueNotFound, an unexpected error) is recorded in
-  ``failures`` and health: the service must exit non-zero.
+* Nothing a message holds kills a worker: every body is stored or dead-lettered
+  (``receiptd.batch``, ``receiptd.poison``), and a message delivered more than
+  ``max_dequeue`` times is dead-lettered unread.
+* A worker that dies for good (QueueNotFound, an unexpected error outside any one body) is
+  recorded in ``failures`` and health: the service must exit non-zero.
 """
 
 from __future__ import annotations
@@ -31,7 +34,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from receiptd import domain, metrics, ports
-from receiptd.batch import Backoff, BatchContext, BatchWriter, ConsumeStats, decode_batch
+from receiptd.batch import (
+    DEFAULT_MAX_DEQUEUE,
+    Backoff,
+    BatchContext,
+    BatchWriter,
+    ConsumeStats,
+    decode_batch,
+)
 from receiptd.clock import utc_now
 from receiptd.health import Health
 from receiptd.logs import get_logger
@@ -60,6 +70,7 @@ class Crewing:
     backoff: Backoff
     refusal: RefusalBackoff
     monotonic: Callable[[], float]
+    max_dequeue: int
     stop: threading.Event = field(default_factory=threading.Event)
     crew: Crew = field(default_factory=Crew)
 
@@ -87,6 +98,7 @@ class Consumer:
         backoff: Backoff = DEFAULT_BACKOFF,
         refusal: RefusalBackoff | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        max_dequeue: int = DEFAULT_MAX_DEQUEUE,
     ) -> None:
         self.kind = kind
         self.label = _LABEL[kind]
@@ -102,6 +114,7 @@ class Consumer:
             backoff=backoff,
             refusal=refusal or RefusalBackoff.for_wait(wait_seconds),
             monotonic=monotonic,
+            max_dequeue=max_dequeue,
         )
         self._threads_wanted = threads
         self._threads: list[threading.Thread] = []
@@ -220,7 +233,7 @@ class _Worker:
                 return  # idle (helper: stopped while asleep)
 
     def _process(self, queue: ports.ReceiptQueue, received: list[ports.QueueMessage]) -> None:
-        batch = decode_batch(received, self.s.kind, queue.name, self.s.tz)
+        batch = decode_batch(received, self.s.kind, queue.name, self.s.tz, self.s.max_dequeue)
         ctx = BatchContext(self.name, queue, received, self.s.stop, self.stats)
         self.s.writer.process(batch, ctx)
         self.s.health.success(self.name)

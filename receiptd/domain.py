@@ -121,13 +121,36 @@ def decode_json_body(raw: str | bytes) -> dict[str, Any]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise BodyError("decoded body is not UTF-8") from None
-    try:
-        obj = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
-        raise BodyError("decoded body is not JSON") from None
+    obj = load_json(text, "decoded body")
     if not isinstance(obj, dict):
         raise BodyError(f"decoded body is a JSON {type(obj).__name__}, not an object")
     return obj
+
+
+def load_json(text: str, what: str = "body") -> Any:
+    """JSON text to a value; every way it can fail is a BodyError naming the reason.
+
+    Well-formed JSON can still be unreadable: an integer of more than 4,300 digits raises a
+    plain ``ValueError`` (CPython's integer-conversion limit, ``sys.get_int_max_str_digits``)
+    and deep nesting a ``RecursionError``; neither is a ``JSONDecodeError``.
+    """
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BodyError(f"{what} is not JSON: {exc.msg} at {exc.pos}") from None
+    except RecursionError:
+        raise BodyError(f"{what} is not JSON: nested too deeply") from None
+    except ValueError as exc:  # the integer-digit limit
+        raise BodyError(f"{what} is not readable JSON: {str(exc).split(';')[0]}") from None
+
+
+def to_utc(local: datetime) -> datetime:
+    """An aware time in UTC; ValueError (not OverflowError) when UTC has no such year: year 1
+    east of Greenwich, year 9999 west of it."""
+    try:
+        return local.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"{local.isoformat()} is out of range in UTC") from None
 
 
 def parse_provider_time(value: str, tz: tzinfo = CHINA_TZ) -> datetime:
@@ -141,14 +164,14 @@ def parse_provider_time(value: str, tz: tzinfo = CHINA_TZ) -> datetime:
         except ValueError:
             pass
         else:
-            return local.replace(tzinfo=tz).astimezone(UTC)
+            return to_utc(local.replace(tzinfo=tz))
     for fmt in _TIME_FORMATS:
         try:
             # The provider's times carry no zone; it is attached below.
             local = datetime.strptime(value.strip(), fmt)  # noqa: DTZ007
         except ValueError:
             continue
-        return local.replace(tzinfo=tz).astimezone(UTC)
+        return to_utc(local.replace(tzinfo=tz))
     raise ValueError(f"{value!r} is not 'yyyy-MM-dd HH:mm:ss' or 'yyyyMMddHHmmss'")
 
 
@@ -169,6 +192,8 @@ class Fields:
         limit = _MAX_LENGTH.get(name, _DEFAULT_MAX_LENGTH)
         if len(text) > limit:
             raise BodyError(f"field {name!r} is longer than {limit} characters")
+        if not text.isascii():
+            _check_unicode(name, text)
         return text
 
     def required_text(self, name: str) -> str:
@@ -207,6 +232,26 @@ class Fields:
         if not value.isascii() or not value.isdigit() or len(value) > 6:
             raise BodyError(f"field {name!r} must be a small whole number, got {value!r}")
         return int(value)
+
+
+def _check_unicode(name: str, text: str) -> None:
+    """JSON may spell a lone surrogate (``"\\ud800"``); no database can store it as text."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BodyError(
+            f"field {name!r} holds a lone surrogate (U+{ord(text[exc.start]):04X}), "
+            "not Unicode text"
+        ) from None
+
+
+def printable(text: str, limit: int = 2000) -> str:
+    """``text`` as any database stores it: lone surrogates and NUL (PostgreSQL text cannot
+    hold it) backslash-escaped, cut to ``limit`` characters. For reasons and log fields,
+    never for data."""
+    if not text.isascii() or "\x00" in text:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def parse_report(raw: str | bytes, tz: tzinfo = CHINA_TZ) -> SmsReport:

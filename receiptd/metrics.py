@@ -160,6 +160,21 @@ POLLS_ABANDONED = Counter(
     ["queue"],
     registry=REGISTRY,
 )
+# Poison: bodies receiptd's own code crashed on, messages quarantined by their DequeueCount.
+BODIES_CRASHED = Counter(
+    "receiptd_bodies_crashed",
+    "Bodies whose decoding or storing raised an unexpected error (a receiptd defect; each is "
+    "dead-lettered and logged as body_crashed), by channel and stage.",
+    ["channel", "stage"],
+    registry=REGISTRY,
+)
+QUARANTINED = Counter(
+    "receiptd_messages_quarantined",
+    "Messages dead-lettered unread because MNS had delivered them more than "
+    "consumer_max_dequeue times, by queue.",
+    ["queue"],
+    registry=REGISTRY,
+)
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)
 BUILD = Info("receiptd_build", "receiptd build information.", registry=REGISTRY)
 BUILD.info({"version": __version__})

@@ -1,7 +1,7 @@
 """The HTTP push listener: receipts pushed by Alibaba (HTTP batch push) and KooMessage.
 
 ``POST /push/{token}/aliyun/SmsReport``, ``/aliyun/SmsUp`` and ``/v1/aim/send-status``
-(``../shared/spec/push.md``). Parsing is pure (``receiptd.push_formats``); the records go
+(docs/push.md). Parsing is pure (``receiptd.push_formats``); the records go
 through the same ``ports.ReceiptSink.write_batch`` as the MNS path, one transaction per request.
 
 Answers (the providers retry anything but ``200`` + ``{"code": 0}``):
@@ -29,7 +29,7 @@ from datetime import tzinfo
 from typing import Any
 
 from receiptd import batch as batches
-from receiptd import config, connections, domain, group_commit, metrics, ports, push_formats
+from receiptd import config, connections, domain, group_commit, metrics, poison, ports, push_formats
 from receiptd.clock import Clock, utc_now
 from receiptd.http import OpsServer, StartResponse, _json
 from receiptd.logs import get_logger
@@ -147,12 +147,25 @@ class PushApp:
         return self._store(channel, raw)
 
     def _store(self, channel: Channel, raw: bytes) -> Answer:
+        """Parse and write one body. Nothing it holds makes the answer a 5xx: a body the
+        listener crashes on (a receiptd defect, ``body_crashed``) is kept as a dead letter
+        and answered 400; 503 means the database is unavailable, nothing else."""
+        try:
+            return self._parse_and_write(channel, raw)
+        except Exception as exc:  # e.g. a parser defect past push_formats' own isolation
+            poison.report_crash("listener", domain.Channel.PUSH, channel.queue, _sha(raw), exc)
+            crashed = domain.BodyError(f"listener crashed: {exc!r}")
+            answer = Answer(400, "rejected", {"code": 400, "msg": "body kept as a dead letter"})
+            return self._refuse(channel, raw, crashed, answer)
+
+    def _parse_and_write(self, channel: Channel, raw: bytes) -> Answer:
         try:
             parsed = channel.parse(raw, self.cfg)
         except push_formats.TooManyElements as exc:
             return self._refuse(channel, raw, exc, Answer(413, "too_large", _error(413, exc)))
         except domain.BodyError as exc:
             return self._refuse(channel, raw, exc, Answer(400, "rejected", _error(400, exc)))
+        _report_crashes(channel, parsed)
         batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
         try:
             self._groups[channel.queue].write(batch)
@@ -191,21 +204,29 @@ class PushApp:
         return answer
 
     def _write(self, batch: ports.Batch, channel: Channel) -> ports.BatchResult:
-        """One transaction; if the database refuses the data itself (while reachable), one
-        record per transaction, a refused record becoming a dead letter with the reason."""
+        """One transaction; if the database refuses the data itself (while reachable) or the
+        store raises anything else, one record per transaction (``poison.write_each``), a
+        refused record becoming a dead letter with the reason."""
         try:
             return self.sink.write_batch(batch, self.clock())
-        except ports.StoreWriteError as exc:
+        except ports.StoreUnavailable:
+            raise  # the caller answers 503
+        except Exception as exc:  # StoreWriteError, or a store defect surfaced per record
             self.sink.ping()  # StoreUnavailable: the caller answers 503
-            log.warning("push_isolating", records=len(batch), error=str(exc))
-        total = ports.BatchResult()
-        for single in batches.singles(batch):
-            try:
-                result = self.sink.write_batch(single, self.clock())
-            except ports.StoreWriteError as exc:
-                result = self.sink.write_batch(_refused(channel, single, exc), self.clock())
-            total = _add(total, result)
-        return total
+            log.warning("push_isolating", records=len(batch), error=repr(exc)[:300])
+        results: list[ports.BatchResult] = []
+        written = poison.write_each(
+            self.sink,
+            batch,
+            self.clock,
+            functools.partial(_refused, channel),
+            lambda _single, result: results.append(result),
+            channel.queue,
+            domain.Channel.PUSH,
+        )
+        if written != poison.ids(batch):  # even a dead letter refused: the provider retries
+            raise ports.StoreWriteError("a record could be neither stored nor dead-lettered")
+        return functools.reduce(_add, results, ports.BatchResult())
 
 
 def replay_batch(queue: str, raw: bytes, tz: tzinfo) -> ports.Batch:
@@ -215,7 +236,7 @@ def replay_batch(queue: str, raw: bytes, tz: tzinfo) -> ports.Batch:
     if channel is None:
         raise ValueError(f"{queue!r} is not a push channel")
     if channel.provider == "huawei" and b'"callback_type"' not in raw:
-        raw = json.dumps({"callback_type": "sms", "body": [json.loads(raw)]}).encode()
+        raw = json.dumps({"callback_type": "sms", "body": [push_formats.decode_json(raw)]}).encode()
     parsed = channel.parse(raw, PushConfig(token="", tz=tz))
     if parsed.rejected:
         raise domain.BodyError(parsed.rejected[0].error)
@@ -236,16 +257,26 @@ def to_batch(channel: Channel, parsed: push_formats.Parsed, request_id: str) -> 
 
 def dead_record(channel: Channel, raw: bytes, error: str) -> ports.DeadRecord:
     """Keyed by the content's SHA-256: a retried poison request is one row, counted up."""
-    return ports.DeadRecord(channel.queue, hashlib.sha256(raw).hexdigest(), raw, error)
+    return ports.DeadRecord(channel.queue, _sha(raw), raw, error)
 
 
-def _refused(channel: Channel, single: ports.Batch, exc: ports.StoreWriteError) -> ports.Batch:
+def _refused(channel: Channel, single: ports.Batch, reason: str) -> ports.DeadRecord:
     """A record the database refuses alone, as a dead letter (its parsed fields as JSON)."""
-    if single.dead:
-        raise exc  # even its dead letter is refused: answer 503, the provider retries
     value = single.reports[0].report if single.reports else single.inbound[0].reply
-    raw = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False).encode()
-    return ports.Batch(dead=[dead_record(channel, raw, f"store refused: {exc}")])
+    text = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False)
+    return dead_record(channel, text.encode("utf-8", "backslashreplace"), reason)
+
+
+def _report_crashes(channel: Channel, parsed: push_formats.Parsed) -> None:
+    """Elements the parser crashed on (rejected, so dead-lettered with the rest) are defects."""
+    for rejected in parsed.rejected:
+        if rejected.crash is not None:
+            where, key = channel.queue, _sha(rejected.raw)
+            poison.report_crash("decode", domain.Channel.PUSH, where, key, rejected.crash)
+
+
+def _sha(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _add(a: ports.BatchResult, b: ports.BatchResult) -> ports.BatchResult:

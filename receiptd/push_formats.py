@@ -5,7 +5,7 @@ records the MNS decoder returns, plus the elements that could not be parsed (kep
 JSON text with the reason, for the dead-letter table). A body that cannot be read at all
 (not UTF-8, not JSON, the wrong shape, too many elements) raises :class:`domain.BodyError`.
 
-Where the providers' pages disagree (``../shared/spec/push.md``) both readings are accepted:
+Where the providers' pages disagree (docs/push.md) both readings are accepted:
 an Alibaba body that is one object instead of an array is one element; ``sequence_id`` may be a
 string or a number; ``send_time`` either Alicom format; KooMessage's ``body`` may be a JSON
 string (as documented) or the object/array itself; ``send_status`` may be the callback's
@@ -37,10 +37,12 @@ class TooManyElements(domain.BodyError):
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """One element that is not a valid receipt: its JSON text and the reason."""
+    """One element that is not a valid receipt: its JSON text and the reason. ``crash``: the
+    parser raised something else than BodyError on it (a receiptd defect, for the log)."""
 
     raw: bytes
     error: str
+    crash: Exception | None = None
 
 
 @dataclass
@@ -64,17 +66,23 @@ def decode_json(raw: bytes) -> Any:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise domain.BodyError("body is not UTF-8") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise domain.BodyError(f"body is not JSON: {exc.msg} at {exc.pos}") from None
-    except RecursionError:
-        raise domain.BodyError("body is not JSON: nested too deeply") from None
+    return domain.load_json(text)
 
 
 def element_bytes(element: Any) -> bytes:
-    """An element's JSON text, as kept in the dead-letter table."""
-    return json.dumps(element, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """An element's JSON text, as kept in the dead-letter table (compact, UTF-8; with
+    ``\\uXXXX`` escapes when it holds a lone surrogate, which UTF-8 cannot carry).
+
+    Never raises: an element too deeply nested to write back (json.dumps recurses from a
+    deeper stack than the parse did) is kept as its Python repr."""
+    try:
+        text = json.dumps(element, ensure_ascii=False, separators=(",", ":"))
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(element, separators=(",", ":")).encode("ascii")
+    except (RecursionError, ValueError):
+        return repr(element).encode("utf-8", "backslashreplace")
 
 
 def _elements(value: Any, max_elements: int, what: str) -> list[Any]:
@@ -99,6 +107,11 @@ def _each(
             value = parse(element)
         except domain.BodyError as exc:
             parsed.rejected.append(Rejected(element_bytes(element), str(exc)))
+            continue
+        except Exception as exc:  # a defect of the parser: this element only, never the body
+            parsed.rejected.append(
+                Rejected(element_bytes(element), f"parser crashed: {exc!r}", exc)
+            )
             continue
         if value is not None:
             good.append(value)
@@ -143,7 +156,8 @@ def parse_koomessage(raw: bytes, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Pa
         raise domain.BodyError(f"callback_type {callback_type!r} is not 'sms' or 'shortchain'")
     body = envelope.get("body")
     if isinstance(body, str):  # as documented: the body is a JSON string
-        body = decode_json(body.encode("utf-8"))
+        # Parsed as text: re-encoding it could fail (a lone surrogate escaped in the string).
+        body = domain.load_json(body, "envelope body")
     elements = _elements(body, max_elements, "envelope body")
     parsed = Parsed()
     if callback_type == "shortchain":
@@ -193,7 +207,10 @@ def huawei_time(fields: domain.Fields, name: str) -> datetime | None:
         raise domain.BodyError(f"field {name!r}: {value!r} is not an ISO 8601 time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return domain.to_utc(parsed)
+    except ValueError as exc:
+        raise domain.BodyError(f"field {name!r}: {exc}") from None
 
 
 def _truncate(value: str | None, limit: int) -> str | None:

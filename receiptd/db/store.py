@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, and_, select, text, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from receiptd import domain, ports
 from receiptd.db import outbox, upsert
@@ -27,8 +27,16 @@ def translate_errors() -> Iterator[None]:
         if exc.connection_invalidated or _is_connection_error(exc):
             raise ports.StoreUnavailable(describe_error(exc)) from exc
         raise ports.StoreWriteError(describe_error(exc)) from exc
+    except StatementError as exc:
+        # A value the statement could not be built from (a bind processor raised): the data
+        # is refused, the database was never asked. Not an outage: retrying cannot help.
+        raise ports.StoreWriteError(describe_error(exc)) from exc
     except SQLAlchemyError as exc:
         raise ports.StoreUnavailable(describe_error(exc)) from exc
+    except UnicodeError as exc:
+        # The driver could not encode a value for the wire (e.g. a lone surrogate: SQLite,
+        # psycopg and PyMySQL all raise UnicodeEncodeError, not a DB-API error).
+        raise ports.StoreWriteError(describe_error(exc)) from exc
 
 
 def _is_connection_error(exc: DBAPIError) -> bool:
@@ -89,11 +97,14 @@ class SqlStore:
 
     @staticmethod
     def _dead_letter(conn: Connection, dead: ports.DeadRecord, now: datetime) -> int:
+        # Any bytes fit the raw column; the text columns get printable text (no NUL, which
+        # PostgreSQL text cannot hold, no lone surrogate, which no driver can encode), so a
+        # dead letter is never refused for what the body or the reason holds.
         row = {
-            "queue": dead.queue,
-            "mns_message_id": dead.message_id,
-            "raw_body": dead.raw_body,
-            "error": dead.error,
+            "queue": domain.printable(dead.queue, 128),
+            "mns_message_id": domain.printable(dead.message_id, 64),
+            "raw_body": bytes(dead.raw_body),
+            "error": domain.printable(dead.error),
             "first_seen": now,
             "last_seen": now,
             "seen_count": 1,

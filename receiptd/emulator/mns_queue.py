@@ -237,6 +237,22 @@ class MnsQueue:
             self._schedule(message, INFLIGHT, self._clock() + timeout)
             return message.view()
 
+    def expire_inflight(self) -> int:
+        """Test control: every in-flight message's visibility timeout ends now, as if that
+        much time had passed (a controlled clock for redelivery): visible again, its handle
+        stale, its DequeueCount raised by the next receive. Returns how many."""
+        with self._cond:
+            now = self._clock()
+            expired = [m for m in self._messages.values() if m.state == INFLIGHT]
+            for message in expired:
+                message.gen += 1  # voids its pending heap entry
+                message.next_visible = now
+                self._set_state(message, VISIBLE)
+                self._visible.append(message.seq)
+            if expired:
+                self._cond.notify_all()
+            return len(expired)
+
     def _held(self, handle: str) -> _Message:
         """The in-flight message `handle` currently holds, or the MNS error for it."""
         self._check_open()

@@ -72,6 +72,7 @@ def consumers(
             batch_size=settings.consumer_batch_size,
             wait_seconds=settings.consumer_wait_seconds,
             tz=settings.timezone,
+            max_dequeue=settings.consumer_max_dequeue,
         )
         for kind in kinds
     ]

@@ -18,13 +18,14 @@ class Harness:
     queue: ports.ReceiptQueue
     send: Callable[[str], str]
     make_stale: Callable[[str], None]  # the handle stops being valid (visibility changed)
+    redeliver: Callable[[], None]  # every in-flight message's visibility timeout passes now
 
 
 @pytest.fixture(params=["memory", "mns-token", "mns-direct"])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "memory":
         memory = InMemoryQueue("Alicom-Queue-0-SmsReport")
-        yield Harness(memory, memory.send, memory.expire_visibility)
+        yield Harness(memory, memory.send, memory.expire_visibility, memory.expire_visibility)
         return
     with Emulator(profile="default") as emu:
         settings = emulator_settings(emu.info, token_mode=request.param == "mns-token")
@@ -34,6 +35,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
             queue,
             lambda body: emu.enqueue("report", body),
             lambda handle: backing.change_visibility(handle, 30) and None,
+            lambda: backing.expire_inflight() and None,
         )
         queue.close()
 
@@ -51,6 +53,21 @@ def test_bodies_come_back_verbatim_and_delete_removes_them(harness: Harness) -> 
     assert all(m.dequeue_count == 1 for m in got)
     assert harness.queue.delete([m.receipt_handle for m in got]) == []
     assert harness.queue.receive(16, 0) == []
+
+
+def test_dequeue_count_counts_deliveries(harness: Harness) -> None:
+    """What quarantine (consumer_max_dequeue) reads: every delivery of a message not deleted
+    raises its DequeueCount by one; the id and body stay, the old handle goes stale."""
+    message_id = harness.send("poison?")
+    seen = []
+    for _ in range(3):
+        (got,) = harness.queue.receive(16, 1)
+        seen.append((got.message_id, got.body, got.dequeue_count))
+        harness.redeliver()
+    assert seen == [(message_id, "poison?", n) for n in (1, 2, 3)]
+    (last,) = harness.queue.receive(16, 1)
+    assert harness.queue.delete([got.receipt_handle])[0].receipt_handle == got.receipt_handle
+    assert harness.queue.delete([last.receipt_handle]) == []
 
 
 def test_receive_respects_max_messages(harness: Harness) -> None:

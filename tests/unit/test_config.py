@@ -72,6 +72,8 @@ def test_settings_are_immutable() -> None:
         ("RECEIPTD_LOG_FORMAT", "xml", "log_format"),
         ("RECEIPTD_CONSUMER_BATCH_SIZE", "17", "consumer_batch_size"),
         ("RECEIPTD_CONSUMER_WAIT_SECONDS", "31", "consumer_wait_seconds"),
+        ("RECEIPTD_CONSUMER_MAX_DEQUEUE", "0", "consumer_max_dequeue"),
+        ("RECEIPTD_CONSUMER_MAX_DEQUEUE", "many", "consumer_max_dequeue"),
         ("RECEIPTD_COMPENSATOR_RATE_LIMIT", "0", "compensator_rate_limit"),
         ("RECEIPTD_PROVIDER_TIMEZONE", "Mars/Base", "provider_timezone"),
         ("RECEIPTD_ALIYUN_MNS_ENDPOINT", "ftp://x", "aliyun_mns_endpoint"),

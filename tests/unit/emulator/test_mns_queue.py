@@ -182,3 +182,21 @@ class QueueMachine(RuleBasedStateMachine):
 
 QueueMachine.TestCase.settings = settings(max_examples=60, stateful_step_count=40, deadline=None)
 TestQueueMachine = QueueMachine.TestCase
+
+
+def test_expire_inflight_redelivers_now_with_the_next_dequeue_count(
+    queue: MnsQueue, clock: Clock
+) -> None:
+    """The test control behind redelivery tests: the visibility timeout ends now."""
+    queue.send("a")
+    (first,) = queue.receive(16, 0)
+    assert queue.receive(16, 0) == []
+    assert queue.expire_inflight() == 1
+    (again,) = queue.receive(16, 0)
+    assert (again.message_id, again.dequeue_count) == (first.message_id, 2)
+    assert again.first_dequeue_ms == first.first_dequeue_ms
+    assert code(lambda: queue.delete(first.receipt_handle)) == "ReceiptHandleError"
+    assert queue.expire_inflight() == 1
+    clock.now += 30  # the voided deadlines of earlier deliveries promote nothing twice
+    assert [m.dequeue_count for m in queue.receive(16, 0)] == [3]
+    assert queue.depth() == {"visible": 0, "inflight": 1, "delayed": 0}
