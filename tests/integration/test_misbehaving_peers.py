@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from receiptd import domain, ports, push, wiring
+from receiptd import connections, domain, ports, push, wiring
 from receiptd.consumer import Backoff, Consumer
 from receiptd.db.models import DEAD, DELIVERY, REPORT
 from receiptd.db.store import SqlStore
@@ -161,13 +161,16 @@ def test_webhook_worker_counts_each_misbehaviour_as_a_failed_attempt_then_delive
 
 # --- the servers: push listener and ops endpoint --------------------------------------------
 
+# A silent or stalled client is dropped after 2 s (the defaults are 10-30 s).
+SHORT_LIMITS = connections.Limits(header_timeout=2, body_timeout=2, idle_timeout=2)
+
 
 def test_push_listener_serves_beside_misbehaving_clients_and_stores_nothing_torn(
     engine: sa.Engine,
 ) -> None:
     store = SqlStore(engine)
     app = push.PushApp(store, push.PushConfig(token="t0ken"))
-    listener = push.PushListener(app, "127.0.0.1", 0, threads=2, timeout=2)
+    listener = push.PushListener(app, "127.0.0.1", 0, threads=2, limits=SHORT_LIMITS)
     listener.start()
     path = "/push/t0ken/aliyun/SmsReport"
     try:
@@ -190,7 +193,7 @@ def test_push_listener_serves_beside_misbehaving_clients_and_stores_nothing_torn
 
 def test_ops_server_serves_beside_misbehaving_clients() -> None:
     probes = Probes(liveness={"up": lambda: (True, "ok")}, readiness={})
-    server = OpsServer(OpsApp(probes), "127.0.0.1", 0, threads=1, channel_timeout=2)
+    server = OpsServer(OpsApp(probes), "127.0.0.1", 0, threads=1, limits=SHORT_LIMITS)
     server.start()
     try:
         with MisbehavingClients(server.port, "/healthz") as clients:
