@@ -87,13 +87,16 @@ def start_daemon(url: str, port: int, log: Path) -> subprocess.Popen[bytes]:
         stdout=log.open("ab"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    # Generous: on a loaded machine (the smoke runs start every script at once) importing
+    # receiptd alone can take tens of seconds; a daemon that exited fails at once.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
         try:
             http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
             return proc
         except OSError:
             time.sleep(0.1)
+    proc.kill()
     raise RuntimeError(f"receiptd did not listen:\n{log.read_text()[-2000:]}")
 
 
