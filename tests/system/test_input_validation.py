@@ -52,6 +52,7 @@ BAD_VALUES: dict[str, list[str]] = {
     "consumer_up_threads": ["65"],
     "consumer_batch_size": ["0", "17"],
     "consumer_wait_seconds": ["-1", "31"],
+    "consumer_max_dequeue": ["0", "1001", "many"],
     "consumer_socket_timeout": ["0", "301", "1"],  # 1: not above the long-poll wait
     "compensator_enabled": ["perhaps"],
     "compensator_interval": ["0", "-600", "soon", "nan"],
