@@ -32,14 +32,14 @@ TESTS = Path(__file__).resolve().parent
 IN_CI = os.environ.get("CI") == "true"
 
 
-def _unavailable(backend: str, exc: Exception) -> None:
+def unavailable(backend: str, exc: Exception) -> None:
     message = f"{backend} unavailable: {exc}"
     if IN_CI:
         pytest.fail(message + " (CI requires every database)")
     pytest.skip(message)
 
 
-def _create_server_database(backend: str) -> str:
+def create_server_database(backend: str) -> str:
     admin_url = make_url(SERVERS[backend])
     name = f"receiptd_t_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
@@ -60,7 +60,7 @@ def _create_server_database(backend: str) -> str:
     return admin_url.set(database=name).render_as_string(hide_password=False)
 
 
-def _drop_server_database(backend: str, url: str) -> None:
+def drop_server_database(backend: str, url: str) -> None:
     admin = sa.create_engine(make_url(SERVERS[backend]), isolation_level="AUTOCOMMIT")
     name = make_url(url).database
     try:
@@ -80,7 +80,7 @@ def database_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str
     yield created
     for backend, url in created.items():
         if backend != "sqlite":
-            _drop_server_database(backend, url)
+            drop_server_database(backend, url)
 
 
 def _ensure_database(backend: str, urls: dict[str, str], tmp: Path) -> str:
@@ -89,9 +89,9 @@ def _ensure_database(backend: str, urls: dict[str, str], tmp: Path) -> str:
             url = f"sqlite:///{tmp / 'receiptd-test.db'}"
         else:
             try:
-                url = _create_server_database(backend)
+                url = create_server_database(backend)
             except sa.exc.OperationalError as exc:
-                _unavailable(backend, exc)
+                unavailable(backend, exc)
         engine = create_db_engine(url)
         try:
             migrate.upgrade(engine)

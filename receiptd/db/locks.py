@@ -3,6 +3,13 @@
 PostgreSQL session advisory locks and MariaDB/MySQL ``GET_LOCK`` are held by one dedicated
 connection for the duration of the block and released with it (also when the process dies).
 SQLite has a single writer already: the lock is always granted.
+
+A lock belongs to the database, not to the server. PostgreSQL's advisory locks are scoped to
+the current database; ``GET_LOCK`` names are locked server-wide, and the function's reference
+suggests database-specific names (https://mariadb.com/kb/en/get_lock/), so two
+deployments — or two test databases — on one MariaDB server would otherwise skip each
+other's prune. The name sent is ``<name>.<md5 of DATABASE()>``: one per database, and within
+the 64 characters ``GET_LOCK`` accepts whatever the database is called.
 """
 
 from __future__ import annotations
@@ -16,12 +23,16 @@ from sqlalchemy import Engine, TextClause, text
 
 @dataclass(frozen=True, slots=True)
 class Lock:
-    name: str  # MariaDB/MySQL GET_LOCK name
+    name: str  # MariaDB/MySQL GET_LOCK name, before it is qualified with the database
     key: int  # PostgreSQL advisory lock key (bigint)
 
 
 MIGRATE = Lock("receiptd_migrate", 0x72656365)  # "rece"
 PRUNE = Lock("receiptd_prune", 0x7072756E)  # "prun"
+
+
+# The MariaDB/MySQL lock name, qualified with the current database (see the module doc).
+_SCOPED = "CONCAT(:n, '.', MD5(DATABASE()))"
 
 
 @contextmanager
@@ -47,10 +58,10 @@ def _acquire(backend: str, lock: Lock, wait: bool) -> tuple[TextClause, dict[str
     if backend == "postgresql":
         sql = "SELECT pg_advisory_lock(:k) IS NULL" if wait else "SELECT pg_try_advisory_lock(:k)"
         return text(sql), {"k": lock.key}  # pg_advisory_lock returns void (NULL): granted
-    return text("SELECT GET_LOCK(:n, :t)"), {"n": lock.name, "t": 300 if wait else 0}
+    return text(f"SELECT GET_LOCK({_SCOPED}, :t)"), {"n": lock.name, "t": 300 if wait else 0}
 
 
 def _release(backend: str, lock: Lock) -> tuple[TextClause, dict[str, object]]:
     if backend == "postgresql":
         return text("SELECT pg_advisory_unlock(:k)"), {"k": lock.key}
-    return text("SELECT RELEASE_LOCK(:n)"), {"n": lock.name}
+    return text(f"SELECT RELEASE_LOCK({_SCOPED})"), {"n": lock.name}

@@ -138,8 +138,34 @@ def dependency_wheels() -> Path:
     return cached(f"wheels-py{sys.version_info[0]}{sys.version_info[1]}-{_digest(deps)}", build)
 
 
+def source_copy(directory: Path) -> Path:
+    """The checkout's files as git sees them (tracked and untracked, not ignored, uncommitted
+    edits included) copied to ``directory/receiptd-src``, to build from.
+
+    A build never runs in the checkout itself: setuptools' sdist assembles its tree in
+    ``./receiptd-<version>`` and removes it afterwards, so two builds in one directory (a
+    developer's or another session's beside the suite's) delete each other's files mid-way —
+    "No such file or directory: 'receiptd-0.1.0/receiptd/db/prune.py'", reproduced with three
+    concurrent ``python -m build --sdist`` in one clone. A copy has no neighbour.
+    """
+    listed = subprocess.run(
+        ["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    target = directory / "receiptd-src"
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():  # a tracked file deleted in the work tree is not shipped
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
 def receiptd_wheel(directory: Path) -> Path:
-    """A wheel of the checkout (never cached: it is what the tests are about)."""
+    """A wheel of the checkout (never cached: it is what the tests are about), built from a
+    copy of it (:func:`source_copy`)."""
+    source = source_copy(directory)
     subprocess.run(
         [
             sys.executable,
@@ -150,9 +176,10 @@ def receiptd_wheel(directory: Path) -> Path:
             "--no-deps",
             "--wheel-dir",
             str(directory),
-            str(REPO),
+            str(source),
         ],
         check=True,
     )
+    shutil.rmtree(source)
     (wheel,) = directory.glob("receiptd-*.whl")
     return wheel

@@ -61,8 +61,10 @@ def run(argv: list[str | Path], cwd: Path, timeout: float = 300, **env: str) -> 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's build, run on a copy of the checkout (artifacts.source_copy says why)."""
     out = tmp_path_factory.mktemp("dist")
-    run([sys.executable, "-m", "build", "--outdir", out, artifacts.REPO], cwd=artifacts.REPO)
+    source = artifacts.source_copy(tmp_path_factory.mktemp("build"))
+    run([sys.executable, "-m", "build", "--outdir", out, source], cwd=source)
     return out
 
 
