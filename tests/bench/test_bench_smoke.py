@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.conftest import SERVERS, _unavailable
+from tests.conftest import SERVERS, unavailable
 
 pytestmark = pytest.mark.timeout(600)  # side by side on a loaded machine; each run <= 300 s
 
@@ -124,7 +124,7 @@ def server() -> Iterator[sa.Engine]:
             pass
     except sa.exc.OperationalError as exc:
         engine.dispose()
-        _unavailable("postgresql", exc)
+        unavailable("postgresql", exc)
     yield engine
     engine.dispose()
 

@@ -15,12 +15,12 @@ from tests.system.reliability import CutProxy
 @pytest.fixture(scope="module")
 def pg_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A migrated PostgreSQL database of this module's own, dropped afterwards."""
-    from tests.conftest import _drop_server_database
+    from tests.conftest import drop_server_database
 
     urls: dict[str, str] = {}
     url = _ensure_database("postgresql", urls, Path(tmp_path_factory.mktemp("pg")))
     yield url
-    _drop_server_database("postgresql", url)
+    drop_server_database("postgresql", url)
 
 
 @pytest.fixture

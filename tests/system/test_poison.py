@@ -29,7 +29,7 @@ import pytest
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 from receiptd.emulator import Emulator
 from receiptd.testing import emulated
-from tests.conftest import _drop_server_database, _ensure_database
+from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, queue_total, raw_request, receipt_fields, receipt_key
 
@@ -84,7 +84,7 @@ def db_url_of(
     url = _ensure_database(request.param, urls, Path(tmp_path_factory.mktemp("db")))
     yield request.param, url
     if request.param != "sqlite":
-        _drop_server_database(request.param, url)
+        drop_server_database(request.param, url)
 
 
 @pytest.fixture

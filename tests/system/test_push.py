@@ -31,7 +31,7 @@ from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator, ManualClock
 from receiptd.emulator.koomessage_store import SendDetail
 from receiptd.emulator.push import PushSpec
-from tests.conftest import _drop_server_database, _ensure_database
+from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import (
     CutProxy,
@@ -54,7 +54,7 @@ def server_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPath
     urls: dict[str, str] = {}
     url = _ensure_database(request.param, urls, Path(tmp_path_factory.mktemp("db")))
     yield url
-    _drop_server_database(request.param, url)
+    drop_server_database(request.param, url)
 
 
 @pytest.fixture

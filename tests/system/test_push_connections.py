@@ -25,7 +25,7 @@ import pytest
 
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 from receiptd.emulator import Emulator
-from tests.conftest import _drop_server_database, _ensure_database
+from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, free_port
 from tests.system.reliability import Db, receipt_fields, receipt_key, wait_for
 from tests.system.test_push import TOKEN, start_daemon
@@ -52,7 +52,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     url = _ensure_database(request.param, urls, Path(tmp_path_factory.mktemp("db")))
     yield url
     if request.param != "sqlite":
-        _drop_server_database(request.param, url)
+        drop_server_database(request.param, url)
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.emulator import Emulator
 from receiptd.testing.receiver import Receiver
-from tests.conftest import _drop_server_database, _ensure_database
+from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import receipt_fields, wait_for
 
@@ -48,7 +48,7 @@ def server_url(
     urls: dict[str, str] = {}
     url = _ensure_database(request.param, urls, Path(tmp_path_factory.mktemp("db")))
     yield url
-    _drop_server_database(request.param, url)
+    drop_server_database(request.param, url)
 
 
 @pytest.fixture
