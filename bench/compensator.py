@@ -30,17 +30,18 @@ from typing import Any
 
 import harness  # bench/harness.py
 
-from receiptd import domain, horizon, ports
-from receiptd.compensator import Compensator
+from receiptd import domain, ports
+from receiptd.compensation import horizon
+from receiptd.compensation.cycle import Compensator
+from receiptd.compensation.ratelimit import TokenBucket, default_burst
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, Profile, SeedSend
 from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.dysms import AliyunStatusLookup, make_client
-from receiptd.ratelimit import TokenBucket, default_burst
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
+from receiptd_emulator import Emulator, Profile, SeedSend
 
 NOW = datetime.now(UTC)
 

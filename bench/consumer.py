@@ -64,11 +64,11 @@ from mns.mns_exception import MNSServerException
 
 from receiptd import domain, ports, wiring
 from receiptd.config import Settings
+from receiptd.daemon.health import Health
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import REPORT
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
 from receiptd.testing import emulated
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -86,8 +86,8 @@ def body(i: int) -> str:
 
 
 def _emulator_child(conn: Any) -> None:
-    from receiptd.emulator.emulator import Emulator
-    from receiptd.emulator.faults import FaultSpec
+    from receiptd_emulator.emulator import Emulator
+    from receiptd_emulator.faults import FaultSpec
 
     with Emulator(profile="default", token_lifetime=3600.0) as emu:
         conn.send(emu.info.as_dict())

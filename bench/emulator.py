@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import harness  # bench/harness.py
 
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 
 BODY = "eyJwaG9uZV9udW1iZXIiOiIxMzgwMDAwMDAwMCIsInN1Y2Nlc3MiOnRydWV9"  # a small base64 JSON
 

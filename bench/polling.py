@@ -59,8 +59,8 @@ QUEUES = {"demo": "bench-demo", "before": "bench-before", "after": "bench-after"
 
 
 def _emulator_child(conn: Any) -> None:
-    from receiptd.emulator.credentials import Credential, KeyKind
-    from receiptd.emulator.emulator import Emulator
+    from receiptd_emulator.credentials import Credential, KeyKind
+    from receiptd_emulator.emulator import Emulator
 
     with Emulator(profile="default") as emu:
         for name in QUEUES.values():

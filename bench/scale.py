@@ -44,8 +44,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from receiptd import domain, ports, retention
-from receiptd.db import migrate
+from receiptd import domain, ports
+from receiptd.db import migrate, retention
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import REPORT, SEND
 from receiptd.db.prune import Pruner

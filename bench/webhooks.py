@@ -5,11 +5,12 @@ webhooks on versus off, side by side in one run.
         [--consumer-wait SECONDS]
 
 * Delivery: ``--events`` events are written to the outbox (sends registered, then settled by
-  receipts through the store), then the production dispatcher (``receiptd.webhooks``, default
-  settings: concurrency 4, batches of 64) delivers them to a local receiver in its own process
-  (``receiptd.testing.receiver``: a threaded ``http.server`` that verifies every signature
-  with ``standardwebhooks``). Figure: events / seconds from start to the last delivery
-  recorded; every event must arrive, signature verified.
+  receipts through the store), then the production dispatcher
+  (``receiptd.webhooks.dispatcher``, default settings: concurrency 4, batches of 64) delivers
+  them to a local receiver in its own process (``receiptd.testing.receiver``: a threaded
+  ``http.server`` that verifies every signature with ``standardwebhooks``). Figure: events /
+  seconds from start to the last delivery recorded; every event must arrive, signature
+  verified.
 * Consumer: ``receiptd consume --until-idle`` (bench/consumer.py's run: production settings,
   end to end from first receive to empty queue) on ``--receipts`` receipts whose sends are
   registered, so every receipt settles a send. Off: no endpoint. On: an endpoint configured,
@@ -39,13 +40,14 @@ import sqlalchemy as sa
 from consumer import Emu, consumer_env, receiptd_run  # bench/consumer.py
 from pydantic import SecretStr
 
-from receiptd import config, domain, ports, webhooks, wiring
+from receiptd import config, domain, ports, wiring
+from receiptd.daemon.health import Health
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import DELIVERY
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
+from receiptd.webhooks import dispatcher as webhooks
 from receiptd.wiring import daemon
 
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()

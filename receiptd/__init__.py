@@ -2,6 +2,10 @@
 
 from importlib import metadata
 
+from receiptd import _moved
+
+_moved.install()  # the module paths before the regroup, for one more release
+
 try:
     __version__ = metadata.version("receiptd")
 except metadata.PackageNotFoundError:  # running from a source tree that was not installed

@@ -3,7 +3,7 @@
 Layers, lowest precedence first: defaults < TOML file (``--config`` / ``RECEIPTD_CONFIG``) <
 systemd credentials (``$CREDENTIALS_DIRECTORY/<setting>``) < ``RECEIPTD_<SETTING>_FILE`` <
 ``RECEIPTD_<SETTING>`` environment variables. No other module reads a ``RECEIPTD_*`` variable
-(``receiptd.notify`` reads systemd's own ``NOTIFY_SOCKET`` and ``WATCHDOG_USEC``).
+(``receiptd.daemon.sd_notify`` reads systemd's own ``NOTIFY_SOCKET`` and ``WATCHDOG_USEC``).
 """
 
 from __future__ import annotations
@@ -175,13 +175,14 @@ class Settings(BaseSettings):
     push_max_body: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     push_max_elements: int = Field(5000, ge=1, le=100_000)
     push_channel_timeout: float = Field(30.0, gt=0, le=600)  # a kept-alive connection, idle
-    # What one client can hold of the listener (receiptd.connections; docs/push.md).
+    # What one client can hold of the listener (receiptd.web.connections; docs/push.md).
     push_max_connections: int = Field(1024, ge=16, le=65536)  # then the longest-waiting goes
     push_max_connections_per_source: int = Field(32, ge=0, le=65536)  # 0: unbounded
     push_header_timeout: float = Field(10.0, gt=0, le=600)  # from the connect / first byte
     push_body_timeout: float = Field(30.0, gt=0, le=600)  # from the end of the headers
 
-    # Status horizon and retention (receiptd.horizon, receiptd.retention; docs/operations.md).
+    # Status horizon and retention (receiptd.compensation.horizon, receiptd.db.retention;
+    # docs/operations.md).
     # Seconds a pending send is asked about (72 h, fact 12); 0 = up to the query window.
     compensator_horizon: float = Field(72 * 3600.0, ge=0)
     compensator_horizon_aliyun: float | None = Field(None, ge=0)  # None: compensator_horizon

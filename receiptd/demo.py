@@ -21,18 +21,18 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from receiptd import api, config, wiring
-from receiptd.consumer import Consumer
+from receiptd.daemon.health import Health
 from receiptd.db import migrate
 from receiptd.db.models import SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, Profile
-from receiptd.emulator.push import PushSpec
-from receiptd.health import Health
-from receiptd.push import PushListener
+from receiptd.ingest.mns.consumer import Consumer
+from receiptd.ingest.push.listener import PushListener
 from receiptd.testing import emulated
 from receiptd.testing.receiver import Receiver
 from receiptd.wiring import daemon
+from receiptd_emulator import Emulator, Profile
+from receiptd_emulator.push import PushSpec
 
 Echo = Callable[[str], None]
 RECIPIENTS_PER_SEND = 10

@@ -104,7 +104,7 @@ RECEIPTS = Counter(
     ["channel", "type", "outcome"],
     registry=REGISTRY,
 )
-# Connection bounds of the HTTP listeners (receiptd.connections; docs/push.md).
+# Connection bounds of the HTTP listeners (receiptd.web.connections; docs/push.md).
 HTTP_CONNECTIONS = Gauge(
     "receiptd_http_connections",
     "Connections a listener holds open, by listener (push|ops).",

@@ -222,7 +222,7 @@ class SendStore(Protocol):
         """Apply the settlements (``domain.next_status`` decides: delivered/failed never
         change, expired gives way to delivered/failed); every other send of ``pending`` is
         released with its next check backed off, never past its ``horizon``
-        (``receiptd.horizon.next_check_at``). Returns sends settled."""
+        (``receiptd.compensation.horizon.next_check_at``). Returns sends settled."""
         ...
 
     def start_run(self, replica: str, now: datetime) -> int: ...
@@ -251,6 +251,21 @@ class LookupUnavailable(Exception):
 class LookupResult:
     settlements: list[Settlement]
     calls: dict[str, int]  # result ("ok", "throttled", "error", ...) → number of API calls
+
+
+class LoopHealth(Protocol):
+    """Where a loop reports that it lives (``receiptd.daemon.health.Health``, read by the
+    probes): a heartbeat while it works, a success, an error, or idle between runs."""
+
+    def register(self, loop: str) -> None: ...
+
+    def heartbeat(self, loop: str) -> None: ...
+
+    def idle(self, loop: str) -> None: ...
+
+    def success(self, loop: str) -> None: ...
+
+    def error(self, loop: str, message: str) -> None: ...
 
 
 class RateLimiter(Protocol):

@@ -12,7 +12,7 @@ import click
 from receiptd import config, logs, ports, wiring
 
 if TYPE_CHECKING:
-    from receiptd.compensator import Compensator
+    from receiptd.compensation.cycle import Compensator
     from receiptd.db.sends import SendStore
     from receiptd.db.store import SqlStore
 

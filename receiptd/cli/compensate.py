@@ -6,8 +6,10 @@ import sys
 
 import click
 
-from receiptd import compensator, domain, planning, ports
+from receiptd import domain, ports
 from receiptd.cli import common
+from receiptd.compensation import cycle as compensator
+from receiptd.compensation import planning
 from receiptd.db.sends import SendStore
 
 

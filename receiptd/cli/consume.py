@@ -9,10 +9,10 @@ import click
 
 from receiptd import domain, wiring
 from receiptd.cli import common
-from receiptd.consumer import Consumer, ConsumeStats
+from receiptd.daemon.health import Health
 from receiptd.db import migrate
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
+from receiptd.ingest.mns.consumer import Consumer, ConsumeStats
 
 KINDS = {"report": domain.MessageType.REPORT, "up": domain.MessageType.UP}
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import click
 
-from receiptd import domain, ports, push
+from receiptd import domain, ports
 from receiptd.cli import common
 from receiptd.config import Settings
 from receiptd.db.store import DeadLetterView, SqlStore
+from receiptd.ingest.push import listener as push
 
 
 def kind_of(queue: str, settings: Settings) -> domain.MessageType:

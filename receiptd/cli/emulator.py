@@ -15,7 +15,7 @@ from types import FrameType
 
 import click
 
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 
 
 @click.command("emulator")

@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 
 import click
 
-from receiptd import ports, retention, wiring
+from receiptd import ports, wiring
 from receiptd.cli import common
+from receiptd.db import retention
 
 
 @click.command("prune")

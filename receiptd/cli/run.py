@@ -9,11 +9,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from receiptd import config, ports
 from receiptd.cli import common
+from receiptd.daemon.health import Health
+from receiptd.daemon.signals import on_stop_signals
 from receiptd.db import migrate
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
 from receiptd.logs import get_logger
-from receiptd.signals import on_stop_signals
 from receiptd.wiring import daemon
 
 log = get_logger(__name__)

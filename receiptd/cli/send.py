@@ -10,8 +10,9 @@ from typing import Any
 
 import click
 
-from receiptd import api, ports, registration
+from receiptd import api, ports
 from receiptd.cli import common
+from receiptd.ingest import registration
 from receiptd.providers.aliyun import dysms
 
 

@@ -1,4 +1,4 @@
-"""Retention in SQL: delete what ``receiptd.retention`` allows, in short batches, one replica
+"""Retention in SQL: delete what ``receiptd.db.retention`` allows, in short batches, one replica
 at a time.
 
 Each batch is its own transaction: one ``DELETE`` of the ids a ``SELECT id … LIMIT n`` finds
@@ -20,8 +20,8 @@ from typing import Any
 import structlog
 from sqlalchemy import Connection, Engine, Select, Table, and_, delete, func, select
 
-from receiptd import metrics, retention
-from receiptd.db import locks, subset
+from receiptd import metrics
+from receiptd.db import locks, retention, subset
 from receiptd.db.models import Base
 from receiptd.db.store import translate_errors
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from receiptd import domain, ports
-from receiptd import horizon as _horizon
+from receiptd.compensation import horizon as _horizon
 from receiptd.db import outbox, subset, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
@@ -154,7 +154,7 @@ class SendStore:
         horizon: timedelta | None = None,
     ) -> int:
         """Apply final statuses; every other claimed send gets its next check pushed back
-        (``receiptd.horizon.next_check_at``: backoff, at most to the send's horizon).
+        (``receiptd.compensation.horizon.next_check_at``: backoff, at most to the send's horizon).
 
         Returns the number of sends that reached a final status.
         """

@@ -1,5 +1,5 @@
 """receiptd pointed at a running provider emulator: the settings the demo, the tests and the
-benchmarks share (``info`` is ``receiptd.emulator.EmulatorInfo``)."""
+benchmarks share (``info`` is ``receiptd_emulator.EmulatorInfo``)."""
 
 from __future__ import annotations
 

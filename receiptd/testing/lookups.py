@@ -7,7 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from receiptd import domain, planning, ports
+from receiptd import domain, ports
+from receiptd.compensation import planning
 
 
 @dataclass(frozen=True, slots=True)

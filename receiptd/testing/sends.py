@@ -16,7 +16,7 @@ from datetime import date, datetime, timedelta, tzinfo
 from typing import Any
 
 from receiptd import domain, ports
-from receiptd import horizon as horizons
+from receiptd.compensation import horizon as horizons
 
 PENDING = domain.SendStatus.PENDING
 

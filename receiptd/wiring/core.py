@@ -8,20 +8,20 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from receiptd import config, domain, ports, retention
-from receiptd.compensator import Compensator
-from receiptd.consumer import Consumer
-from receiptd.db import outbox
+from receiptd import config, domain, ports
+from receiptd.compensation.cycle import Compensator
+from receiptd.daemon.health import Health
+from receiptd.db import outbox, retention
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
+from receiptd.ingest.mns.consumer import Consumer
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from receiptd.db.prune import Pruner
-from receiptd.ratelimit import TokenBucket, default_burst
+from receiptd.compensation.ratelimit import TokenBucket, default_burst
 from receiptd.wiring import providers
 
 

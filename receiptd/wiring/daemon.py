@@ -7,14 +7,17 @@ from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
-from receiptd import config, connections, ports, push, webhooks
+from receiptd import config, ports
+from receiptd.daemon.health import Health
+from receiptd.daemon.ops import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
+from receiptd.daemon.sd_notify import Notifier
+from receiptd.daemon.service import Job, Service, ServiceParts
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
-from receiptd.http import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
+from receiptd.ingest.push import listener as push
 from receiptd.logs import get_logger
-from receiptd.notify import Notifier
-from receiptd.service import Job, Service, ServiceParts
+from receiptd.web import connections
+from receiptd.webhooks import dispatcher as webhooks
 from receiptd.wiring import core
 
 COMPENSATOR_JOB = "compensator"

@@ -90,7 +90,7 @@ def test_the_wheel_and_the_sdist_carry_every_package_file(dist: Path) -> None:
     for data in ("receiptd/py.typed", "receiptd/db/migrations/script.py.mako"):
         assert data in shipped
     assert any(n.startswith("receiptd/db/migrations/versions/0001_") for n in shipped)
-    assert any(n.startswith("receiptd/emulator/profiles/") for n in shipped)
+    assert any(n.startswith("receiptd_emulator/profiles/") for n in shipped)
     (sdist,) = dist.glob("receiptd-*.tar.gz")
     assert sdist.name == wheel.name.split("-py3")[0] + ".tar.gz"
 

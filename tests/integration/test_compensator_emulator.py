@@ -11,14 +11,14 @@ import pytest
 import sqlalchemy as sa
 
 from receiptd import api, config, domain, wiring
-from receiptd.compensator import Compensator
+from receiptd.compensation.cycle import Compensator
+from receiptd.compensation.ratelimit import TokenBucket
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, FaultSpec, Profile, SeedSend
 from receiptd.providers.aliyun.dysms import AliyunStatusLookup
-from receiptd.ratelimit import TokenBucket
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
+from receiptd_emulator import Emulator, FaultSpec, Profile, SeedSend
 
 STATUS = {1: "pending", 2: "failed", 3: "delivered"}
 

@@ -16,15 +16,15 @@ from mns.account import Account
 from receiptd import domain, ports, wiring
 from receiptd.cli import main
 from receiptd.config import Settings
-from receiptd.consumer import Backoff, Consumer, ConsumeStats
+from receiptd.daemon.health import Health
 from receiptd.db.models import DEAD, REPORT, SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator.clock import ManualClock
-from receiptd.emulator.emulator import Emulator
-from receiptd.emulator.faults import FaultSpec
-from receiptd.health import Health
+from receiptd.ingest.mns.consumer import Backoff, Consumer, ConsumeStats
 from receiptd.testing.emulated import emulator_settings
+from receiptd_emulator.clock import ManualClock
+from receiptd_emulator.emulator import Emulator
+from receiptd_emulator.faults import FaultSpec
 from tests.system.reliability import wait_for
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)

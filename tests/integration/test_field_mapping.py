@@ -8,12 +8,12 @@ import pytest
 import sqlalchemy as sa
 
 from receiptd import domain, wiring
-from receiptd.consumer import Consumer
+from receiptd.daemon.health import Health
 from receiptd.db.models import INBOUND, REPORT
 from receiptd.db.store import SqlStore
-from receiptd.emulator.emulator import Emulator
-from receiptd.health import Health
+from receiptd.ingest.mns.consumer import Consumer
 from receiptd.testing.emulated import emulator_settings
+from receiptd_emulator.emulator import Emulator
 
 REPORT_BODY = {
     "phone_number": "13000000000",

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from receiptd import connections
-from receiptd.http import OpsServer
+from receiptd.daemon.ops import OpsServer
+from receiptd.web import connections
 
 HEAD = b"POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 LIMITS = connections.Limits(

@@ -14,19 +14,19 @@ from huaweicloudsdkcore.exceptions.exceptions import ClientRequestException
 from huaweicloudsdkkoomessage.v1 import ListAimSendDetailsRequest
 
 from receiptd import api, config, domain, ports, wiring
-from receiptd.compensator import Compensator
+from receiptd.compensation.cycle import Compensator
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, FaultSpec, SeedSend
-from receiptd.emulator.emulator import (
+from receiptd.providers.huawei import koomessage, windows
+from receiptd.testing.lookups import CountingLimiter
+from receiptd_emulator import Emulator, FaultSpec, SeedSend
+from receiptd_emulator.emulator import (
     HUAWEI_ACCESS_KEY_ID,
     HUAWEI_AUTH_TOKEN,
     HUAWEI_SECRET_ACCESS_KEY,
 )
-from receiptd.emulator.koomessage import KooMessageApi, KooMessageAuth
-from receiptd.emulator.koomessage_store import SendDetail, generate
-from receiptd.providers.huawei import koomessage, windows
-from receiptd.testing.lookups import CountingLimiter
+from receiptd_emulator.koomessage import KooMessageApi, KooMessageAuth
+from receiptd_emulator.koomessage_store import SendDetail, generate
 
 AK, SK, TOKEN = HUAWEI_ACCESS_KEY_ID, HUAWEI_SECRET_ACCESS_KEY, HUAWEI_AUTH_TOKEN
 NOW = datetime.now(UTC).replace(microsecond=0)

@@ -16,19 +16,21 @@ from collections.abc import Iterator
 import pytest
 import sqlalchemy as sa
 
-from receiptd import connections, domain, ports, push, wiring
-from receiptd.consumer import Backoff, Consumer
+from receiptd import domain, ports, wiring
+from receiptd.compensation.ratelimit import TokenBucket
+from receiptd.daemon.health import Health
+from receiptd.daemon.ops import OpsApp, OpsServer, Probes
 from receiptd.db.models import DEAD, DELIVERY, REPORT
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator
-from receiptd.health import Health
-from receiptd.http import OpsApp, OpsServer, Probes
+from receiptd.ingest.mns.consumer import Backoff, Consumer
+from receiptd.ingest.push import listener as push
 from receiptd.providers.aliyun import dysms, token
 from receiptd.providers.aliyun.credentials import MnsCredentials, OpenApiAccess, StaticCredentials
 from receiptd.providers.aliyun.mns import MnsReceiptQueue
 from receiptd.providers.huawei import koomessage, windows
-from receiptd.ratelimit import TokenBucket
 from receiptd.testing.emulated import emulator_settings
+from receiptd.web import connections
+from receiptd_emulator import Emulator
 from tests.integration.test_webhooks import Clock, settled_world, worker
 from tests.peers import MISBEHAVIOURS, Act, Answer, Forward, MisbehavingClients, MisbehavingServer
 from tests.system.reliability import receipt_fields

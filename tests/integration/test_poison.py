@@ -25,12 +25,12 @@ from sqlalchemy.engine import make_url
 
 from receiptd import domain, ports, wiring
 from receiptd.cli import main
-from receiptd.consumer import Consumer
+from receiptd.daemon.health import Health
 from receiptd.db.models import DEAD, REPORT
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator
-from receiptd.health import Health
+from receiptd.ingest.mns.consumer import Consumer
 from receiptd.testing.emulated import emulator_settings
+from receiptd_emulator import Emulator
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 

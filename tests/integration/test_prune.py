@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
-from receiptd import domain, metrics, ports, retention
-from receiptd.db import locks
+from receiptd import domain, metrics, ports
+from receiptd.db import locks, retention
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND
 from receiptd.db.prune import Pruner
 from receiptd.db.sends import SendStore

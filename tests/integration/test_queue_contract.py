@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import pytest
 
 from receiptd import domain, ports, wiring
-from receiptd.emulator.emulator import Emulator
 from receiptd.testing.emulated import emulator_settings
 from receiptd.testing.queues import InMemoryQueue
+from receiptd_emulator.emulator import Emulator
 
 
 @dataclass

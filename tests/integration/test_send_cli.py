@@ -15,7 +15,7 @@ from receiptd.cli import main
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, FaultSpec, Profile
+from receiptd_emulator import Emulator, FaultSpec, Profile
 
 
 @pytest.fixture(scope="module")

@@ -159,8 +159,8 @@ def test_receipt_settlement_is_counted_by_path(engine: sa.Engine) -> None:
     """receiptd_sends_settled_total{provider="aliyun",path="receipt"} counts what receipts
     settled (the compensator counts the query and window paths)."""
     from receiptd import metrics
-    from receiptd.consumer import Consumer
-    from receiptd.health import Health
+    from receiptd.daemon.health import Health
+    from receiptd.ingest.mns.consumer import Consumer
     from receiptd.testing.queues import InMemoryQueue
 
     labels = {"provider": "aliyun", "path": "receipt"}

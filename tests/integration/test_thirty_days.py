@@ -23,8 +23,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from receiptd import domain, horizon, ports, retention
-from receiptd.compensator import Compensator
+from receiptd import domain, ports
+from receiptd.compensation import horizon
+from receiptd.compensation.cycle import Compensator
+from receiptd.db import retention
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND
 from receiptd.db.prune import Pruner
 from receiptd.db.sends import SendStore

@@ -8,8 +8,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiptd import domain, wiring
-from receiptd.emulator.emulator import Emulator
-from receiptd.emulator.faults import FaultSpec
 from receiptd.providers.aliyun.credentials import MnsCredentials
 from receiptd.providers.aliyun.token import (
     QueueToken,
@@ -18,6 +16,8 @@ from receiptd.providers.aliyun.token import (
     parse_expire_time,
 )
 from receiptd.testing.emulated import emulator_settings
+from receiptd_emulator.emulator import Emulator
+from receiptd_emulator.faults import FaultSpec
 
 T0 = datetime(2026, 11, 25, 0, 0, tzinfo=UTC)
 REPORT = domain.MessageType.REPORT

@@ -13,13 +13,14 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from receiptd import config, domain, events, metrics, ports, webhooks
+from receiptd import config, domain, events, metrics, ports
+from receiptd.daemon.health import Health
 from receiptd.db import outbox
 from receiptd.db.models import DELIVERY, EVENT, SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.health import Health
 from receiptd.testing.receiver import Receiver
+from receiptd.webhooks import dispatcher as webhooks
 from tests.integration.test_store import NOW, report, send
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from receiptd.emulator import Emulator
 from receiptd.testing import emulated
+from receiptd_emulator import Emulator
 
 
 def free_port() -> int:

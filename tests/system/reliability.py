@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import DEAD, REPORT, SEND
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.peers import close, pump
 
 Key = tuple[str, str]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, QueueTap, queue_total, receipt_fields, receipt_key
 

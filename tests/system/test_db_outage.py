@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import (
     CutProxy,

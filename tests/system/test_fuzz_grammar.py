@@ -31,9 +31,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import make_url
 
-from receiptd import batch, domain, push, push_formats
+from receiptd import domain
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 from receiptd.db.store import SqlStore
+from receiptd.ingest.mns import batch
+from receiptd.ingest.push import formats as push_formats
+from receiptd.ingest.push import listener as push
 from receiptd.testing.queues import InMemoryQueue
 from tests.fuzz.grammar import SHAPES, Body
 
@@ -257,7 +260,7 @@ def test_every_body_is_stored_or_dead_lettered_on_every_database(
 def test_the_grammar_reaches_the_extremes() -> None:
     """The grammar produces what byte fuzzing never did (well-formed JSON holding an over-long
     integer, lone surrogates, deep nesting) and valid bodies: a grammar that only made garbage
-    would prove nothing. (Year-1 times and the rest: tests/unit/test_poison.py, by name.)"""
+    would prove nothing. (Year-1 times and the rest: tests/unit/ingest/test_poison.py, by name.)"""
     found = {"valid": 0, "digit limit": 0, "surrogate": 0, "nesting": 0}
     checks = list(HealthCheck)
 

@@ -22,12 +22,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from receiptd import api, config, http
+from receiptd import api, config
 from receiptd.cli import main
+from receiptd.daemon import ops
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import raw_request
 
@@ -392,7 +393,7 @@ def test_daemon_healthy_after_hostile_requests(daemon: Daemon) -> None:
 
 
 def test_token_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    source = inspect.getsource(http.OpsApp._authorized)
+    source = inspect.getsource(ops.OpsApp._authorized)
     assert "hmac.compare_digest(" in source
     assert "==" not in source.replace('scheme.lower() == "bearer"', "")
     calls: list[tuple[bytes, bytes]] = []
@@ -401,8 +402,8 @@ def test_token_comparison_is_constant_time(monkeypatch: pytest.MonkeyPatch) -> N
         calls.append((a, b))
         return False
 
-    monkeypatch.setattr(http.hmac, "compare_digest", spy)
-    app = http.OpsApp(http.Probes({}, {}), status_token=TOKEN, lookup=lambda _: [])
+    monkeypatch.setattr(ops.hmac, "compare_digest", spy)
+    app = ops.OpsApp(ops.Probes({}, {}), status_token=TOKEN, lookup=lambda _: [])
     answers: list[str] = []
     environ = {
         "REQUEST_METHOD": "GET",

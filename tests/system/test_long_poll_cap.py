@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from receiptd.emulator import Emulator
-from receiptd.emulator.calls import RecordedCall
-from receiptd.emulator.profiles import Profile
+from receiptd_emulator import Emulator
+from receiptd_emulator.calls import RecordedCall
+from receiptd_emulator.profiles import Profile
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, queue_total, receipt_fields
 

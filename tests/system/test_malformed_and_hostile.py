@@ -23,13 +23,13 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from receiptd import domain
-from receiptd.consumer import Consumer
+from receiptd.daemon.health import Health
 from receiptd.db.models import DEAD, INBOUND, REPORT
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator
-from receiptd.emulator.receipts import MALFORMED_KINDS, malformed_body
-from receiptd.health import Health
+from receiptd.ingest.mns.consumer import Consumer
 from receiptd.testing.queues import InMemoryQueue
+from receiptd_emulator import Emulator
+from receiptd_emulator.receipts import MALFORMED_KINDS, malformed_body
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, queue_total, receipt_fields, receipt_key
 

@@ -24,7 +24,7 @@ from receiptd.db.engine import create_db_engine
 from receiptd.db.models import RUN
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, SeedSend
+from receiptd_emulator import Emulator, SeedSend
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, queue_total, receipt_fields, receipt_key
 

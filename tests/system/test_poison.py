@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
-from receiptd.emulator import Emulator
 from receiptd.testing import emulated
+from receiptd_emulator import Emulator
 from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, queue_total, raw_request, receipt_fields, receipt_key

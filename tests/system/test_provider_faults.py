@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from receiptd import api, wiring
+from receiptd.compensation.ratelimit import default_burst
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, FaultSpec, Profile, SendRecord
 from receiptd.providers.aliyun import dysms
-from receiptd.ratelimit import default_burst
 from receiptd.testing.emulated import emulator_settings
+from receiptd_emulator import Emulator, FaultSpec, Profile, SendRecord
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, max_in_window, queue_total
 

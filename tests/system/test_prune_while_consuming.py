@@ -25,7 +25,7 @@ from receiptd.db.engine import create_db_engine
 from receiptd.db.models import REPORT, SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, receipt_fields, receipt_key
 

@@ -28,9 +28,9 @@ from receiptd import domain, ports
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, ManualClock
-from receiptd.emulator.koomessage_store import SendDetail
-from receiptd.emulator.push import PushSpec
+from receiptd_emulator import Emulator, ManualClock
+from receiptd_emulator.koomessage_store import SendDetail
+from receiptd_emulator.push import PushSpec
 from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import (

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, free_port
 from tests.system.reliability import Db, receipt_fields, receipt_key, wait_for

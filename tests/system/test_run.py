@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import REPORT
-from receiptd.emulator import Emulator
+from receiptd_emulator import Emulator
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.notifysocket import NotifySocket
 from tests.system.reliability import CutProxy

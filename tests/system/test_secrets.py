@@ -26,9 +26,9 @@ from receiptd import api, wiring
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator, Profile
-from receiptd.emulator.credentials import Credential, KeyKind
 from receiptd.testing.emulated import emulator_settings
+from receiptd_emulator import Emulator, Profile
+from receiptd_emulator.credentials import Credential, KeyKind
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import CutProxy, Db, find_secrets, raw_request, receipt_fields
 

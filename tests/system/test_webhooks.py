@@ -28,8 +28,8 @@ from receiptd.db.engine import create_db_engine
 from receiptd.db.models import DELIVERY, EVENT, INBOUND, SEND, Base
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd.emulator import Emulator
 from receiptd.testing.receiver import Receiver
+from receiptd_emulator import Emulator
 from tests.conftest import _ensure_database, drop_server_database
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import receipt_fields, wait_for

@@ -25,7 +25,8 @@ from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client
 from Tea.exceptions import TeaException
 
-from receiptd import domain, metrics, planning, ports
+from receiptd import domain, metrics, ports
+from receiptd.compensation import planning
 from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.openapi import tea_config
 
@@ -132,7 +133,8 @@ def send_sms(
 
 
 class AliyunStatusLookup:
-    """``ports.StatusLookup`` over QuerySendDetails, planned by :mod:`receiptd.planning`."""
+    """``ports.StatusLookup`` over QuerySendDetails, planned by
+    :mod:`receiptd.compensation.planning`."""
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ Windows are inclusive at both ends and whole seconds (the API's time format has 
 halves are ``[begin, mid]`` and ``[mid + 1 s, end]`` so no detail is asked for twice.
 
 No I/O here: :func:`walk` and :func:`collect` take the page fetcher as a function, so the
-splitting logic is tested with tables and hypothesis (tests/unit/test_huawei_windows.py).
+splitting logic is tested with tables and hypothesis (tests/unit/providers/huawei/test_windows.py).
 """
 
 from __future__ import annotations

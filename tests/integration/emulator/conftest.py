@@ -13,7 +13,7 @@ from alibabacloud_tea_openapi import models as openapi_models
 from mns.account import Account
 from mns.queue import Queue
 
-from receiptd.emulator import Emulator, EmulatorInfo
+from receiptd_emulator import Emulator, EmulatorInfo
 
 CST = dt.timezone(dt.timedelta(hours=8))
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from receiptd.emulator import Emulator, EmulatorInfo, FaultSpec
-from receiptd.emulator.faults import FaultKind
-from receiptd.emulator.http_types import Request, Response
-from receiptd.emulator.router import KOOMESSAGE_PATH, koomessage_placeholder_route, path_route
+from receiptd_emulator import Emulator, EmulatorInfo, FaultSpec
+from receiptd_emulator.faults import FaultKind
+from receiptd_emulator.http_types import Request, Response
+from receiptd_emulator.router import KOOMESSAGE_PATH, koomessage_placeholder_route, path_route
 
 REQUIRED_KEYS = {
     "mns_endpoint",

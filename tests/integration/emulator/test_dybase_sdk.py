@@ -9,7 +9,7 @@ from alibabacloud_dybaseapi20170525 import models as base_models
 from alibabacloud_dybaseapi20170525.client import Client as DybaseClient
 from Tea.exceptions import TeaException
 
-from receiptd.emulator import Emulator, EmulatorInfo
+from receiptd_emulator import Emulator, EmulatorInfo
 
 from .conftest import pop_config, query_token
 

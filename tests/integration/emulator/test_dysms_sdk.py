@@ -11,7 +11,7 @@ from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
 from Tea.exceptions import TeaException
 
-from receiptd.emulator import Emulator, EmulatorInfo, FaultSpec, SeedSend
+from receiptd_emulator import Emulator, EmulatorInfo, FaultSpec, SeedSend
 
 from .conftest import CST, pop_config, today_cst
 

@@ -14,7 +14,7 @@ from mns.account import Account
 from mns.mns_exception import MNSClientNetworkException, MNSServerException
 from mns.queue import Queue
 
-from receiptd.emulator import Emulator, FaultSpec, Profile, SeedSend
+from receiptd_emulator import Emulator, FaultSpec, Profile, SeedSend
 
 from .conftest import pop_config
 

@@ -22,8 +22,8 @@ from aliyunsdkdybaseapi.request.v20170525.QueryTokenForMnsQueueRequest import (
 from aliyunsdkdysmsapi.request.v20170525.QuerySendDetailsRequest import QuerySendDetailsRequest
 from aliyunsdkdysmsapi.request.v20170525.SendSmsRequest import SendSmsRequest
 
-from receiptd.emulator import Emulator, EmulatorInfo
-from receiptd.emulator.profiles import Profile
+from receiptd_emulator import Emulator, EmulatorInfo
+from receiptd_emulator.profiles import Profile
 
 from .conftest import today_cst
 

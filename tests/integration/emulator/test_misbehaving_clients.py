@@ -12,7 +12,7 @@ from mns.account import Account
 from mns.mns_exception import MNSExceptionBase
 from mns.queue import Queue
 
-from receiptd.emulator import Emulator, EmulatorInfo
+from receiptd_emulator import Emulator, EmulatorInfo
 from tests.peers import MISBEHAVIOURS, Act, MisbehavingClients, close
 
 

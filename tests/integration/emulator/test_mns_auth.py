@@ -15,7 +15,7 @@ from mns.account import Account
 from mns.mns_exception import MNSServerException
 from mns.queue import Message, Queue
 
-from receiptd.emulator import Emulator, EmulatorInfo, ManualClock
+from receiptd_emulator import Emulator, EmulatorInfo, ManualClock
 
 from .conftest import query_token
 

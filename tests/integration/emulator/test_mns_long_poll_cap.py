@@ -16,9 +16,9 @@ from mns.mns_exception import MNSServerException
 from mns.queue import Queue
 
 from receiptd import ports
-from receiptd.emulator import Emulator, EmulatorInfo
-from receiptd.emulator.profiles import Profile
 from receiptd.providers.aliyun import credentials, mns
+from receiptd_emulator import Emulator, EmulatorInfo
+from receiptd_emulator.profiles import Profile
 
 
 def owner_queue(info: EmulatorInfo, name: str) -> tuple[Account, Queue]:

@@ -13,7 +13,7 @@ from mns.mns_exception import MNSServerException
 from mns.mns_request import SendMessageRequest, SendMessageResponse
 from mns.queue import Message, Queue, QueueMeta
 
-from receiptd.emulator import Emulator, EmulatorInfo
+from receiptd_emulator import Emulator, EmulatorInfo
 
 
 @pytest.fixture

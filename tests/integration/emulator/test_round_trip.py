@@ -9,7 +9,7 @@ from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
 from mns.queue import Queue
 
-from receiptd.emulator import Emulator, EmulatorInfo
+from receiptd_emulator import Emulator, EmulatorInfo
 
 from .conftest import today_cst
 

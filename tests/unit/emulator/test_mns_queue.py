@@ -7,7 +7,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
-from receiptd.emulator.mns_queue import MnsError, MnsQueue, QueueMeta
+from receiptd_emulator.mns_queue import MnsError, MnsQueue, QueueMeta
 
 
 class Clock:

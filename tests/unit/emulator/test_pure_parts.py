@@ -13,13 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiptd.emulator import mns_xml, receipts
-from receiptd.emulator.dysms import _template_params, normalize_phone
-from receiptd.emulator.faults import FaultKind, Faults, FaultSpec, QpsLimiter
-from receiptd.emulator.http_types import Request, split_raw_query, strip_absolute_uri
-from receiptd.emulator.mns_queue import MnsError
-from receiptd.emulator.profiles import FATES, Profile
-from receiptd.emulator.sms_records import Send, sms_parts
+from receiptd_emulator import mns_xml, receipts
+from receiptd_emulator.dysms import _template_params, normalize_phone
+from receiptd_emulator.faults import FaultKind, Faults, FaultSpec, QpsLimiter
+from receiptd_emulator.http_types import Request, split_raw_query, strip_absolute_uri
+from receiptd_emulator.mns_queue import MnsError
+from receiptd_emulator.profiles import FATES, Profile
+from receiptd_emulator.sms_records import Send, sms_parts
 
 
 # -- http ------------------------------------------------------------------------------

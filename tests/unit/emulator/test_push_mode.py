@@ -8,8 +8,8 @@ import logging
 
 import pytest
 
-from receiptd.emulator import Emulator, ManualClock, Profile
-from receiptd.emulator.push import SCHEDULES, PushSpec, accepted, koomessage_body, queue_element
+from receiptd_emulator import Emulator, ManualClock, Profile
+from receiptd_emulator.push import SCHEDULES, PushSpec, accepted, koomessage_body, queue_element
 from tests.peers import MISBEHAVIOURS, Act, Answer, MisbehavingServer
 from tests.system.daemon import free_port
 
@@ -92,7 +92,7 @@ def push_through(
 
     No error may be logged: a misbehaving receiver is a failed attempt, not an emulator defect
     (which the sender's catch-all would log)."""
-    caplog.set_level(logging.WARNING, logger="receiptd.emulator")
+    caplog.set_level(logging.WARNING, logger="receiptd_emulator")
     clock = ManualClock(1_800_000_000.0)
     spec = PushSpec(url=f"{peer.url}/push", schedule=schedule, senders=1, timeout=0.5)
     with Emulator(clock=clock) as emu:

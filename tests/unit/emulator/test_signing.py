@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from mns.mns_client import MNSClient
 
-from receiptd.emulator.credentials import Credential, CredentialStore, KeyKind
-from receiptd.emulator.http_types import Request
-from receiptd.emulator.pop_signing import NonceCache, acs3_signature, rpc_signature
-from receiptd.emulator.signing import AuthError, MnsVerifier, mns_signature
+from receiptd_emulator.credentials import Credential, CredentialStore, KeyKind
+from receiptd_emulator.http_types import Request
+from receiptd_emulator.pop_signing import NonceCache, acs3_signature, rpc_signature
+from receiptd_emulator.signing import AuthError, MnsVerifier, mns_signature
 
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=20)
 names = st.from_regex(r"[A-Za-z][A-Za-z0-9]{0,10}", fullmatch=True)

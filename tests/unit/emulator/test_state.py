@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 import pytest
 
-from receiptd.emulator import Emulator, FaultSpec, SeedSend
-from receiptd.emulator.calls import CallLog
-from receiptd.emulator.clock import ManualClock
-from receiptd.emulator.faults import Faults, QpsLimiter
-from receiptd.emulator.http_types import Request, Response
-from receiptd.emulator.router import Router, path_route
-from receiptd.emulator.scheduler import Scheduler
-from receiptd.emulator.server import Dispatcher
+from receiptd_emulator import Emulator, FaultSpec, SeedSend
+from receiptd_emulator.calls import CallLog
+from receiptd_emulator.clock import ManualClock
+from receiptd_emulator.faults import Faults, QpsLimiter
+from receiptd_emulator.http_types import Request, Response
+from receiptd_emulator.router import Router, path_route
+from receiptd_emulator.scheduler import Scheduler
+from receiptd_emulator.server import Dispatcher
 
 CST = dt.timezone(dt.timedelta(hours=8))
 

@@ -1,0 +1,228 @@
+"""The operations endpoint: /healthz, /readyz, /metrics and the optional status lookup.
+
+A small WSGI app served by waitress (``receiptd.web.server``: bounded worker threads, body and
+header limits, and the connection bounds of ``receiptd.web.connections``). Every answer is
+JSON or Prometheus text; bad requests get a clean 4xx.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from receiptd import domain, metrics, ports
+from receiptd.ingest import registration
+from receiptd.logs import get_logger
+from receiptd.web import connections
+from receiptd.web.server import HttpServer, StartResponse, json_response, send_response
+
+log = get_logger(__name__)
+
+Check = Callable[[], tuple[bool, str]]
+SendLookup = Callable[[str], list[dict[str, Any]]]
+SendRegistrar = Callable[[list[ports.NewSend]], int]
+
+MAX_BIZ_ID = 64
+MAX_REGISTRATION_BODY = 1024 * 1024  # bytes; about 5,000 sends per request
+MAX_REGISTRATION_SENDS = 5000
+# The ops port is scraped and probed, never public: the same bounds, fewer connections.
+OPS_LIMITS = connections.Limits(max_connections=100)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """Named checks: liveness fails when any liveness check fails; same for readiness."""
+
+    liveness: Mapping[str, Check]
+    readiness: Mapping[str, Check]
+
+
+class OpsApp:
+    """The WSGI application."""
+
+    def __init__(
+        self,
+        probes: Probes,
+        status_token: str | None = None,
+        lookup: SendLookup | None = None,
+        show_phone_numbers: bool = False,
+        register: SendRegistrar | None = None,
+    ) -> None:
+        self._probes = probes
+        self._token = status_token.encode() if status_token else None
+        self._lookup = lookup
+        self._register = register
+        self._show_phones = show_phone_numbers
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "/")
+        if path == "/v1/sends" and method == "POST":
+            return self._register_sends(environ, start_response)
+        if method not in ("GET", "HEAD"):
+            return json_response(
+                start_response, 405, {"error": "method not allowed"}, [("Allow", "GET, HEAD")]
+            )
+        if _declared_body(environ) > 0:
+            return json_response(start_response, 413, {"error": "GET requests carry no body"})
+        if path == "/healthz":
+            return self._probe(start_response, self._probes.liveness)
+        if path == "/readyz":
+            code_body = self._probe(start_response, self._probes.readiness)
+            return code_body
+        if path == "/metrics":
+            return send_response(
+                start_response, 200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST
+            )
+        if path.startswith("/v1/sends/"):
+            return self._send_status(environ, start_response, path.removeprefix("/v1/sends/"))
+        return json_response(start_response, 404, {"error": "not found"})
+
+    def _probe(self, start_response: StartResponse, checks: Mapping[str, Check]) -> list[bytes]:
+        results = {name: run_check(check) for name, check in checks.items()}
+        ok = all(passed for passed, _ in results.values())
+        if checks is self._probes.readiness:
+            metrics.READY.set(1 if ok else 0)
+        body = {"ok": ok, "checks": {n: {"ok": p, "detail": d} for n, (p, d) in results.items()}}
+        return json_response(start_response, 200 if ok else 503, body)
+
+    def _send_status(
+        self, environ: dict[str, Any], start_response: StartResponse, biz_id: str
+    ) -> list[bytes]:
+        refused = self._refuse(environ, start_response, self._lookup)
+        if refused is not None:
+            return refused
+        assert self._lookup is not None  # _refuse answered 404 otherwise
+        if not biz_id or len(biz_id) > MAX_BIZ_ID or "/" in biz_id:
+            return json_response(start_response, 400, {"error": "invalid biz_id"})
+        try:
+            rows = self._lookup(biz_id)
+        except Exception as exc:  # a database error is the server's problem, reported as 503
+            log.warning("status_lookup_failed", error=str(exc))
+            return json_response(start_response, 503, {"error": "database unavailable"})
+        if not rows:
+            return json_response(start_response, 404, {"error": "unknown biz_id"})
+        return json_response(
+            start_response, 200, {"biz_id": biz_id, "recipients": [self._public(r) for r in rows]}
+        )
+
+    def _register_sends(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        """Register sends made by other systems: a JSON array of import records."""
+        refused = self._refuse(environ, start_response, self._register)
+        if refused is not None:
+            return refused
+        assert self._register is not None  # _refuse answered 404 otherwise
+        length = _declared_body(environ)
+        if length > MAX_REGISTRATION_BODY:
+            return json_response(start_response, 413, {"error": "body too large"})
+        try:
+            sends = _parse_registration(environ["wsgi.input"].read(length))
+        except ValueError as exc:
+            return json_response(start_response, 400, {"error": str(exc)})
+        try:
+            inserted = self._register(sends)
+        except Exception as exc:  # a database error is the server's problem, reported as 503
+            log.warning("registration_failed", error=str(exc))
+            return json_response(start_response, 503, {"error": "database unavailable"})
+        return json_response(start_response, 200, {"received": len(sends), "registered": inserted})
+
+    def _refuse(
+        self, environ: dict[str, Any], start_response: StartResponse, handler: object
+    ) -> list[bytes] | None:
+        """The answer for a /v1 request that may not proceed, or None when it may.
+
+        Off (404) unless a token and a handler are configured; 401 without the right token.
+        """
+        if self._token is None or handler is None:
+            return json_response(start_response, 404, {"error": "not found"})
+        if not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
+            return json_response(
+                start_response,
+                401,
+                {"error": "missing or wrong bearer token"},
+                [("WWW-Authenticate", 'Bearer realm="receiptd"')],
+            )
+        return None
+
+    def _authorized(self, header: str) -> bool:
+        scheme, _, presented = header.partition(" ")
+        assert self._token is not None
+        # Constant-time comparison: the token never leaks through response timing.
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            presented.strip().encode(), self._token
+        )
+
+    def _public(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        phone = str(row["phone_number"])
+        return {
+            "provider": row["provider"],
+            "phone_number": phone if self._show_phones else domain.mask_phone(phone),
+            "status": row["status"],
+            "settled_by": row["settled_by"],
+            "err_code": row["err_code"],
+            "sent_at": _iso(row["sent_at"]),
+            "settled_at": _iso(row["settled_at"]),
+            "out_id": row["out_id"],
+        }
+
+
+def _parse_registration(body: bytes) -> list[ports.NewSend]:
+    try:
+        records = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ValueError("body is not JSON") from None
+    if not isinstance(records, list) or not records:
+        raise ValueError("body must be a non-empty JSON array of sends")
+    if len(records) > MAX_REGISTRATION_SENDS:
+        raise ValueError(f"at most {MAX_REGISTRATION_SENDS} sends per request")
+    sends = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValueError(f"item {index}: must be an object")
+        try:
+            sends.append(registration.new_send(record))
+        except ValueError as exc:
+            raise ValueError(f"item {index}: {exc}") from None
+    return sends
+
+
+def _iso(value: Any) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def run_check(check: Check) -> tuple[bool, str]:
+    try:
+        return check()
+    except Exception as exc:  # a probe that raises is a failed probe, never a 500
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _declared_body(environ: Mapping[str, Any]) -> int:
+    try:
+        return int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 1
+
+
+class OpsServer(HttpServer):
+    """The ops port: scraped and probed, never public (fewer connections than the push port),
+    bodies up to a registration's size."""
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        host: str,
+        port: int,
+        threads: int = 4,
+        limits: connections.Limits = OPS_LIMITS,
+        **options: Any,
+    ) -> None:
+        options.setdefault("max_request_body_size", MAX_REGISTRATION_BODY)
+        super().__init__(app, host, port, limits=limits, name="ops", threads=threads, **options)

@@ -1,0 +1,140 @@
+"""Poison: bodies that cannot be stored as records, and how none of them stops a loop.
+
+Shared by the MNS consumer (``receiptd.ingest.mns.batch``) and the push listener
+(``receiptd.ingest.push.listener``):
+
+* ``write_each``: the database refused a batch while reachable, or the store raised anything
+  else; one record per transaction, a record refused alone becoming a dead letter.
+* ``report_crash``: receiptd's own code raised on one body (a defect): logged as
+  ``body_crashed`` with the body's id and counted; the caller dead-letters the body.
+* ``quarantine``: a message MNS delivered more than ``consumer_max_dequeue`` times without
+  receiptd storing or dead-lettering it (each of those deliveries ended in a crash or a kill)
+  becomes a dead letter before anything reads it.
+
+docs/consumer.md ("Poison") has the long form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from receiptd import domain, metrics, ports
+from receiptd.logs import get_logger
+
+log = get_logger(__name__)
+
+
+def dead_message(queue: str, message: ports.QueueMessage, reason: str) -> ports.DeadRecord:
+    """A queue message as a dead letter: its body's exact bytes and the reason."""
+    raw = message.body.encode("utf-8", "surrogatepass")  # never raises, whatever the text
+    return ports.DeadRecord(queue, message.message_id, raw, reason)
+
+
+def quarantine(
+    message: ports.QueueMessage, queue: str, label: str, max_dequeue: int
+) -> ports.DeadRecord:
+    """A message delivered too often to be read again: its exact bytes, unread, as a dead
+    letter (``receiptd dead-letters replay`` reads it once the cause is fixed)."""
+    log.warning(
+        "message_quarantined",
+        queue=queue,
+        message_id=message.message_id,
+        dequeue_count=message.dequeue_count,
+    )
+    metrics.QUARANTINED.labels(label).inc()
+    reason = (
+        f"quarantined unread: delivered {message.dequeue_count} times (consumer_max_dequeue"
+        f" = {max_dequeue}) without being stored or dead-lettered"
+    )
+    return dead_message(queue, message, reason)
+
+
+def report_crash(
+    stage: str, channel: domain.Channel, where: str, message_id: str, exc: BaseException
+) -> None:
+    """One body made receiptd's own code raise: a defect to fix, logged with the body's id and
+    counted (``receiptd_bodies_crashed_total``); the caller dead-letters the body."""
+    log.error(
+        "body_crashed",
+        stage=stage,
+        channel=channel.value,
+        queue=where,
+        message_id=message_id,
+        error=domain.printable(repr(exc), 500),
+        exc_info=exc,
+    )
+    metrics.BODIES_CRASHED.labels(channel.value, stage).inc()
+
+
+DeadLetterFor = Callable[[ports.Batch, str], ports.DeadRecord]
+
+
+def write_each(
+    sink: ports.ReceiptSink,
+    batch: ports.Batch,
+    clock: Callable[[], datetime],
+    dead_letter: DeadLetterFor,
+    committed: Callable[[ports.Batch, ports.BatchResult], None],
+    where: str,
+    channel: domain.Channel,
+) -> set[str]:
+    """Isolation (the MNS consumer's and the push listener's): the sink refused a batch while
+    reachable, or crashed on it; write it one record per transaction.
+
+    A record refused alone (``StoreWriteError``) or crashed on (any other exception, reported
+    as ``body_crashed``) becomes ``dead_letter(single, reason)``; a record whose dead letter
+    is refused too is logged ``message_unstorable`` and left out. ``committed`` is called
+    after each commit. Returns the message ids committed (as rows or dead letters);
+    ``StoreUnavailable`` propagates (the caller retries, or answers 503).
+    """
+    written: set[str] = set()
+    for single in singles(batch):
+        message_id = next(iter(ids(single)))
+        reason = _write_one(sink, single, clock, committed, where, channel)
+        if reason and not single.dead:
+            sink.ping()  # down rather than refusing: StoreUnavailable, not a dead letter
+            dead = ports.Batch(dead=[dead_letter(single, reason)])
+            reason = _write_one(sink, dead, clock, committed, where, channel)
+        if reason:
+            log.error("message_unstorable", loop=where, message_id=message_id, error=reason)
+            continue
+        written.add(message_id)
+    return written
+
+
+def _write_one(
+    sink: ports.ReceiptSink,
+    single: ports.Batch,
+    clock: Callable[[], datetime],
+    committed: Callable[[ports.Batch, ports.BatchResult], None],
+    where: str,
+    channel: domain.Channel,
+) -> str:
+    """Write one record; "" when committed, else why not. StoreUnavailable propagates."""
+    try:
+        result = sink.write_batch(single, clock())
+    except ports.StoreUnavailable:
+        raise
+    except ports.StoreWriteError as exc:
+        return f"store refused: {exc}"
+    except Exception as exc:  # a defect of the store (or a driver error it let through)
+        report_crash("store", channel, where, next(iter(ids(single))), exc)
+        return f"store crashed: {exc!r}"
+    committed(single, result)
+    return ""
+
+
+def ids(batch: ports.Batch) -> set[str]:
+    """The message ids a batch holds (rows and dead letters)."""
+    rows = {r.message_id for r in batch.reports} | {r.message_id for r in batch.inbound}
+    return rows | {d.message_id for d in batch.dead}
+
+
+def singles(batch: ports.Batch) -> list[ports.Batch]:
+    """One batch per record, for one transaction each."""
+    return [
+        *(ports.Batch(reports=[r]) for r in batch.reports),
+        *(ports.Batch(inbound=[r]) for r in batch.inbound),
+        *(ports.Batch(dead=[d]) for d in batch.dead),
+    ]

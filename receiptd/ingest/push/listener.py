@@ -1,0 +1,372 @@
+"""The HTTP push listener: receipts pushed by Alibaba (HTTP batch push) and KooMessage.
+
+``POST /push/{token}/aliyun/SmsReport``, ``/aliyun/SmsUp`` and ``/v1/aim/send-status``
+(docs/push.md). Parsing is pure (``receiptd.ingest.push.formats``); the records go
+through the same ``ports.ReceiptSink.write_batch`` as the MNS path, one transaction per request.
+
+Answers (the providers retry anything but ``200`` + ``{"code": 0}``):
+* 200 ``{"code":0,"msg":"接收成功"}`` only after the commit; elements that are not receipts
+  are dead-lettered in the same transaction (a retry could not fix them).
+* 400 (not UTF-8 / not JSON / wrong shape), 413 (too many elements): the whole body is
+  dead-lettered first (keyed by its SHA-256, so the provider's bounded retries only count up
+  ``seen_count``), then refused, so a misconfigured sender sees it was not accepted.
+* 503 when the database is unavailable: nothing was stored, the provider retries.
+* 404 for a wrong token or path, 403 for a source outside the allowlist, 405, 415: no detail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import tzinfo
+from typing import Any
+
+from receiptd import config, domain, metrics, ports
+from receiptd.clock import Clock, utc_now
+from receiptd.ingest import poison
+from receiptd.ingest.mns import batch as batches
+from receiptd.ingest.push import formats as push_formats
+from receiptd.ingest.push import group_commit
+from receiptd.logs import get_logger
+from receiptd.web import connections
+from receiptd.web.server import HttpServer, StartResponse, json_response
+
+log = get_logger(__name__)
+Parser = Callable[[bytes, "PushConfig"], push_formats.Parsed]
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    token: str
+    tz: tzinfo = domain.CHINA_TZ
+    allow: tuple[config.IPNetwork, ...] = ()
+    trusted_proxies: tuple[config.IPNetwork, ...] = ()
+    max_body: int = 1024 * 1024
+    max_elements: int = push_formats.DEFAULT_MAX_ELEMENTS
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One push URL: what it carries and how its body is read."""
+
+    provider: str
+    type: str  # metric label: report | up | send_status
+    queue: str  # dead_letter.queue: the push channel
+    parse: Parser
+
+
+def _aliyun(kind: domain.MessageType) -> Parser:
+    return lambda raw, cfg: push_formats.parse_aliyun(raw, kind, cfg.tz, cfg.max_elements)
+
+
+CHANNELS: Mapping[str, Channel] = {
+    "aliyun/SmsReport": Channel(
+        "aliyun", "report", "push:aliyun/SmsReport", _aliyun(domain.MessageType.REPORT)
+    ),
+    "aliyun/SmsUp": Channel("aliyun", "up", "push:aliyun/SmsUp", _aliyun(domain.MessageType.UP)),
+    "v1/aim/send-status": Channel(
+        "huawei",
+        "send_status",
+        "push:huawei/send-status",
+        lambda raw, cfg: push_formats.parse_koomessage(raw, cfg.max_elements),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    result: str  # the metric's result label
+    body: Mapping[str, Any]
+
+
+_NOT_FOUND = Answer(404, "not_found", {"code": 404, "msg": "not found"})
+_FORBIDDEN = Answer(403, "forbidden", {"code": 403, "msg": "forbidden"})
+_UNAVAILABLE = Answer(503, "unavailable", {"code": 503, "msg": "temporarily unavailable"})
+
+
+class PushApp:
+    """The WSGI app; no sockets (tests call it directly)."""
+
+    def __init__(
+        self,
+        sink: ports.ReceiptSink,
+        cfg: PushConfig,
+        clock: Clock = utc_now,
+    ) -> None:
+        self.sink = sink
+        self.cfg = cfg
+        self.clock = clock
+        self._token = cfg.token.encode()
+        # One group commit per channel: concurrent requests share a transaction.
+        self._groups = {
+            c.queue: group_commit.GroupCommit(
+                functools.partial(self._commit, c), max(cfg.max_elements, 1)
+            )
+            for c in CHANNELS.values()
+        }
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        started = time.monotonic()
+        channel = self._channel(environ.get("PATH_INFO", ""))
+        answer = self._answer(environ, channel)
+        provider, kind = (channel.provider, channel.type) if channel else ("unknown", "unknown")
+        metrics.PUSH_REQUESTS.labels(provider, kind, answer.result).inc()
+        if channel is not None and answer.status != 404:
+            metrics.PUSH_DURATION.labels(provider, kind).observe(time.monotonic() - started)
+        headers = [("Retry-After", "60")] if answer.status == 503 else []
+        return json_response(start_response, answer.status, answer.body, headers)
+
+    def _channel(self, path: str) -> Channel | None:
+        """The channel of ``/push/{token}/{route}`` when the token is right, else None."""
+        prefix, _, rest = path.lstrip("/").partition("/")
+        token, _, route = rest.partition("/")
+        channel = CHANNELS.get(route)
+        # compare_digest on bytes: constant time over the token whatever the route was.
+        good = hmac.compare_digest(token.encode("utf-8", "replace"), self._token)
+        return channel if prefix == "push" and good and channel is not None else None
+
+    def _answer(self, environ: dict[str, Any], channel: Channel | None) -> Answer:
+        if channel is None:
+            return _NOT_FOUND
+        source = client_address(environ, self.cfg.trusted_proxies)
+        if self.cfg.allow and not _allowed(source, self.cfg.allow):
+            log.warning("push_refused", reason="source", source=source, queue=channel.queue)
+            return _FORBIDDEN
+        if environ.get("REQUEST_METHOD") != "POST":
+            return Answer(405, "rejected", {"code": 405, "msg": "use POST"})
+        content_type = str(environ.get("CONTENT_TYPE") or "application/json").lower()
+        if "json" not in content_type:
+            return Answer(415, "rejected", {"code": 415, "msg": "Content-Type must be JSON"})
+        raw = _read_body(environ, self.cfg.max_body)
+        if raw is None:
+            return Answer(413, "too_large", {"code": 413, "msg": "body too large"})
+        return self._store(channel, raw)
+
+    def _store(self, channel: Channel, raw: bytes) -> Answer:
+        """Parse and write one body. Nothing it holds makes the answer a 5xx: a body the
+        listener crashes on (a receiptd defect, ``body_crashed``) is kept as a dead letter
+        and answered 400; 503 means the database is unavailable, nothing else."""
+        try:
+            return self._parse_and_write(channel, raw)
+        except Exception as exc:  # e.g. a parser defect past push_formats' own isolation
+            poison.report_crash("listener", domain.Channel.PUSH, channel.queue, _sha(raw), exc)
+            crashed = domain.BodyError(f"listener crashed: {exc!r}")
+            answer = Answer(400, "rejected", {"code": 400, "msg": "body kept as a dead letter"})
+            return self._refuse(channel, raw, crashed, answer)
+
+    def _parse_and_write(self, channel: Channel, raw: bytes) -> Answer:
+        try:
+            parsed = channel.parse(raw, self.cfg)
+        except push_formats.TooManyElements as exc:
+            return self._refuse(channel, raw, exc, Answer(413, "too_large", _error(413, exc)))
+        except domain.BodyError as exc:
+            return self._refuse(channel, raw, exc, Answer(400, "rejected", _error(400, exc)))
+        _report_crashes(channel, parsed)
+        batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
+        try:
+            self._groups[channel.queue].write(batch)
+        except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+            log.warning("push_store_unavailable", queue=channel.queue, error=str(exc))
+            return _UNAVAILABLE
+        label = "up" if channel.type == "up" else "report"
+        metrics.RECEIPTS.labels(domain.Channel.PUSH.value, label, "ignored").inc(parsed.ignored)
+        result_label = "dead_letter" if batch.dead else "stored"
+        return Answer(200, result_label, push_formats.SUCCESS_ANSWER)
+
+    def _commit(self, channel: Channel, batch: ports.Batch) -> None:
+        """One transaction for the records of one or more requests (group commit)."""
+        result = self._write(batch, channel)
+        _count(channel, batch, result)
+        log.debug(
+            "push_stored",
+            queue=channel.queue,
+            records=len(batch),
+            new=result.reports_new + result.inbound_new,
+            dead_letters=len(batch.dead),
+            settled=result.sends_settled,
+        )
+
+    def _refuse(
+        self, channel: Channel, raw: bytes, exc: domain.BodyError, answer: Answer
+    ) -> Answer:
+        """The whole body is unreadable: keep it as a dead letter, then refuse it."""
+        dead = dead_record(channel, raw, f"{answer.status}: {exc}")
+        try:
+            self._groups[channel.queue].write(ports.Batch(dead=[dead]))
+        except (ports.StoreUnavailable, ports.StoreWriteError) as error:
+            log.warning("push_store_unavailable", queue=channel.queue, error=str(error))
+            return _UNAVAILABLE
+        log.warning("push_rejected", queue=channel.queue, status=answer.status, error=str(exc))
+        return answer
+
+    def _write(self, batch: ports.Batch, channel: Channel) -> ports.BatchResult:
+        """One transaction; if the database refuses the data itself (while reachable) or the
+        store raises anything else, one record per transaction (``poison.write_each``), a
+        refused record becoming a dead letter with the reason."""
+        try:
+            return self.sink.write_batch(batch, self.clock())
+        except ports.StoreUnavailable:
+            raise  # the caller answers 503
+        except Exception as exc:  # StoreWriteError, or a store defect surfaced per record
+            self.sink.ping()  # StoreUnavailable: the caller answers 503
+            log.warning("push_isolating", records=len(batch), error=repr(exc)[:300])
+        results: list[ports.BatchResult] = []
+        written = poison.write_each(
+            self.sink,
+            batch,
+            self.clock,
+            functools.partial(_refused, channel),
+            lambda _single, result: results.append(result),
+            channel.queue,
+            domain.Channel.PUSH,
+        )
+        if written != poison.ids(batch):  # even a dead letter refused: the provider retries
+            raise ports.StoreWriteError("a record could be neither stored nor dead-lettered")
+        return functools.reduce(_add, results, ports.BatchResult())
+
+
+def replay_batch(queue: str, raw: bytes, tz: tzinfo) -> ports.Batch:
+    """A push dead letter parsed again (``receiptd dead-letters replay``, after a parser fix):
+    the records it now yields; BodyError (or ValueError for an unknown queue) otherwise."""
+    channel = next((c for c in CHANNELS.values() if c.queue == queue), None)
+    if channel is None:
+        raise ValueError(f"{queue!r} is not a push channel")
+    if channel.provider == "huawei" and b'"callback_type"' not in raw:
+        raw = json.dumps({"callback_type": "sms", "body": [push_formats.decode_json(raw)]}).encode()
+    parsed = channel.parse(raw, PushConfig(token="", tz=tz))
+    if parsed.rejected:
+        raise domain.BodyError(parsed.rejected[0].error)
+    return to_batch(channel, parsed, "replay")
+
+
+def to_batch(channel: Channel, parsed: push_formats.Parsed, request_id: str) -> ports.Batch:
+    push = domain.Channel.PUSH
+    reports = [
+        ports.ReportRecord(f"{request_id}/{i}", r, push) for i, r in enumerate(parsed.reports)
+    ]
+    inbound = [
+        ports.InboundRecord(f"{request_id}/{i}", u, push) for i, u in enumerate(parsed.inbound)
+    ]
+    dead = [dead_record(channel, r.raw, r.error) for r in parsed.rejected]
+    return ports.Batch(reports, inbound, dead)
+
+
+def dead_record(channel: Channel, raw: bytes, error: str) -> ports.DeadRecord:
+    """Keyed by the content's SHA-256: a retried poison request is one row, counted up."""
+    return ports.DeadRecord(channel.queue, _sha(raw), raw, error)
+
+
+def _refused(channel: Channel, single: ports.Batch, reason: str) -> ports.DeadRecord:
+    """A record the database refuses alone, as a dead letter (its parsed fields as JSON)."""
+    value = single.reports[0].report if single.reports else single.inbound[0].reply
+    text = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False)
+    return dead_record(channel, text.encode("utf-8", "backslashreplace"), reason)
+
+
+def _report_crashes(channel: Channel, parsed: push_formats.Parsed) -> None:
+    """Elements the parser crashed on (rejected, so dead-lettered with the rest) are defects."""
+    for rejected in parsed.rejected:
+        if rejected.crash is not None:
+            where, key = channel.queue, _sha(rejected.raw)
+            poison.report_crash("decode", domain.Channel.PUSH, where, key, rejected.crash)
+
+
+def _sha(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def _add(a: ports.BatchResult, b: ports.BatchResult) -> ports.BatchResult:
+    return ports.BatchResult(
+        a.reports_new + b.reports_new,
+        a.inbound_new + b.inbound_new,
+        a.dead_new + b.dead_new,
+        a.sends_settled + b.sends_settled,
+    )
+
+
+def _count(channel: Channel, batch: ports.Batch, result: ports.BatchResult) -> None:
+    label = "up" if channel.type == "up" else "report"
+    meters = batches.ChannelMeters(domain.Channel.PUSH, label)
+    stored = result.reports_new + result.inbound_new
+    meters.count(stored, len(batch.reports) + len(batch.inbound) - stored, len(batch.dead))
+    provider = domain.Provider.HUAWEI if channel.provider == "huawei" else domain.Provider.ALIYUN
+    metrics.SETTLED.labels(provider.value, "receipt").inc(result.sends_settled)
+
+
+def _error(status: int, exc: Exception) -> dict[str, Any]:
+    return {"code": status, "msg": str(exc)[:200]}
+
+
+def _read_body(environ: Mapping[str, Any], limit: int) -> bytes | None:
+    """The body, or None when it is longer than ``limit`` (waitress enforces the same limit
+    on the socket; this covers a server configured otherwise)."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return None
+    data: bytes = environ["wsgi.input"].read(limit + 1)
+    return None if len(data) > limit else data
+
+
+def client_address(environ: Mapping[str, Any], trusted: tuple[config.IPNetwork, ...]) -> str:
+    """The peer; from a trusted proxy, the right-most ``X-Forwarded-For`` hop that is not
+    itself a trusted proxy (hops left of it could be forged by the client)."""
+    peer = str(environ.get("REMOTE_ADDR", ""))
+    if not trusted or not _allowed(peer, trusted):
+        return peer
+    hops = [h.strip() for h in str(environ.get("HTTP_X_FORWARDED_FOR", "")).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _allowed(hop, trusted):
+            return hop
+    return peer
+
+
+_allowed = config.in_networks
+
+
+class PushListener:
+    """The push listener as a service Loop: waitress on its own port in a thread, bounded
+    by ``limits`` (``receiptd.web.connections``: what one client can hold)."""
+
+    def __init__(
+        self, app: PushApp, host: str, port: int, threads: int, limits: connections.Limits
+    ) -> None:
+        self._server = HttpServer(
+            app,
+            host,
+            port,
+            threads=threads,
+            limits=limits,
+            name="push",
+            max_request_body_size=app.cfg.max_body,
+            clear_untrusted_proxy_headers=False,  # PushApp reads X-Forwarded-For itself
+        )
+        self._stopping = False
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def start(self) -> None:
+        self._server.start()
+
+    def stop(self) -> None:
+        self._stopping = True  # the close happens in join(): stop() never blocks
+
+    def join(self, timeout: float) -> bool:
+        self._server.close(timeout=max(0.5, timeout))
+        return True
+
+    @property
+    def failed(self) -> BaseException | None:
+        return self._server.failed

@@ -1,0 +1,208 @@
+"""The ops endpoint over a real socket: probes, metrics, the guarded status lookup."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from receiptd.daemon.ops import OpsApp, OpsServer, Probes
+
+TOKEN = "s3cr3t-bearer-token"
+ROW = {
+    "provider": "aliyun",
+    "phone_number": "13812345678",
+    "status": "delivered",
+    "settled_by": "receipt",
+    "err_code": "DELIVERED",
+    "sent_at": datetime(2026, 11, 25, tzinfo=UTC),
+    "settled_at": None,
+    "out_id": "o1",
+}
+
+
+@pytest.fixture
+def state() -> dict[str, Any]:
+    return {"db": True}
+
+
+@pytest.fixture
+def server(state: dict[str, Any]) -> Iterator[OpsServer]:
+    def db() -> tuple[bool, str]:
+        if not state["db"]:
+            raise ConnectionError("connection refused")
+        return True, "reachable"
+
+    def register(sends: list[Any]) -> int:
+        state.setdefault("registered", []).extend(sends)
+        return len(sends)
+
+    app = OpsApp(
+        Probes({"loops": lambda: (True, "heartbeating")}, {"database": db}),
+        status_token=TOKEN,
+        lookup=lambda biz: [ROW] if biz == "b1^0" else [],
+        register=register,
+    )
+    srv = OpsServer(app, "127.0.0.1", 0)
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def call(
+    srv: OpsServer,
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> tuple[int, bytes, http.client.HTTPResponse]:
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=5)
+    conn.request(method, path, body=body, headers=headers or {})
+    resp = conn.getresponse()
+    data = resp.read()
+    conn.close()
+    return resp.status, data, resp
+
+
+def test_liveness_and_readiness(server: OpsServer, state: dict[str, Any]) -> None:
+    assert call(server, "GET", "/healthz")[0] == 200
+    status, body, _ = call(server, "GET", "/readyz")
+    assert status == 200
+    assert json.loads(body)["checks"]["database"] == {"ok": True, "detail": "reachable"}
+    state["db"] = False
+    status, body, _ = call(server, "GET", "/readyz")
+    assert status == 503
+    assert "connection refused" in json.loads(body)["checks"]["database"]["detail"]
+    assert b"receiptd_ready 0.0" in call(server, "GET", "/metrics")[1]
+
+
+def test_metrics_text_format(server: OpsServer) -> None:
+    status, body, resp = call(server, "GET", "/metrics")
+    assert status == 200
+    assert resp.getheader("Content-Type", "").startswith("text/plain")
+    assert b"# TYPE receiptd_messages_total counter" in body
+    assert b"receiptd_build_info{version=" in body
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
+def test_bad_methods_rejected(server: OpsServer, method: str) -> None:
+    status, _, resp = call(server, method, "/healthz", body=b"")
+    assert status == 405
+    assert resp.getheader("Allow") == "GET, HEAD"
+
+
+def test_oversized_body_rejected(server: OpsServer) -> None:
+    status, _, _ = call(server, "GET", "/healthz", body=b"x" * 4096)
+    assert status == 413
+
+
+def test_unknown_path_404(server: OpsServer) -> None:
+    assert call(server, "GET", "/nope")[0] == 404
+
+
+@pytest.mark.parametrize(
+    "auth", [None, "Bearer wrong", f"Basic {TOKEN}", f"Bearer {TOKEN}x", "Bearer "]
+)
+def test_status_lookup_refuses_bad_tokens(server: OpsServer, auth: str | None) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    status, body, _ = call(server, "GET", "/v1/sends/b1^0", headers)
+    assert status == 401
+    assert b"13812345678" not in body
+
+
+def test_status_lookup_masks_phone(server: OpsServer) -> None:
+    status, body, _ = call(server, "GET", "/v1/sends/b1^0", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200
+    payload = json.loads(body)
+    assert payload["recipients"][0]["phone_number"] == "138****5678"
+    assert payload["recipients"][0]["status"] == "delivered"
+    assert call(server, "GET", "/v1/sends/unknown", {"Authorization": f"Bearer {TOKEN}"})[0] == 404
+    long_id = "b" * 65
+    assert (
+        call(server, "GET", f"/v1/sends/{long_id}", {"Authorization": f"Bearer {TOKEN}"})[0] == 400
+    )
+
+
+def test_status_lookup_off_without_token() -> None:
+    app = OpsApp(Probes({}, {}), status_token=None, lookup=lambda b: [ROW])
+    srv = OpsServer(app, "127.0.0.1", 0)
+    srv.start()
+    try:
+        assert call(srv, "GET", "/v1/sends/b1^0", {"Authorization": "Bearer x"})[0] == 404
+    finally:
+        srv.close()
+
+
+def test_malformed_request_line(server: OpsServer) -> None:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        reply = sock.recv(1024)
+    assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0] + b" "
+
+
+HUAWEI_SEND = {
+    "provider": "huawei",
+    "biz_id": "7cc1e1f0-task",
+    "phone_number": "13812345678",
+    "sent_at": "2026-11-25T10:00:00+08:00",
+    "template_code": "600000001",
+    "sign_name": "receiptd",
+}
+
+
+def test_registration_requires_the_token(server: OpsServer) -> None:
+    body = json.dumps([HUAWEI_SEND]).encode()
+    assert call(server, "POST", "/v1/sends", {"Authorization": "Bearer no"}, body)[0] == 401
+    assert call(server, "POST", "/v1/sends", {}, body)[0] == 401
+
+
+def test_registration_of_huawei_sends(server: OpsServer, state: dict[str, Any]) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    status, body, _ = call(server, "POST", "/v1/sends", auth, json.dumps([HUAWEI_SEND]).encode())
+    assert status == 200, body
+    assert json.loads(body) == {"received": 1, "registered": 1}
+    (send,) = state["registered"]
+    assert (send.provider.value, send.biz_id, send.sent_at.isoformat()) == (
+        "huawei",
+        "7cc1e1f0-task",
+        "2026-11-25T02:00:00+00:00",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "not JSON"),
+        (b"[]", "non-empty JSON array"),
+        (b'{"biz_id": "x"}', "non-empty JSON array"),
+        (b"[1]", "item 0: must be an object"),
+        (json.dumps([dict(HUAWEI_SEND, sent_at="yesterday")]).encode(), "item 0: sent_at"),
+        (json.dumps([dict(HUAWEI_SEND, provider="tencent")]).encode(), "unknown provider"),
+    ],
+)
+def test_registration_rejects_bad_bodies(server: OpsServer, body: bytes, reason: str) -> None:
+    status, answer, _ = call(
+        server, "POST", "/v1/sends", {"Authorization": f"Bearer {TOKEN}"}, body
+    )
+    assert status == 400
+    assert reason in json.loads(answer)["error"]
+
+
+def test_registration_body_limit(server: OpsServer) -> None:
+    """A declared body over 1 MiB is refused from its headers, before anything is read."""
+    import socket
+
+    head = (
+        "POST /v1/sends HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nContent-Length: {2 * 1024 * 1024}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(head.encode())
+        reply = sock.recv(1024)
+    assert reply.split(b"\r\n")[0].split(b" ")[1] == b"413"
