@@ -5,7 +5,7 @@ from typing import Any
 
 
 def __getattr__(name: str) -> Any:
-    # The names of the module this package replaced (receiptd._moved): one more release.
-    from receiptd import _moved
+    # The names of the module this package replaced (receiptd/__init__.py): one more release.
+    from receiptd import _webhooks_attribute
 
-    return _moved.webhooks_attribute(name)
+    return _webhooks_attribute(name)
