@@ -2,8 +2,9 @@
 
 Shared by the MNS consumer (``receiptd.batch``) and the push listener (``receiptd.push``):
 
-* ``write_each``: the database refused a batch while reachable, or the store raised anything
-  else; one record per transaction, a record refused alone becoming a dead letter.
+* ``write_isolating``: one transaction per batch; when the database refused it while reachable,
+  or the store raised anything else, ``write_each``: one record per transaction, a record
+  refused alone becoming a dead letter.
 * ``report_crash``: receiptd's own code raised on one body (a defect): logged as
   ``body_crashed`` with the body's id and counted; the caller dead-letters the body.
 * ``quarantine``: a message MNS delivered more than ``consumer_max_dequeue`` times without
@@ -67,6 +68,36 @@ def report_crash(
 
 
 DeadLetterFor = Callable[[ports.Batch, str], ports.DeadRecord]
+
+
+def write_isolating(
+    sink: ports.ReceiptSink,
+    batch: ports.Batch,
+    clock: Callable[[], datetime],
+    dead_letter: DeadLetterFor,
+    committed: Callable[[ports.Batch, ports.BatchResult], None],
+    where: str,
+    channel: domain.Channel,
+    isolating: Callable[[str], None],
+) -> set[str]:
+    """Write a batch in one transaction; when the sink refuses it while reachable
+    (``StoreWriteError``) or raises anything else (a defect), tell ``isolating`` why (the
+    caller logs its own event) and write it one record per transaction (``write_each``).
+
+    ``committed`` is called after each commit; returns the message ids committed.
+    ``StoreUnavailable`` propagates, also when found by the ``ping`` after a refusal: an
+    outage is retried whole (MNS) or answered 503 (push), never dead-lettered.
+    """
+    try:
+        result = sink.write_batch(batch, clock())
+    except ports.StoreUnavailable:
+        raise
+    except Exception as exc:  # StoreWriteError, or a defect surfaced per record by write_each
+        sink.ping()  # unreachable after all: StoreUnavailable, nothing is isolated
+        isolating(repr(exc)[:300])
+        return write_each(sink, batch, clock, dead_letter, committed, where, channel)
+    committed(batch, result)
+    return ids(batch)
 
 
 def write_each(
