@@ -191,14 +191,17 @@ class BatchWriter:
     def _write(self, batch: ports.Batch, ctx: BatchContext) -> set[str]:
         """One transaction; when the database refuses it while reachable (or the store raises
         anything else: a defect), one message per transaction. StoreUnavailable propagates."""
-        return poison.write_isolating(
+        writes = poison.Writes(
             self.sink,
-            batch,
             self.clock,
             functools.partial(self._dead_letter, ctx),
             lambda single, result: self._count(single, result, ctx.stats),
             ctx.loop,
             domain.Channel.MNS,
+        )
+        return poison.write_isolating(
+            writes,
+            batch,
             lambda error: log.warning(
                 "batch_isolating", loop=ctx.loop, messages=len(batch), error=error
             ),

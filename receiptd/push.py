@@ -208,14 +208,17 @@ class PushApp:
         store raises anything else, one record per transaction (``poison.write_isolating``), a
         refused record becoming a dead letter with the reason."""
         results: list[ports.BatchResult] = []
-        written = poison.write_isolating(  # StoreUnavailable propagates: the caller answers 503
+        writes = poison.Writes(
             self.sink,
-            batch,
             self.clock,
             functools.partial(_refused, channel),
             lambda _single, result: results.append(result),
             channel.queue,
             domain.Channel.PUSH,
+        )
+        written = poison.write_isolating(  # StoreUnavailable propagates: the caller answers 503
+            writes,
+            batch,
             lambda error: log.warning("push_isolating", records=len(batch), error=error),
         )
         if written != poison.ids(batch):  # even a dead letter refused: the provider retries

@@ -354,16 +354,15 @@ def _records(*biz_ids: str) -> ports.Batch:
 def _isolate(sink: InMemorySink, records: ports.Batch) -> tuple[set[str], list[Any], list[str]]:
     commits: list[Any] = []
     why: list[str] = []
-    written = poison.write_isolating(
+    writes = poison.Writes(
         sink,
-        records,
         lambda: NOW,
         lambda single, reason: ports.DeadRecord("q", f"dead-{len(why)}", b"raw", reason),
         lambda single, result: commits.append((len(single), result.reports_new)),
         "loop",
         domain.Channel.MNS,
-        why.append,
     )
+    written = poison.write_isolating(writes, records, why.append)
     return written, commits, why
 
 
@@ -396,14 +395,13 @@ def test_write_isolating_lets_an_outage_through_before_and_after_a_refusal() -> 
     sink = DownAfterRefusal()
     commits: list[Any] = []
     with pytest.raises(ports.StoreUnavailable):
-        poison.write_isolating(
+        writes = poison.Writes(
             sink,
-            _records("a", "b"),
             lambda: NOW,
             lambda single, reason: pytest.fail("nothing is dead-lettered in an outage"),
             lambda single, result: commits.append(single),
             "loop",
             domain.Channel.MNS,
-            lambda error: pytest.fail("an outage is not isolated"),
         )
+        poison.write_isolating(writes, _records("a", "b"), lambda error: pytest.fail("isolated"))
     assert commits == [] and not sink.dead
