@@ -118,7 +118,7 @@ def send_and_register(
             sign_name=sign_name,
             now=clock(),
         )
-    except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+    except ports.StoreError as exc:
         raise RegistrationFailed(result, exc) from exc
     return SendResult(receipt.biz_id, receipt.request_id, numbers, sent_at, registered)
 

@@ -1,7 +1,9 @@
 """The small interfaces between the core (consumer, compensator) and the outside world.
 
 Adapters (``receiptd.db``, ``receiptd.providers.*``) implement them; ``receiptd.testing`` has
-in-memory twins. No SDK or driver exception type crosses these boundaries.
+in-memory twins. No SDK or driver exception type crosses these boundaries: adapters raise the
+errors of ``receiptd.errors`` (one tree under ``ReceiptdError``), re-exported here beside the
+ports that raise them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ from datetime import date, datetime, timedelta
 from typing import Protocol
 
 from receiptd import domain
+from receiptd.errors import LookupFailed as LookupFailed
+from receiptd.errors import LookupThrottled as LookupThrottled
+from receiptd.errors import LookupUnavailable as LookupUnavailable
+from receiptd.errors import QueueAuthError as QueueAuthError
+from receiptd.errors import QueueError as QueueError
+from receiptd.errors import QueueNotFound as QueueNotFound
+from receiptd.errors import ReceiptdError as ReceiptdError
+from receiptd.errors import StatusLookupError as StatusLookupError
+from receiptd.errors import StoreError as StoreError
+from receiptd.errors import StoreUnavailable as StoreUnavailable
+from receiptd.errors import StoreWriteError as StoreWriteError
 
 # --- queues -------------------------------------------------------------------------------
 
@@ -32,18 +45,6 @@ class DeleteFailure:
     receipt_handle: str
     code: str
     message: str
-
-
-class QueueError(Exception):
-    """The queue could not be reached or answered with an error; retry with backoff."""
-
-
-class QueueAuthError(QueueError):
-    """Credentials were refused (expired or revoked token); refresh them before retrying."""
-
-
-class QueueNotFound(QueueError):
-    """The queue does not exist: a configuration error, not a transient one."""
 
 
 class ReceiptQueue(Protocol):
@@ -110,14 +111,6 @@ class BatchResult:
     inbound_new: int = 0
     dead_new: int = 0
     sends_settled: int = 0
-
-
-class StoreUnavailable(Exception):
-    """The database cannot be reached right now; nothing was written."""
-
-
-class StoreWriteError(Exception):
-    """The database refused the data itself (while reachable); nothing was written."""
 
 
 class ReceiptSink(Protocol):
@@ -235,18 +228,6 @@ class SendStore(Protocol):
 # --- status lookups (QuerySendDetails, KooMessage send-details) -----------------------------
 
 
-class LookupFailed(Exception):
-    """A status lookup failed for a reason that will not pass by waiting (bad request, auth)."""
-
-
-class LookupThrottled(Exception):
-    """The provider asked us to slow down; back off and try again in a later cycle."""
-
-
-class LookupUnavailable(Exception):
-    """The provider is unreachable or answered 5xx; try again later."""
-
-
 @dataclass(frozen=True, slots=True)
 class LookupResult:
     settlements: list[Settlement]
@@ -293,3 +274,11 @@ class StatusLookup(Protocol):
         looked up; partial progress is returned with the error counted in ``calls``.
         """
         ...
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+
+def nothing() -> None:
+    """The callback that does nothing: the default heartbeat, stop and dispose."""
+    return None

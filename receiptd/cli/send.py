@@ -85,7 +85,7 @@ def import_sends(ctx: click.Context, file: Path) -> None:
     _, store = common.stores(common.settings(ctx))
     try:
         inserted = store.register(sends, datetime.now(UTC))
-    except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+    except ports.StoreError as exc:
         common.fail(f"database error: {exc}", common.EXIT_DATABASE)
     finally:
         store.store.engine.dispose()

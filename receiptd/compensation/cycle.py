@@ -79,10 +79,6 @@ class CycleSummary:
     settled = property(lambda self: self._merged("settled"))
 
 
-def _nothing() -> None:
-    return None
-
-
 class Compensator:
     """Claims due pending sends, looks them up through the providers' lookups, settles them.
 
@@ -104,7 +100,7 @@ class Compensator:
         max_backoff: float,
         replica: str,
         clock: Clock = utc_now,
-        heartbeat: Callable[[], None] = _nothing,
+        heartbeat: Callable[[], None] = ports.nothing,
         horizons: Mapping[domain.Provider, timedelta] | None = None,
     ) -> None:
         self._stopping = threading.Event()

@@ -31,7 +31,7 @@ from receiptd.logs import get_logger
 log = get_logger(__name__)
 # A job failing with one of these is retried at its next run (the database or a provider is
 # away for a while); anything else is a defect, and the daemon exits so its supervisor sees it.
-RETRYABLE = (ports.StoreUnavailable, ports.StoreWriteError)
+RETRYABLE = (ports.StoreError,)
 
 
 class Loop(Protocol):
@@ -56,10 +56,6 @@ class Server(Protocol):
     def close(self, timeout: float = 5.0) -> None: ...
 
 
-def _nothing() -> None:
-    return None
-
-
 @dataclass(frozen=True)
 class Job:
     """A periodic job: ``run`` every ``interval`` seconds, one run at a time, the first
@@ -68,7 +64,7 @@ class Job:
     name: str
     run: Callable[[], Any]
     interval: float
-    stop: Callable[[], None] = _nothing
+    stop: Callable[[], None] = ports.nothing
     first_run_in: float = 5.0
 
 
@@ -81,7 +77,7 @@ class ServiceParts:
     notifier: Notifier
     heartbeat_timeout: float
     shutdown_timeout: float
-    dispose: Callable[[], None] = field(default=_nothing)
+    dispose: Callable[[], None] = field(default=ports.nothing)
 
 
 class SupervisedJob:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, and_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from receiptd import domain, ports
+from receiptd import domain, errors, ports
 from receiptd.db import outbox, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 
@@ -47,9 +48,7 @@ def _is_connection_error(exc: DBAPIError) -> bool:
 
 def describe_error(exc: Exception) -> str:
     """The driver's own first line (e.g. 'connection refused'), not SQLAlchemy's wrapper."""
-    orig = getattr(exc, "orig", None)
-    first_line = (str(orig or exc).splitlines() or [""])[0]
-    return f"{type(orig or exc).__name__}: {first_line[:300]}"
+    return errors.describe(exc, cause="orig", line_limit=300)
 
 
 class SqlStore:
@@ -80,10 +79,10 @@ class SqlStore:
             conn, REPORT, [_report_row(r, now) for r in batch.reports], ("biz_id", "phone_number")
         )
         reports = [r.report for r in batch.reports]
-        aliyun = [r for r in reports if r.provider is domain.Provider.ALIYUN]
-        huawei = [r for r in reports if r.provider is domain.Provider.HUAWEI]
-        settled = settle_from_reports(conn, aliyun, now, self.events)
-        settled += settle_huawei_from_reports(conn, huawei, now, self.events)
+        settled = sum(
+            settle_from_reports(conn, [r for r in reports if r.provider is p], now, self.events, p)
+            for p in domain.Provider
+        )
         inbound_ids = upsert.insert_ignore_ids(
             conn,
             INBOUND,
@@ -188,14 +187,23 @@ def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     }
 
 
+# Which open send a receipt settles: the one registered under its provider, biz_id and
+# phone_number. A KooMessage receipt (AIM callback, HTTP push) arrives for a Huawei send
+# registered as biz_id = task id, phone_number = cust_flag, whose out_id, when set, is the
+# detail's msg_id and must match the receipt's too (the rule of providers/huawei/matching.py);
+# an Aliyun send's out_id is the caller's own OutId and takes no part.
+_MATCHES_MESSAGE_ID = frozenset({domain.Provider.HUAWEI})
+
+
 def settle_from_reports(
     conn: Connection,
     reports: Sequence[domain.SmsReport],
     now: datetime,
     events: outbox.Outbox | None,
+    provider: domain.Provider = domain.Provider.ALIYUN,
 ) -> int:
-    """Settle the pending (or expired) sends these receipts describe; delivered/failed never
-    change (``domain.next_status``).
+    """Settle the pending (or expired) sends of ``provider`` these receipts describe;
+    delivered/failed never change (``domain.next_status``).
 
     One indexed SELECT finds which receipts have an open send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
@@ -206,19 +214,17 @@ def settle_from_reports(
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
-    rows, locked = _open_sends(conn, _biz_ids(domain.Provider.ALIYUN, biz_ids), events)
-    open_ids = {(row["biz_id"], row["phone_number"]): i for i, row in rows.items()}
-    changes = [
-        outbox.SendChange(
-            open_ids[(r.biz_id, r.phone_number)],
-            r.status,
-            domain.SettledBy.RECEIPT,
-            r.err_code,
-            r.err_msg,
+    rows, locked = _open_sends(conn, _biz_ids(provider, biz_ids), events)
+    by_key = {(row["biz_id"], row["phone_number"]): (i, row["out_id"]) for i, row in rows.items()}
+    match_message_id = provider in _MATCHES_MESSAGE_ID
+    changes = []
+    for r in reports:
+        send_id, out_id = by_key.get((r.biz_id, r.phone_number), (None, None))
+        if send_id is None or (match_message_id and out_id not in (None, r.message_id)):
+            continue
+        changes.append(
+            outbox.SendChange(send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg)
         )
-        for r in reports
-        if (r.biz_id, r.phone_number) in open_ids
-    ]
     return outbox.settle_sends(conn, changes, now, events, locked=locked)
 
 
@@ -240,29 +246,5 @@ def _open_sends(
     return {r.id: dict(r._mapping) for r in conn.execute(query)}, None
 
 
-# KooMessage AIM callbacks (HTTP push): a Huawei send is registered as biz_id = task id and
-# phone_number = cust_flag; out_id, when set, is the detail's msg_id and must match too
-# (the same rule as providers/huawei/matching.py).
-def settle_huawei_from_reports(
-    conn: Connection,
-    reports: Sequence[domain.SmsReport],
-    now: datetime,
-    events: outbox.Outbox | None,
-) -> int:
-    """Settle the pending (or expired) Huawei sends these pushed KooMessage receipts
-    describe; delivered and failed never change."""
-    if not reports:
-        return 0
-    biz_ids = sorted({r.biz_id for r in reports})
-    rows, locked = _open_sends(conn, _biz_ids(domain.Provider.HUAWEI, biz_ids), events)
-    by_key = {(row["biz_id"], row["phone_number"]): (i, row["out_id"]) for i, row in rows.items()}
-    changes = []
-    for r in reports:
-        send_id, out_id = by_key.get((r.biz_id, r.phone_number), (None, None))
-        if send_id is not None and out_id in (None, r.message_id):
-            changes.append(
-                outbox.SendChange(
-                    send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg
-                )
-            )
-    return outbox.settle_sends(conn, changes, now, events, locked=locked)
+# The name the Huawei path had before both providers shared one function.
+settle_huawei_from_reports = functools.partial(settle_from_reports, provider=domain.Provider.HUAWEI)

@@ -3,8 +3,9 @@
 Shared by the MNS consumer (``receiptd.ingest.mns.batch``) and the push listener
 (``receiptd.ingest.push.listener``):
 
-* ``write_each``: the database refused a batch while reachable, or the store raised anything
-  else; one record per transaction, a record refused alone becoming a dead letter.
+* ``write_isolating``: one transaction per batch; when the database refused it while reachable,
+  or the store raised anything else, ``write_each``: one record per transaction, a record
+  refused alone becoming a dead letter.
 * ``report_crash``: receiptd's own code raised on one body (a defect): logged as
   ``body_crashed`` with the body's id and counted; the caller dead-letters the body.
 * ``quarantine``: a message MNS delivered more than ``consumer_max_dequeue`` times without
@@ -17,6 +18,7 @@ docs/consumer.md ("Poison") has the long form.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 from receiptd import domain, metrics, ports
@@ -70,58 +72,78 @@ def report_crash(
 DeadLetterFor = Callable[[ports.Batch, str], ports.DeadRecord]
 
 
-def write_each(
-    sink: ports.ReceiptSink,
-    batch: ports.Batch,
-    clock: Callable[[], datetime],
-    dead_letter: DeadLetterFor,
-    committed: Callable[[ports.Batch, ports.BatchResult], None],
-    where: str,
-    channel: domain.Channel,
-) -> set[str]:
+@dataclass(frozen=True)
+class Writes:
+    """Where one loop's records go (the MNS consumer's batch, a push request) and what
+    becomes of them: ``dead_letter(single, reason)`` turns a record refused alone into its
+    dead letter, ``committed(written, result)`` is called after each commit; ``where`` (the
+    loop or push queue) and ``channel`` name them in logs and metrics."""
+
+    sink: ports.ReceiptSink
+    clock: Callable[[], datetime]
+    dead_letter: DeadLetterFor
+    committed: Callable[[ports.Batch, ports.BatchResult], None]
+    where: str
+    channel: domain.Channel
+
+
+def write_isolating(to: Writes, batch: ports.Batch, isolating: Callable[[str], None]) -> set[str]:
+    """Write a batch in one transaction; when the sink refuses it while reachable
+    (``StoreWriteError``) or raises anything else (a defect), tell ``isolating`` why (the
+    caller logs its own event) and write it one record per transaction (``write_each``).
+
+    Returns the message ids committed. ``StoreUnavailable`` propagates, also when found by
+    the ``ping`` after a refusal: an outage is retried whole (MNS) or answered 503 (push),
+    never dead-lettered.
+    """
+    try:
+        result = to.sink.write_batch(batch, to.clock())
+    except ports.StoreUnavailable:
+        raise
+    except Exception as exc:  # StoreWriteError, or a defect surfaced per record by write_each
+        to.sink.ping()  # unreachable after all: StoreUnavailable, nothing is isolated
+        isolating(repr(exc)[:300])
+        return write_each(to, batch)
+    to.committed(batch, result)
+    return ids(batch)
+
+
+def write_each(to: Writes, batch: ports.Batch) -> set[str]:
     """Isolation (the MNS consumer's and the push listener's): the sink refused a batch while
     reachable, or crashed on it; write it one record per transaction.
 
     A record refused alone (``StoreWriteError``) or crashed on (any other exception, reported
-    as ``body_crashed``) becomes ``dead_letter(single, reason)``; a record whose dead letter
-    is refused too is logged ``message_unstorable`` and left out. ``committed`` is called
-    after each commit. Returns the message ids committed (as rows or dead letters);
-    ``StoreUnavailable`` propagates (the caller retries, or answers 503).
+    as ``body_crashed``) becomes ``to.dead_letter(single, reason)``; a record whose dead
+    letter is refused too is logged ``message_unstorable`` and left out. Returns the message
+    ids committed (as rows or dead letters); ``StoreUnavailable`` propagates (the caller
+    retries, or answers 503).
     """
     written: set[str] = set()
     for single in singles(batch):
         message_id = next(iter(ids(single)))
-        reason = _write_one(sink, single, clock, committed, where, channel)
+        reason = _write_one(to, single)
         if reason and not single.dead:
-            sink.ping()  # down rather than refusing: StoreUnavailable, not a dead letter
-            dead = ports.Batch(dead=[dead_letter(single, reason)])
-            reason = _write_one(sink, dead, clock, committed, where, channel)
+            to.sink.ping()  # down rather than refusing: StoreUnavailable, not a dead letter
+            reason = _write_one(to, ports.Batch(dead=[to.dead_letter(single, reason)]))
         if reason:
-            log.error("message_unstorable", loop=where, message_id=message_id, error=reason)
+            log.error("message_unstorable", loop=to.where, message_id=message_id, error=reason)
             continue
         written.add(message_id)
     return written
 
 
-def _write_one(
-    sink: ports.ReceiptSink,
-    single: ports.Batch,
-    clock: Callable[[], datetime],
-    committed: Callable[[ports.Batch, ports.BatchResult], None],
-    where: str,
-    channel: domain.Channel,
-) -> str:
+def _write_one(to: Writes, single: ports.Batch) -> str:
     """Write one record; "" when committed, else why not. StoreUnavailable propagates."""
     try:
-        result = sink.write_batch(single, clock())
+        result = to.sink.write_batch(single, to.clock())
     except ports.StoreUnavailable:
         raise
     except ports.StoreWriteError as exc:
         return f"store refused: {exc}"
     except Exception as exc:  # a defect of the store (or a driver error it let through)
-        report_crash("store", channel, where, next(iter(ids(single))), exc)
+        report_crash("store", to.channel, to.where, next(iter(ids(single))), exc)
         return f"store crashed: {exc!r}"
-    committed(single, result)
+    to.committed(single, result)
     return ""
 
 

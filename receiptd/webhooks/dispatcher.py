@@ -29,7 +29,7 @@ import standardwebhooks
 import urllib3
 from sqlalchemy import Connection
 
-from receiptd import __version__, config, events, metrics, ports
+from receiptd import __version__, config, errors, events, metrics, ports
 from receiptd.clock import Clock, utc_now
 from receiptd.db import outbox
 from receiptd.db.store import SqlStore
@@ -95,18 +95,12 @@ class Sender:
         # ReadTimeoutError); OSError covers the rest. A failed attempt, retried on backoff
         # (tests/integration/test_misbehaving_peers.py).
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            return Response(None, _describe(exc))
+            return Response(None, errors.describe(exc, cause="reason", limit=300))
         code = int(response.status)
         return Response(code, None if events.is_success(code) else f"HTTP {code}")
 
     def close(self) -> None:
         self._pool.close()
-
-
-def _describe(exc: Exception) -> str:
-    reason = getattr(exc, "reason", None)
-    text = str(reason or exc).splitlines()[0] if str(reason or exc) else ""
-    return f"{type(reason or exc).__name__}: {text}"[:300]
 
 
 class EndpointWorker:
@@ -286,7 +280,7 @@ class Dispatcher:
             self._health.heartbeat(worker.loop_name)
             try:
                 claimed = worker.run_once()
-            except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+            except ports.StoreError as exc:
                 failures += 1
                 self._health.error(worker.loop_name, str(exc))
                 log.warning("webhooks_store_error", endpoint=worker.name, error=str(exc))
@@ -301,7 +295,7 @@ class Dispatcher:
         while not self._stop.is_set():
             try:
                 refresh_backlog(self._store, [w.name for w in self.workers], self._clock())
-            except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+            except ports.StoreError as exc:
                 log.warning("webhooks_backlog_unavailable", error=str(exc))
             self._stop.wait(BACKLOG_REFRESH)
 

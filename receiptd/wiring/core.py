@@ -120,13 +120,9 @@ def compensator(
         base_backoff=settings.compensator_interval,
         max_backoff=settings.compensator_max_backoff,
         replica=replica_name(),
-        heartbeat=heartbeat or _nothing,
+        heartbeat=heartbeat or ports.nothing,
         horizons=compensator_horizons(settings),
     )
-
-
-def _nothing() -> None:
-    return None
 
 
 def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, timedelta]:

@@ -192,26 +192,21 @@ class BatchWriter:
     def _write(self, batch: ports.Batch, ctx: BatchContext) -> set[str]:
         """One transaction; when the database refuses it while reachable (or the store raises
         anything else: a defect), one message per transaction. StoreUnavailable propagates."""
-        try:
-            result = self.sink.write_batch(batch, self.clock())
-        except ports.StoreUnavailable:
-            raise
-        except Exception as exc:  # StoreWriteError, or a defect surfaced per message below
-            self.sink.ping()  # unreachable after all: StoreUnavailable, the batch is retried
-            log.warning(
-                "batch_isolating", loop=ctx.loop, messages=len(batch), error=repr(exc)[:300]
-            )
-            return poison.write_each(
-                self.sink,
-                batch,
-                self.clock,
-                functools.partial(self._dead_letter, ctx),
-                lambda single, result: self._count(single, result, ctx.stats),
-                ctx.loop,
-                domain.Channel.MNS,
-            )
-        self._count(batch, result, ctx.stats)
-        return poison.ids(batch)
+        writes = poison.Writes(
+            self.sink,
+            self.clock,
+            functools.partial(self._dead_letter, ctx),
+            lambda single, result: self._count(single, result, ctx.stats),
+            ctx.loop,
+            domain.Channel.MNS,
+        )
+        return poison.write_isolating(
+            writes,
+            batch,
+            lambda error: log.warning(
+                "batch_isolating", loop=ctx.loop, messages=len(batch), error=error
+            ),
+        )
 
     @staticmethod
     def _dead_letter(ctx: BatchContext, single: ports.Batch, reason: str) -> ports.DeadRecord:

@@ -96,7 +96,7 @@ class GroupCommit:
 def _again(error: BaseException) -> BaseException:
     """A fresh exception per caller (one object raised in several threads would share and
     garble its traceback)."""
-    if isinstance(error, ports.StoreUnavailable | ports.StoreWriteError):
+    if isinstance(error, ports.StoreError):
         fresh = type(error)(str(error))
         fresh.__cause__ = error
         return fresh

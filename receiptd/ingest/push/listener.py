@@ -173,7 +173,7 @@ class PushApp:
         batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
         try:
             self._groups[channel.queue].write(batch)
-        except (ports.StoreUnavailable, ports.StoreWriteError) as exc:
+        except ports.StoreError as exc:
             log.warning("push_store_unavailable", queue=channel.queue, error=str(exc))
             return _UNAVAILABLE
         label = "up" if channel.type == "up" else "report"
@@ -201,7 +201,7 @@ class PushApp:
         dead = dead_record(channel, raw, f"{answer.status}: {exc}")
         try:
             self._groups[channel.queue].write(ports.Batch(dead=[dead]))
-        except (ports.StoreUnavailable, ports.StoreWriteError) as error:
+        except ports.StoreError as error:
             log.warning("push_store_unavailable", queue=channel.queue, error=str(error))
             return _UNAVAILABLE
         log.warning("push_rejected", queue=channel.queue, status=answer.status, error=str(exc))
@@ -209,24 +209,21 @@ class PushApp:
 
     def _write(self, batch: ports.Batch, channel: Channel) -> ports.BatchResult:
         """One transaction; if the database refuses the data itself (while reachable) or the
-        store raises anything else, one record per transaction (``poison.write_each``), a
+        store raises anything else, one record per transaction (``poison.write_isolating``), a
         refused record becoming a dead letter with the reason."""
-        try:
-            return self.sink.write_batch(batch, self.clock())
-        except ports.StoreUnavailable:
-            raise  # the caller answers 503
-        except Exception as exc:  # StoreWriteError, or a store defect surfaced per record
-            self.sink.ping()  # StoreUnavailable: the caller answers 503
-            log.warning("push_isolating", records=len(batch), error=repr(exc)[:300])
         results: list[ports.BatchResult] = []
-        written = poison.write_each(
+        writes = poison.Writes(
             self.sink,
-            batch,
             self.clock,
             functools.partial(_refused, channel),
             lambda _single, result: results.append(result),
             channel.queue,
             domain.Channel.PUSH,
+        )
+        written = poison.write_isolating(  # StoreUnavailable propagates: the caller answers 503
+            writes,
+            batch,
+            lambda error: log.warning("push_isolating", records=len(batch), error=error),
         )
         if written != poison.ids(batch):  # even a dead letter refused: the provider retries
             raise ports.StoreWriteError("a record could be neither stored nor dead-lettered")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
-from receiptd import domain, metrics, ports
+from receiptd import domain, errors, metrics, ports
 from receiptd.logs import get_logger
 from receiptd.providers.huawei import matching, windows
 
@@ -78,7 +78,7 @@ class SdkSendDetails:
         except self._sdk.ClientRequestException as exc:
             raise _client_error(exc) from None
         except self._sdk.ServerResponseException as exc:
-            raise ports.LookupUnavailable(_describe(exc)) from None
+            raise ports.LookupUnavailable(errors.describe(exc, form=_ANSWERED)) from None
         except self._sdk.SdkException as exc:  # connection, timeout, retry outage
             raise ports.LookupUnavailable(f"KooMessage unreachable: {exc}") from None
         except OSError as exc:  # an answer cut short: requests' errors are OSErrors
@@ -90,17 +90,17 @@ class SdkSendDetails:
         return _page_of(response)
 
 
-def _describe(exc: Any) -> str:
-    return (
-        f"KooMessage send-details answered HTTP {exc.status_code} "
-        f"{exc.error_code}: {exc.error_msg} (request id {exc.request_id})"
-    )
+# An SDK error answered by the API: its fields (``errors.describe``'s ``e``) say what failed.
+_ANSWERED = (
+    "KooMessage send-details answered HTTP {e.status_code} {e.error_code}: {e.error_msg}"
+    " (request id {e.request_id})"
+)
 
 
 def _client_error(exc: Any) -> Exception:
     if exc.status_code == 429:
-        return ports.LookupThrottled(_describe(exc))
-    return ports.LookupFailed(_describe(exc))
+        return ports.LookupThrottled(errors.describe(exc, form=_ANSWERED))
+    return ports.LookupFailed(errors.describe(exc, form=_ANSWERED))
 
 
 def _page_of(response: Any) -> windows.Page:

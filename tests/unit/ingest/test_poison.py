@@ -19,6 +19,7 @@ import pytest
 
 from receiptd import domain, metrics, ports
 from receiptd.daemon.health import Health
+from receiptd.ingest import poison
 from receiptd.ingest.mns import batch
 from receiptd.ingest.mns.consumer import Backoff, Consumer
 from receiptd.ingest.push import formats as push_formats
@@ -338,3 +339,72 @@ def test_a_store_defect_on_a_pushed_record_is_200_and_a_dead_letter() -> None:
     assert [r.report.biz_id for r in sink.reports.values()] == ["b^0"]
     (dead,) = sink.dead.values()
     assert dead.error.startswith("store crashed: UnicodeEncodeError")
+
+
+# --- write_isolating: the one write-then-isolate path of MNS and push -----------------------------
+
+
+def _records(*biz_ids: str) -> ports.Batch:
+    reports = [
+        ports.ReportRecord(
+            f"m-{b}", domain.parse_report(b64(report_text(biz_id=b)), domain.CHINA_TZ)
+        )
+        for b in biz_ids
+    ]
+    return ports.Batch(reports=reports)
+
+
+def _isolate(sink: InMemorySink, records: ports.Batch) -> tuple[set[str], list[Any], list[str]]:
+    commits: list[Any] = []
+    why: list[str] = []
+    writes = poison.Writes(
+        sink,
+        lambda: NOW,
+        lambda single, reason: ports.DeadRecord("q", f"dead-{len(why)}", b"raw", reason),
+        lambda single, result: commits.append((len(single), result.reports_new)),
+        "loop",
+        domain.Channel.MNS,
+    )
+    written = poison.write_isolating(writes, records, why.append)
+    return written, commits, why
+
+
+def test_write_isolating_commits_a_good_batch_whole_and_isolates_nothing() -> None:
+    sink = InMemorySink()
+    written, commits, why = _isolate(sink, _records("a", "b", "c"))
+    assert written == {"m-a", "m-b", "m-c"}
+    assert commits == [(3, 3)] and why == [] and sink.writes == 1
+
+
+def test_write_isolating_dead_letters_the_refused_record_alone() -> None:
+    sink = InMemorySink(refuse={"m-b"})
+    written, commits, why = _isolate(sink, _records("a", "b", "c"))
+    assert written == {"m-a", "m-b", "m-c"}  # m-b committed as a dead letter
+    assert commits == [(1, 1), (1, 0), (1, 1)]
+    assert why == ["StoreWriteError('value refused for message m-b')"]
+    (dead,) = sink.dead.values()
+    assert dead.error == "store refused: value refused for message m-b"
+
+
+def test_write_isolating_lets_an_outage_through_before_and_after_a_refusal() -> None:
+    with pytest.raises(ports.StoreUnavailable):
+        _isolate(InMemorySink(unavailable=True), _records("a"))
+
+    class DownAfterRefusal(InMemorySink):
+        def write_batch(self, batch: ports.Batch, now: datetime) -> ports.BatchResult:
+            self.unavailable = True  # the ping after this refusal finds the database gone
+            raise ports.StoreWriteError("refused")
+
+    sink = DownAfterRefusal()
+    commits: list[Any] = []
+    with pytest.raises(ports.StoreUnavailable):
+        writes = poison.Writes(
+            sink,
+            lambda: NOW,
+            lambda single, reason: pytest.fail("nothing is dead-lettered in an outage"),
+            lambda single, result: commits.append(single),
+            "loop",
+            domain.Channel.MNS,
+        )
+        poison.write_isolating(writes, _records("a", "b"), lambda error: pytest.fail("isolated"))
+    assert commits == [] and not sink.dead
