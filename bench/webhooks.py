@@ -41,6 +41,7 @@ from pydantic import SecretStr
 
 from receiptd import config, domain, ports, webhooks, wiring
 from receiptd.db import migrate
+from receiptd.db.deliveries import SqlEventOutbox
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import DELIVERY
 from receiptd.db.sends import SendStore
@@ -116,8 +117,9 @@ def pending(engine: sa.Engine, name: str) -> int:
 
 def dispatcher(store: SqlStore, hook: config.WebhookEndpoint) -> webhooks.Dispatcher:
     policy = daemon.webhook_policy(config.Settings())  # the production defaults
-    worker = webhooks.EndpointWorker(hook, store, policy, Health())
-    return webhooks.Dispatcher([worker], store, Health(), policy)
+    outbox = SqlEventOutbox(store)
+    worker = webhooks.EndpointWorker(hook, outbox, policy, Health())
+    return webhooks.Dispatcher([worker], outbox, Health(), policy)
 
 
 def delivery_rate(url: str, receiver: ReceiverProcess, n: int) -> tuple[float, float]:

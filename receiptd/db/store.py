@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, and_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from receiptd import domain, ports
-from receiptd.db import outbox, upsert
+from receiptd.db import outbox, settle, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 
 T = TypeVar("T")
@@ -200,7 +200,7 @@ def settle_from_reports(
     One indexed SELECT finds which receipts have an open send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
     registered), then only those are settled (with their events) by
-    :func:`receiptd.db.outbox.settle_sends`, whose status guard leaves a send settled
+    :func:`receiptd.db.settle.settle_sends`, whose status guard leaves a send settled
     concurrently in between alone.
     """
     if not reports:
@@ -209,7 +209,7 @@ def settle_from_reports(
     rows, locked = _open_sends(conn, _biz_ids(domain.Provider.ALIYUN, biz_ids), events)
     open_ids = {(row["biz_id"], row["phone_number"]): i for i, row in rows.items()}
     changes = [
-        outbox.SendChange(
+        settle.SendChange(
             open_ids[(r.biz_id, r.phone_number)],
             r.status,
             domain.SettledBy.RECEIPT,
@@ -219,7 +219,7 @@ def settle_from_reports(
         for r in reports
         if (r.biz_id, r.phone_number) in open_ids
     ]
-    return outbox.settle_sends(conn, changes, now, events, locked=locked)
+    return settle.settle_sends(conn, changes, now, events, locked=locked)
 
 
 def _biz_ids(provider: domain.Provider, biz_ids: list[str]) -> Any:
@@ -233,10 +233,10 @@ def _open_sends(
     ``settle_sends`` wants them when events are written (then read once, locked, for the
     events too); without events one light indexed read is enough."""
     if events is not None:
-        locked = outbox.lock_open(conn, where)
+        locked = settle.lock_open(conn, where)
         return locked, locked
     columns = (SEND.c.id, SEND.c.biz_id, SEND.c.phone_number, SEND.c.out_id)
-    query = select(*columns).where(where, SEND.c.status.in_(outbox.OPEN))
+    query = select(*columns).where(where, SEND.c.status.in_(settle.OPEN))
     return {r.id: dict(r._mapping) for r in conn.execute(query)}, None
 
 
@@ -261,8 +261,8 @@ def settle_huawei_from_reports(
         send_id, out_id = by_key.get((r.biz_id, r.phone_number), (None, None))
         if send_id is not None and out_id in (None, r.message_id):
             changes.append(
-                outbox.SendChange(
+                settle.SendChange(
                     send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg
                 )
             )
-    return outbox.settle_sends(conn, changes, now, events, locked=locked)
+    return settle.settle_sends(conn, changes, now, events, locked=locked)
