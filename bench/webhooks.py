@@ -43,6 +43,7 @@ from pydantic import SecretStr
 from receiptd import config, domain, ports, wiring
 from receiptd.daemon.health import Health
 from receiptd.db import migrate
+from receiptd.db.deliveries import SqlEventOutbox
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import DELIVERY
 from receiptd.db.sends import SendStore
@@ -118,8 +119,9 @@ def pending(engine: sa.Engine, name: str) -> int:
 
 def dispatcher(store: SqlStore, hook: config.WebhookEndpoint) -> webhooks.Dispatcher:
     policy = daemon.webhook_policy(config.Settings())  # the production defaults
-    worker = webhooks.EndpointWorker(hook, store, policy, Health())
-    return webhooks.Dispatcher([worker], store, Health(), policy)
+    outbox = SqlEventOutbox(store)
+    worker = webhooks.EndpointWorker(hook, outbox, policy, Health())
+    return webhooks.Dispatcher([worker], outbox, Health(), policy)
 
 
 def delivery_rate(url: str, receiver: ReceiverProcess, n: int) -> tuple[float, float]:

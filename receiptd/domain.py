@@ -75,6 +75,14 @@ class Channel(enum.StrEnum):
     PUSH = "push"
 
 
+class DeliveryStatus(enum.StrEnum):
+    """Where one webhook delivery of an event stands (``event_delivery.status``)."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
 @dataclass(frozen=True, slots=True)
 class SmsReport:
     """A delivery receipt (SmsReport body). Times are UTC."""

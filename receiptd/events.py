@@ -34,10 +34,8 @@ _SEND_EVENT = {
 }
 
 
-class DeliveryStatus(enum.StrEnum):
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    DEAD = "dead"
+# Vocabulary of the outbox port too (``ports.EventOutbox``), so it is declared in ``domain``.
+DeliveryStatus = domain.DeliveryStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""The small interfaces between the core (consumer, compensator) and the outside world.
+"""The small interfaces between the core (consumer, compensator, webhooks) and the outside world.
 
 Adapters (``receiptd.db``, ``receiptd.providers.*``) implement them; ``receiptd.testing`` has
 in-memory twins. No SDK or driver exception type crosses these boundaries: adapters raise the
@@ -223,6 +223,75 @@ class SendStore(Protocol):
     def finish_run(self, run_id: int, now: datetime, **counts: int) -> None: ...
 
     def summary(self) -> StatusSummary: ...
+
+
+# --- the event outbox, as the webhook dispatcher sees it ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery this worker holds until its lease ends: POST it, then record the outcome."""
+
+    delivery_id: int
+    event_id: str
+    event_type: str
+    created_at: datetime
+    attempts: int  # attempts made before this one
+    pending_since: datetime
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """What one POST of a claimed delivery came to, and what to do next."""
+
+    delivery_id: int
+    result: domain.DeliveryStatus  # delivered, dead, or pending (retry at ``next_attempt_at``)
+    status_code: int | None
+    error: str | None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryBacklog:
+    pending: int
+    oldest: datetime | None  # the oldest pending delivery became due then
+
+
+class EventOutbox(Protocol):
+    """The deliveries of committed events, one per interested endpoint.
+
+    Every method is one short transaction. Claims are leases: a claimant that dies leaves its
+    deliveries due again when the lease ends (at-least-once). ``receiptd.db.deliveries.
+    SqlEventOutbox`` is the SQL implementation, ``receiptd.testing.InMemoryEventOutbox`` the
+    twin; one contract suite (tests/integration/test_event_outbox_contract.py) runs over both.
+    """
+
+    def claim(
+        self, endpoint: str, now: datetime, limit: int, lease: timedelta
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` of the endpoint's pending deliveries due by ``now`` (the
+        earliest due first) to the caller alone, until ``now + lease``."""
+        ...
+
+    def record(self, attempts: Sequence[DeliveryAttempt], now: datetime) -> None:
+        """Store each attempt's outcome (one more attempt; a delivery no longer pending
+        stays as it is)."""
+        ...
+
+    def release(self, delivery_ids: Sequence[int], now: datetime) -> None:
+        """Hand claimed but unattempted deliveries back, due at ``now`` (a worker stopping)."""
+        ...
+
+    def backlog(self) -> dict[str, DeliveryBacklog]:
+        """Pending deliveries per endpoint (endpoints with none are absent)."""
+        ...
+
+    def prune(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` events created before ``before`` that no endpoint still
+        waits for (every delivery delivered or dead), with their deliveries; returns events
+        deleted."""
+        ...
 
 
 # --- status lookups (QuerySendDetails, KooMessage send-details) -----------------------------

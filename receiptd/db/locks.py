@@ -10,6 +10,9 @@ suggests database-specific names (https://mariadb.com/kb/en/get_lock/), so two
 deployments — or two test databases — on one MariaDB server would otherwise skip each
 other's prune. The name sent is ``<name>.<md5 of DATABASE()>``: one per database, and within
 the 64 characters ``GET_LOCK`` accepts whatever the database is called.
+
+Within one transaction, :func:`take_write_lock` makes what SQLite reads next stay true until
+commit, the job row locks (``FOR UPDATE``) do on the servers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, TextClause, text
+from sqlalchemy import Connection, Engine, TextClause, text
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +68,13 @@ def _release(backend: str, lock: Lock) -> tuple[TextClause, dict[str, object]]:
     if backend == "postgresql":
         return text("SELECT pg_advisory_unlock(:k)"), {"k": lock.key}
     return text(f"SELECT RELEASE_LOCK({_SCOPED})"), {"n": lock.name}
+
+
+def take_write_lock(conn: Connection) -> None:
+    """SQLite: take the database's write lock now, so what is read next stays true until
+    commit (pysqlite begins a transaction only at the first write). Elsewhere row locks
+    (``FOR UPDATE``) do that job."""
+    if conn.dialect.name != "sqlite":
+        return
+    if not conn.connection.dbapi_connection.in_transaction:  # type: ignore[union-attr]
+        conn.exec_driver_sql("BEGIN IMMEDIATE")

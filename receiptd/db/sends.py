@@ -11,7 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
 from receiptd import domain, ports
 from receiptd.compensation import horizon as _horizon
-from receiptd.db import outbox, subset, upsert
+from receiptd.db import outbox, settle, subset, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
 
@@ -139,8 +139,8 @@ class SendStore:
         expired, window = domain.SendStatus.EXPIRED, domain.SettledBy.WINDOW
 
         def expire(conn: Connection) -> int:
-            changes = [outbox.SendChange(i, expired, window) for i in conn.execute(query).scalars()]
-            return outbox.settle_sends(conn, changes, now, self.store.events)
+            changes = [settle.SendChange(i, expired, window) for i in conn.execute(query).scalars()]
+            return settle.settle_sends(conn, changes, now, self.store.events)
 
         return self.store.run(expire)
 
@@ -208,9 +208,9 @@ def _apply(
     events: outbox.Outbox | None,
 ) -> int:
     changes = [
-        outbox.SendChange(s.send_id, s.status, s.settled_by, s.err_code, s.err_msg) for s in final
+        settle.SendChange(s.send_id, s.status, s.settled_by, s.err_code, s.err_msg) for s in final
     ]
-    settled = outbox.settle_sends(conn, changes, now, events, count_check=True)
+    settled = settle.settle_sends(conn, changes, now, events, count_check=True)
     if retry:
         conn.execute(_RETRY, retry)
     return settled

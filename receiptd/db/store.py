@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, and_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from receiptd import domain, errors, ports
-from receiptd.db import outbox, upsert
+from receiptd.db import outbox, settle, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 
 T = TypeVar("T")
@@ -208,7 +208,7 @@ def settle_from_reports(
     One indexed SELECT finds which receipts have an open send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
     registered), then only those are settled (with their events) by
-    :func:`receiptd.db.outbox.settle_sends`, whose status guard leaves a send settled
+    :func:`receiptd.db.settle.settle_sends`, whose status guard leaves a send settled
     concurrently in between alone.
     """
     if not reports:
@@ -223,9 +223,9 @@ def settle_from_reports(
         if send_id is None or (match_message_id and out_id not in (None, r.message_id)):
             continue
         changes.append(
-            outbox.SendChange(send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg)
+            settle.SendChange(send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg)
         )
-    return outbox.settle_sends(conn, changes, now, events, locked=locked)
+    return settle.settle_sends(conn, changes, now, events, locked=locked)
 
 
 def _biz_ids(provider: domain.Provider, biz_ids: list[str]) -> Any:
@@ -239,10 +239,10 @@ def _open_sends(
     ``settle_sends`` wants them when events are written (then read once, locked, for the
     events too); without events one light indexed read is enough."""
     if events is not None:
-        locked = outbox.lock_open(conn, where)
+        locked = settle.lock_open(conn, where)
         return locked, locked
     columns = (SEND.c.id, SEND.c.biz_id, SEND.c.phone_number, SEND.c.out_id)
-    query = select(*columns).where(where, SEND.c.status.in_(outbox.OPEN))
+    query = select(*columns).where(where, SEND.c.status.in_(settle.OPEN))
     return {r.id: dict(r._mapping) for r in conn.execute(query)}, None
 
 

@@ -1,7 +1,8 @@
 """Webhook delivery: POST outbox events to each endpoint, signed the Standard Webhooks way.
 
-One worker thread per endpoint claims due deliveries in batches (see
-:func:`receiptd.db.outbox.claim`), POSTs them with at most ``concurrency`` requests in flight,
+One worker thread per endpoint claims due deliveries in batches from the outbox
+(``ports.EventOutbox``: SQL in :mod:`receiptd.db.deliveries`, an in-memory twin in
+:mod:`receiptd.testing`), POSTs them with at most ``concurrency`` requests in flight,
 and records each outcome: 2xx is delivered; anything else (another status, a timeout, a
 refused connection) is tried again after an exponential backoff with jitter, until the
 delivery has been failing for the retry period; then it is dead (``receiptd events replay``
@@ -27,12 +28,9 @@ from datetime import UTC, datetime, timedelta
 
 import standardwebhooks
 import urllib3
-from sqlalchemy import Connection
 
 from receiptd import __version__, config, errors, events, metrics, ports
 from receiptd.clock import Clock, utc_now
-from receiptd.db import outbox
-from receiptd.db.store import SqlStore
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -109,7 +107,7 @@ class EndpointWorker:
     def __init__(
         self,
         endpoint: config.WebhookEndpoint,
-        store: SqlStore,
+        outbox: ports.EventOutbox,
         policy: Policy,
         health: ports.LoopHealth,
         *,
@@ -120,7 +118,7 @@ class EndpointWorker:
         self.endpoint = endpoint
         self.name = endpoint.name
         self.loop_name = f"webhooks.{endpoint.name}"
-        self._store = store
+        self._outbox = outbox
         self._policy = policy
         self._health = health
         self._sender = Sender(endpoint) if post is None else None
@@ -139,9 +137,7 @@ class EndpointWorker:
         """Claim one batch of due deliveries, POST them, record the outcomes. Returns the
         number claimed."""
         now = self._clock()
-        claimed = self._store.run(
-            lambda c: outbox.claim(c, self.name, now, self._policy.batch_size, self._lease)
-        )
+        claimed = self._outbox.claim(self.name, now, self._policy.batch_size, self._lease)
         if not claimed:
             return 0
         responses = list(self._pool.map(self._attempt, claimed))
@@ -152,21 +148,24 @@ class EndpointWorker:
             if r is not None
         ]
         skipped = [c.delivery_id for c, r in zip(claimed, responses, strict=True) if r is None]
-        self._store.run(lambda c: self._finish(c, attempts, skipped, done))
+        self._outbox.record(attempts, done)
+        self._outbox.release(skipped, done)
         self._count(claimed, attempts, done)
         return len(claimed)
 
-    def _attempt(self, claimed: outbox.Claimed) -> Response | None:
+    def _attempt(self, claimed: ports.ClaimedDelivery) -> Response | None:
         if self.stopping.is_set():
             return None  # not sent: released for the next worker at once
         response = self._post(claimed.event_id, claimed.body)
         self._health.heartbeat(self.loop_name)
         return response
 
-    def _decide(self, claimed: outbox.Claimed, response: Response, now: datetime) -> outbox.Attempt:
+    def _decide(
+        self, claimed: ports.ClaimedDelivery, response: Response, now: datetime
+    ) -> ports.DeliveryAttempt:
         if events.is_success(response.status_code):
             result = events.DeliveryStatus.DELIVERED
-            return outbox.Attempt(claimed.delivery_id, result, response.status_code, None)
+            return ports.DeliveryAttempt(claimed.delivery_id, result, response.status_code, None)
         p = self._policy
         if events.gives_up(claimed.pending_since, now, self._retry_period):
             result, next_at = events.DeliveryStatus.DEAD, None
@@ -175,22 +174,15 @@ class EndpointWorker:
                 claimed.attempts + 1, p.backoff_initial, p.backoff_max, self._rand
             )
             result, next_at = events.DeliveryStatus.PENDING, now + timedelta(seconds=delay)
-        return outbox.Attempt(
+        return ports.DeliveryAttempt(
             claimed.delivery_id, result, response.status_code, response.error, next_at
         )
 
-    @staticmethod
-    def _finish(
-        conn: Connection,
-        attempts: Sequence[outbox.Attempt],
-        skipped: Sequence[int],
-        now: datetime,
-    ) -> None:
-        outbox.record(conn, attempts, now)
-        outbox.release(conn, skipped, now)
-
     def _count(
-        self, claimed: Sequence[outbox.Claimed], attempts: Sequence[outbox.Attempt], now: datetime
+        self,
+        claimed: Sequence[ports.ClaimedDelivery],
+        attempts: Sequence[ports.DeliveryAttempt],
+        now: datetime,
     ) -> None:
         by_id = {c.delivery_id: c for c in claimed}
         dead = [by_id[a.delivery_id].event_id for a in attempts if a.result is DEAD]
@@ -222,13 +214,13 @@ class Dispatcher:
     def __init__(
         self,
         workers: Sequence[EndpointWorker],
-        store: SqlStore,
+        outbox: ports.EventOutbox,
         health: ports.LoopHealth,
         policy: Policy,
         clock: Clock = utc_now,
     ) -> None:
         self.workers = list(workers)
-        self._store = store
+        self._outbox = outbox
         self._health = health
         self._policy = policy
         self._clock = clock
@@ -294,17 +286,17 @@ class Dispatcher:
     def _refresh_backlog(self) -> None:
         while not self._stop.is_set():
             try:
-                refresh_backlog(self._store, [w.name for w in self.workers], self._clock())
+                refresh_backlog(self._outbox, [w.name for w in self.workers], self._clock())
             except ports.StoreError as exc:
                 log.warning("webhooks_backlog_unavailable", error=str(exc))
             self._stop.wait(BACKLOG_REFRESH)
 
 
-def refresh_backlog(store: SqlStore, endpoints: Sequence[str], now: datetime) -> None:
+def refresh_backlog(outbox: ports.EventOutbox, endpoints: Sequence[str], now: datetime) -> None:
     """Set ``receiptd_events_pending`` and the oldest pending age for every endpoint."""
-    backlog = store.run(outbox.backlog)
+    backlog = outbox.backlog()
     for name in endpoints:
-        entry = backlog.get(name, outbox.Backlog(0, None))
+        entry = backlog.get(name, ports.DeliveryBacklog(0, None))
         metrics.EVENTS_PENDING.labels(name).set(entry.pending)
         age = 0.0 if entry.oldest is None else max((now - entry.oldest).total_seconds(), 0.0)
         metrics.EVENTS_OLDEST_PENDING.labels(name).set(age)
@@ -316,13 +308,13 @@ class Pruner:
 
     def __init__(
         self,
-        store: SqlStore,
+        outbox: ports.EventOutbox,
         retention_days: float,
         health: ports.LoopHealth,
         clock: Clock = utc_now,
         batch: int = PRUNE_BATCH,
     ) -> None:
-        self._store = store
+        self._outbox = outbox
         self._retention = timedelta(days=retention_days)
         self._health = health
         self._clock = clock
@@ -334,7 +326,7 @@ class Pruner:
         before = self._clock() - self._retention
         total = 0
         while not self._stop.is_set():
-            deleted = self._store.run(lambda c: outbox.prune(c, before, self._batch))
+            deleted = self._outbox.prune(before, self._batch)
             total += deleted
             self._health.heartbeat("job.events_prune")
             if deleted < self._batch:

@@ -12,6 +12,7 @@ from receiptd.daemon.health import Health
 from receiptd.daemon.ops import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
 from receiptd.daemon.sd_notify import Notifier
 from receiptd.daemon.service import Job, Service, ServiceParts
+from receiptd.db.deliveries import SqlEventOutbox
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.ingest.push import listener as push
@@ -116,10 +117,11 @@ def webhook_parts(
     policy = webhook_policy(settings)
     if store.engine.dialect.name == "sqlite":  # one writer: one request at a time per endpoint
         endpoints = [e.model_copy(update={"concurrency": 1}) for e in endpoints]
-    workers = [webhooks.EndpointWorker(e, store, policy, health) for e in endpoints]
-    pruner = webhooks.Pruner(store, settings.events_retention_days, health)
+    outbox = SqlEventOutbox(store)
+    workers = [webhooks.EndpointWorker(e, outbox, policy, health) for e in endpoints]
+    pruner = webhooks.Pruner(outbox, settings.events_retention_days, health)
     prune = Job("events_prune", pruner.run, 3600.0, stop=pruner.stop, first_run_in=60.0)
-    return [webhooks.Dispatcher(workers, store, health, policy)], [prune]
+    return [webhooks.Dispatcher(workers, outbox, health, policy)], [prune]
 
 
 def webhook_policy(settings: config.Settings) -> webhooks.Policy:

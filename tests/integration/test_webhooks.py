@@ -1,6 +1,9 @@
 """Events and webhooks on every backend: one event per committed change, delivered to a real
-HTTP receiver that verifies each signature, retried on a controlled clock, dead at the end of
-the retry period, claimed by concurrent workers without loss."""
+HTTP receiver that verifies each signature, recorded when the receiver is down or failing,
+replayed once dead, claimed by concurrent workers without loss.
+
+The dispatcher's own rules (backoff, the retry period, bounded concurrency, gauges, prune
+batches) are unit tests on the in-memory outbox: tests/unit/webhooks/test_dispatcher.py."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ import pytest
 import sqlalchemy as sa
 from pydantic import SecretStr
 
-from receiptd import config, domain, events, metrics, ports
+from receiptd import config, domain, metrics, ports
 from receiptd.daemon.health import Health
-from receiptd.db import outbox
+from receiptd.db import outbox, settle
+from receiptd.db.deliveries import SqlEventOutbox
 from receiptd.db.models import DELIVERY, EVENT, SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
@@ -65,7 +69,7 @@ def receiver() -> Iterator[Receiver]:
 
 def worker(store: SqlStore, url: str, clock: Clock, **kw: object) -> webhooks.EndpointWorker:
     return webhooks.EndpointWorker(
-        endpoint(url, **kw), store, POLICY, Health(), clock=clock, rand=lambda: 0.5
+        endpoint(url, **kw), SqlEventOutbox(store), POLICY, Health(), clock=clock, rand=lambda: 0.5
     )
 
 
@@ -122,10 +126,10 @@ def test_no_event_when_the_transaction_rolls_back(engine: sa.Engine) -> None:
     sends.register([send("b2", "13800000001")], NOW)
     with engine.connect() as conn:
         send_id = conn.execute(sa.select(SEND.c.id)).scalar_one()
-    change = outbox.SendChange(send_id, domain.SendStatus.DELIVERED, domain.SettledBy.QUERY)
+    change = settle.SendChange(send_id, domain.SendStatus.DELIVERED, domain.SettledBy.QUERY)
 
     def settle_then_fail(conn: sa.Connection) -> None:
-        assert outbox.settle_sends(conn, [change], NOW, store.events) == 1
+        assert settle.settle_sends(conn, [change], NOW, store.events) == 1
         raise ports.StoreWriteError("the rest of the batch failed")
 
     with pytest.raises(ports.StoreWriteError):
@@ -192,7 +196,7 @@ def test_wrong_secret_is_rejected_by_the_receiver(engine: sa.Engine) -> None:
     assert {r.status for r in delivery_rows(engine)} == {"pending"}
 
 
-def test_receiver_down_backlog_then_all_delivered(engine: sa.Engine) -> None:
+def test_receiver_down_recorded_then_all_delivered(engine: sa.Engine) -> None:
     store = settled_world(engine)
     clock = Clock()
     receiver = Receiver(SECRET).start()
@@ -202,39 +206,24 @@ def test_receiver_down_backlog_then_all_delivered(engine: sa.Engine) -> None:
     rows = delivery_rows(engine)
     assert {(r.status, r.attempts) for r in rows} == {("pending", 1)}
     assert all(r.last_error and "Connection" in r.last_error for r in rows)
-    clock.advance(60)
-    webhooks.refresh_backlog(store, ["app"], clock.now)
-    assert metrics.EVENTS_PENDING.labels("app")._value.get() == 3
-    assert metrics.EVENTS_OLDEST_PENDING.labels("app")._value.get() == 60
-    assert w.run_once() == 3  # backoff 10 s (jitter 0.5: 7.5 s) has passed: tried again
-    clock.advance(5)
-    assert w.run_once() == 0  # next try not due yet (second backoff: 15 s)
     receiver.start()
     try:
-        clock.advance(30)
+        clock.advance(60)  # past the first backoff
         assert w.run_once() == 3
         assert receiver.unique() == 3 and receiver.duplicates() == 0
     finally:
         receiver.stop()
-    webhooks.refresh_backlog(store, ["app"], clock.now)
-    assert metrics.EVENTS_PENDING.labels("app")._value.get() == 0
-    assert metrics.EVENTS_OLDEST_PENDING.labels("app")._value.get() == 0
+    assert {(r.status, r.attempts) for r in delivery_rows(engine)} == {("delivered", 2)}
 
 
-def test_500_forever_is_dead_after_the_retry_period(engine: sa.Engine) -> None:
+def test_dead_deliveries_are_kept_and_replayed(engine: sa.Engine) -> None:
     store = settled_world(engine)
     clock = Clock()
+    clock.advance(POLICY.retry_period)  # the first failure is past the retry period: dead
     with Receiver(SECRET, status=500) as failing:
-        w = worker(store, failing.url, clock)
-        tries = 0
-        while {r.status for r in delivery_rows(engine)} != {"dead"}:
-            w.run_once()
-            tries += 1
-            clock.advance(POLICY.backoff_max)
-            assert tries < 20
-        # 10, 20, ... 600 s: six tries under the backoff cap, then every 600 s to 3600 s
-        assert 6 <= tries <= 12
+        assert worker(store, failing.url, clock).run_once() == 3
     rows = delivery_rows(engine)
+    assert {r.status for r in rows} == {"dead"}
     assert all(r.last_status_code == 500 and r.last_error == "HTTP 500" for r in rows)
     with engine.connect() as conn:  # dead deliveries are kept; replay brings them back
         assert outbox.replay(conn, [outbox.Route("app")], clock.now, since=NOW) == 3
@@ -242,17 +231,6 @@ def test_500_forever_is_dead_after_the_retry_period(engine: sa.Engine) -> None:
     with Receiver(SECRET) as ok:
         assert worker(store, ok.url, clock).run_once() == 3
         assert ok.unique() == 3
-
-
-def test_bounded_concurrency_per_endpoint(engine: sa.Engine) -> None:
-    store = SqlStore(engine, events_outbox())
-    SendStore(store).register([send(f"c{i}", "13800000001") for i in range(12)], NOW)
-    store.write_batch(ports.Batch(reports=[report(f"c{i}", "13800000001") for i in range(12)]), NOW)
-    with Receiver(SECRET, delay=0.1) as slow:
-        w = worker(store, slow.url, Clock(), concurrency=3)
-        assert w.run_once() == 12
-        assert slow.unique() == 12
-        assert 2 <= slow.max_in_flight <= 3
 
 
 def test_concurrent_workers_share_without_loss_or_duplicates(engine: sa.Engine) -> None:
@@ -267,7 +245,11 @@ def test_concurrent_workers_share_without_loss_or_duplicates(engine: sa.Engine) 
     with Receiver(SECRET) as r:
         workers = [
             webhooks.EndpointWorker(
-                endpoint(r.url), store, webhooks.Policy(batch_size=7), Health(), clock=clock
+                endpoint(r.url),
+                SqlEventOutbox(store),
+                webhooks.Policy(batch_size=7),
+                Health(),
+                clock=clock,
             )
             for _ in range(4)
         ]
@@ -283,27 +265,3 @@ def test_concurrent_workers_share_without_loss_or_duplicates(engine: sa.Engine) 
             t.join(60)
         assert r.unique() == n and r.duplicates() == 0 and r.rejected == 0
     assert {row.status for row in delivery_rows(engine)} == {"delivered"}
-
-
-def test_prune_keeps_what_an_endpoint_still_waits_for(
-    engine: sa.Engine, receiver: Receiver
-) -> None:
-    store = settled_world(engine)
-    clock = Clock()
-    # One more event, never delivered.
-    SendStore(store).register([send("late", "13800000001")], NOW)
-    w = worker(store, receiver.url, clock)
-    assert w.run_once() == 3
-    store.write_batch(ports.Batch(reports=[report("late", "13800000001")]), NOW)
-    pruner = webhooks.Pruner(store, 7, Health(), clock=lambda: NOW + timedelta(days=8), batch=2)
-    assert pruner.run() == 3
-    assert [p["data"]["biz_id"] for p in event_rows(engine)] == ["late"]
-    assert len(delivery_rows(engine)) == 1
-
-
-def test_events_stay_pure() -> None:
-    assert events.retry_delay(1, 10, 600, lambda: 0.0) == 5
-    assert events.retry_delay(3, 10, 600, lambda: 1.0) == 40
-    assert events.retry_delay(30, 10, 600, lambda: 1.0) == 600
-    assert events.gives_up(NOW, NOW + timedelta(hours=24), 86400)
-    assert not events.gives_up(NOW, NOW + timedelta(hours=23), 86400)

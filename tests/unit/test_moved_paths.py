@@ -29,15 +29,15 @@ def test_the_emulator_forwards_with_its_submodules_and_its_package_data() -> Non
     import receiptd_emulator
     from receiptd_emulator import profiles
 
-    assert fresh_import("receiptd_emulator") is receiptd_emulator
-    assert fresh_import("receiptd_emulator.profiles") is profiles
+    assert fresh_import("receiptd.emulator") is receiptd_emulator
+    assert fresh_import("receiptd.emulator.profiles") is profiles
     assert resources.files("receiptd_emulator").joinpath("profiles").is_dir()
 
 
 def test_the_old_webhooks_names_are_served_by_the_package() -> None:
-    from receiptd.webhooks import dispatcher as webhooks
+    from receiptd import webhooks
 
-    with pytest.deprecated_call(match="receiptd.webhooks.dispatcher.EndpointWorker moved to"):
+    with pytest.deprecated_call(match="receiptd.webhooks.EndpointWorker moved to"):
         assert webhooks.EndpointWorker is dispatcher.EndpointWorker
     with pytest.raises(AttributeError):
         webhooks.NoSuchName  # noqa: B018

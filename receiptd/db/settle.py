@@ -1,0 +1,177 @@
+"""The one place a send settles: pending → final, or expired → delivered/failed.
+
+Every settle path (receipts in :mod:`receiptd.db.store`, lookups and window expiry in
+:mod:`receiptd.db.sends`, registration meeting a stored receipt) builds its
+:class:`SendChange` list and calls :func:`settle_sends` inside its own transaction; with an
+outbox it writes one event per send it actually changed (:mod:`receiptd.db.outbox`), so an
+event row exists if and only if its change committed.
+
+Finding the rows a settling UPDATE changed: MariaDB has no ``UPDATE ... RETURNING``, so one
+path serves every backend — the open rows are read ``FOR UPDATE`` first (SQLite: under
+the database's write lock, taken at that point; :func:`receiptd.db.locks.take_write_lock`),
+then updated by id. While the rows are locked nobody else can settle them, so the rows read
+are exactly the rows changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, or_, select, update
+
+from receiptd import domain, events
+from receiptd.db.locks import take_write_lock
+from receiptd.db.models import SEND, claim_released
+from receiptd.db.outbox import Outbox
+
+PENDING = domain.SendStatus.PENDING.value
+# Sends a settlement may still change: pending ones, and expired ones (receiptd's own verdict,
+# which a later delivered/failed from the provider overturns; ``domain.next_status``).
+OPEN = (PENDING, domain.SendStatus.EXPIRED.value)
+_CHUNK = 500
+
+
+def settleable(send: Any, new_status: Any) -> Any:
+    """SQL twin of ``domain.next_status``: a row may take ``new_status`` when it is pending,
+    or expired (receiptd's verdict) and the new status is the provider's delivered/failed."""
+    conclusive = or_(*(new_status == s.value for s in domain.SendStatus if s.is_conclusive))
+    return or_(
+        send.c.status == PENDING,
+        and_(send.c.status == domain.SendStatus.EXPIRED.value, conclusive),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SendChange:
+    """A send reaching a final status (``domain.next_status`` decides whether it may)."""
+
+    send_id: int
+    status: domain.SendStatus
+    settled_by: domain.SettledBy
+    err_code: str | None = None
+    err_msg: str | None = None
+
+
+def settle_sends(
+    conn: Connection,
+    changes: Sequence[SendChange],
+    now: datetime,
+    outbox: Outbox | None,
+    *,
+    count_check: bool = False,
+    locked: Mapping[int, Mapping[str, Any]] | None = None,
+) -> int:
+    """Settle these sends as ``domain.next_status`` allows (pending → final; expired →
+    delivered/failed; delivered/failed never change) and, with an outbox, write one event per
+    send actually changed. Returns sends changed.
+
+    The single place a send settles: a new settle path builds its ``SendChange`` list and
+    calls this, inside its own transaction. ``locked``: the open rows, already read with
+    :func:`lock_open` in this transaction (saves reading them twice)."""
+    changes = [c for c in changes if c.status.is_final]
+    if not changes:
+        return 0
+    if outbox is None:  # no events: the status guard alone keeps settling exact
+        return _update(conn, changes, now, count_check)
+    if locked is None:
+        locked = _lock_ids(conn, sorted({c.send_id for c in changes}))
+    todo = [c for c in changes if c.send_id in locked and _changes(locked[c.send_id], c)]
+    if not todo:
+        return 0
+    first: dict[int, SendChange] = {}
+    for c in todo:  # one change per send: the first, as the status guard would decide
+        first.setdefault(c.send_id, c)
+    todo = list(first.values())
+    _update(conn, todo, now, count_check)
+    settled = [
+        events.send_settled(_after(locked[c.send_id], c), now, outbox.show_phone_numbers)
+        for c in todo
+    ]
+    outbox.emit(conn, settled, now)
+    return len(todo)
+
+
+def lock_open(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
+    """The open sends matching ``where`` by id, locked until commit (in id order: concurrent
+    writers lock in the same order and cannot deadlock on each other)."""
+    take_write_lock(conn)
+    query = select(SEND).where(where, SEND.c.status.in_(OPEN)).order_by(SEND.c.id)
+    return {r["id"]: dict(r) for r in conn.execute(query.with_for_update()).mappings()}
+
+
+def _lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
+    """:func:`lock_open` over sorted ``ids``, a bounded IN list at a time."""
+    rows: dict[int, Mapping[str, Any]] = {}
+    for start in range(0, len(ids), _CHUNK):
+        rows.update(lock_open(conn, SEND.c.id.in_(ids[start : start + _CHUNK])))
+    return rows
+
+
+def _changes(row: Mapping[str, Any], change: SendChange) -> bool:
+    current = domain.SendStatus(row["status"])
+    return domain.next_status(current, change.status) is not current
+
+
+def _after(row: Mapping[str, Any], change: SendChange) -> dict[str, Any]:
+    after = dict(row)
+    after.update(
+        status=change.status.value,
+        settled_by=change.settled_by.value,
+        err_code=change.err_code,
+        err_msg=_err_msg(change),
+    )
+    return after
+
+
+def _err_msg(change: SendChange) -> str | None:
+    return (change.err_msg or None) and change.err_msg[:512]
+
+
+def _settle_statement(count_check: bool) -> Any:
+    values: dict[str, Any] = {
+        "status": bindparam("b_status"),
+        "settled_by": bindparam("b_by"),
+        "err_code": bindparam("b_err_code"),
+        "err_msg": bindparam("b_err_msg"),
+        "settled_at": bindparam("b_now"),
+        **claim_released(bindparam("b_now")),
+    }
+    if count_check:  # a status lookup was one more check of this send
+        values["check_count"] = SEND.c.check_count + 1
+    return (
+        update(SEND)
+        .where(
+            SEND.c.id.in_(bindparam("b_ids", expanding=True)),
+            settleable(SEND, bindparam("b_status")),
+        )
+        .values(**values)
+    )
+
+
+_SETTLE = {flag: _settle_statement(flag) for flag in (False, True)}
+
+
+def _update(conn: Connection, changes: Sequence[SendChange], now: datetime, check: bool) -> int:
+    """One UPDATE per distinct outcome (a batch of receipts has few: delivered, or a failure
+    code or two), not one per send. A send changed twice keeps the first change (the
+    status guard refuses the second). Returns rows changed."""
+    groups: dict[tuple[str, str, str | None, str | None], list[int]] = {}
+    for c in changes:
+        key = (c.status.value, c.settled_by.value, c.err_code, _err_msg(c))
+        groups.setdefault(key, []).append(c.send_id)
+    changed = 0
+    for (status, by, err_code, err_msg), ids in groups.items():
+        for start in range(0, len(ids), _CHUNK):
+            params = {
+                "b_ids": ids[start : start + _CHUNK],
+                "b_status": status,
+                "b_by": by,
+                "b_err_code": err_code,
+                "b_err_msg": err_msg,
+                "b_now": now,
+            }
+            changed += max(int(conn.execute(_SETTLE[check], params).rowcount), 0)
+    return changed
