@@ -38,7 +38,7 @@ def consume(endpoint: str, queue_name: str, creds: list[str], threads: int) -> i
     def worker(index: int) -> None:
         account = Account(endpoint, *creds)
         queue = account.get_queue(queue_name)
-        queue.set_encoding(False)  # receiptd decodes bodies itself (spec README fact 1)
+        queue.set_encoding(False)  # receiptd decodes bodies itself (docs/providers/aliyun-mns.md)
         while True:
             try:
                 messages = queue.batch_receive_message(16, 1)

@@ -182,8 +182,8 @@ class Settings(BaseSettings):
     push_body_timeout: float = Field(30.0, gt=0, le=600)  # from the end of the headers
 
     # Status horizon and retention (receiptd.compensation.horizon, receiptd.db.retention;
-    # docs/operations.md).
-    # Seconds a pending send is asked about (72 h, fact 12); 0 = up to the query window.
+    # docs/operations.md). Seconds a pending send is asked about (72 h:
+    # docs/providers/aliyun-sms.md); 0 = up to the query window.
     compensator_horizon: float = Field(72 * 3600.0, ge=0)
     compensator_horizon_aliyun: float | None = Field(None, ge=0)  # None: compensator_horizon
     compensator_horizon_huawei: float | None = Field(None, ge=0)

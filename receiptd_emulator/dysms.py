@@ -1,4 +1,6 @@
-"""Dysmsapi 2017-05-25: SendSms and QuerySendDetails (dysmsapi.md), answered from the truth.
+"""Dysmsapi 2017-05-25: SendSms and QuerySendDetails, answered from the truth.
+
+The API as docs/providers/aliyun-sms.md describes it.
 
 Business errors are HTTP 200 with `Code != "OK"` (the SDK does not raise); missing required
 parameters are gateway errors (HTTP 400 `Missing<Name>`, the SDK raises).

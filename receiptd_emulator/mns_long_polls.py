@@ -2,9 +2,9 @@
 
 MNS caps concurrent long polls per queue and user; past the cap ``ReceiveMessage`` answers at
 once with 404 ``MessageNotExist`` instead of holding the request, and the request is still
-billed (docs/emulator.md, "Long-poll cap"). A receive
-without a wait (``waitseconds=0``, or none with the queue's ``PollingWaitSeconds`` 0) is not a
-long poll and is never refused.
+billed (docs/providers/aliyun-mns.md, "Receiving"; docs/emulator.md, "Long-poll cap"). A
+receive without a wait (``waitseconds=0``, or none with the queue's ``PollingWaitSeconds`` 0)
+is not a long poll and is never refused.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Push mode: receipts delivered by HTTP POST to a callback URL instead of an MNS queue.
 
-Behaviour and sources: docs/push.md. Alibaba POSTs JSON arrays (several receipts merged into
+Behaviour: docs/push.md; the providers' facts and sources: docs/providers/aliyun-push.md and
+docs/providers/huawei-koomessage.md. Alibaba POSTs JSON arrays (several receipts merged into
 one request) and counts only HTTP 200 with a JSON ``code`` equal to the number 0 as success;
 anything else is retried on the documented schedule and given up after the last attempt (the
 receipt is then lost: only QuerySendDetails recovers it). KooMessage POSTs its AIM envelope

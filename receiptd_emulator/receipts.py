@@ -1,4 +1,7 @@
-"""Alicom message bodies (base64 of UTF-8 JSON, alicom-receipts.md) and when they arrive."""
+"""Alicom message bodies and when they arrive.
+
+Bodies are base64 of UTF-8 JSON, as docs/providers/aliyun-mns.md ("Bodies") describes them.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,10 @@
 """The status horizon (pure): when a pending send is asked again, and when receiptd stops asking.
 
 Alibaba reports a message whose receipt has not come after 72 hours as status unknown; Huawei
-builds an EXPIRED report after 72 hours (``../shared/spec`` fact 12). Asking about a send that
-is still "waiting for receipt" after that mostly costs calls. So each provider has a horizon
-(``timedelta``; ``None`` = none: ask until the provider's query window ends):
+builds an EXPIRED report after 72 hours (docs/providers/aliyun-sms.md, "The status horizon").
+Asking about a send that is still "waiting for receipt" after that mostly costs calls. So each
+provider has a horizon (``timedelta``; ``None`` = none: ask until the provider's query window
+ends):
 
 * a still-pending send is asked again after the usual backoff (``compensator_interval``
   doubling per check, capped at ``compensator_max_backoff``), never later than its horizon;

@@ -1,7 +1,7 @@
 """One contract, two event outboxes: ``InMemoryEventOutbox`` and the SQL one on every database.
 
-The webhook dispatcher's unit tests (tests/unit/webhooks/test_dispatcher.py) run on the in-memory twin;
-this suite is what makes that honest.
+The webhook dispatcher's unit tests (tests/unit/webhooks/test_dispatcher.py) run on the
+in-memory twin; this suite is what makes that honest.
 """
 
 from __future__ import annotations

@@ -150,7 +150,8 @@ def _send(world: World, now: datetime) -> None:
         if f.receipt_after is None:
             continue
         report = domain.SmsReport(biz, phone, f.status == 3, sent, err_code="DELIVERED")
-        copies = 2 if rng.random() < 0.05 else 1  # receipts are not idempotent (fact 5)
+        # Receipts are not idempotent (docs/providers/aliyun-mns.md, "Bodies").
+        copies = 2 if rng.random() < 0.05 else 1
         for copy in range(copies):
             arrival = _step_of(sent + f.receipt_after + timedelta(minutes=copy * 7))
             world.inbox[arrival].append(ports.ReportRecord(f"m{world.n}-{copy}", report))

@@ -5,7 +5,8 @@ records the MNS decoder returns, plus the elements that could not be parsed (kep
 JSON text with the reason, for the dead-letter table). A body that cannot be read at all
 (not UTF-8, not JSON, the wrong shape, too many elements) raises :class:`domain.BodyError`.
 
-Where the providers' pages disagree (docs/push.md) both readings are accepted:
+Where the providers' pages disagree (docs/providers/aliyun-push.md and
+docs/providers/huawei-koomessage.md, "Unconfirmed") both readings are accepted:
 an Alibaba body that is one object instead of an array is one element; ``sequence_id`` may be a
 string or a number; ``send_time`` either Alicom format; KooMessage's ``body`` may be a JSON
 string (as documented) or the object/array itself; ``send_status`` may be the callback's

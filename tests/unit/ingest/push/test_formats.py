@@ -1,4 +1,7 @@
-"""Pushed receipt bodies (../shared/spec/push.md): every field variant of both providers."""
+"""Pushed receipt bodies: every field variant of both providers.
+
+The variants are those of docs/providers/aliyun-push.md and docs/providers/huawei-koomessage.md.
+"""
 
 from __future__ import annotations
 
