@@ -19,7 +19,17 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("receiptd", "tests", "bench", "docs", "deploy", "systemd", "README.md", "CHANGELOG.md")
+SCANNED = (
+    "receiptd",
+    "receiptd_emulator",
+    "tests",
+    "bench",
+    "docs",
+    "deploy",
+    "systemd",
+    "README.md",
+    "CHANGELOG.md",
+)
 SKIPPED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"})
 MAX_BYTES = 2_000_000  # larger files are data, not prose
 
