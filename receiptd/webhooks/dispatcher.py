@@ -302,7 +302,7 @@ def refresh_backlog(outbox: ports.EventOutbox, endpoints: Sequence[str], now: da
         metrics.EVENTS_OLDEST_PENDING.labels(name).set(age)
 
 
-class Pruner:
+class EventPruner:
     """Deletes events older than the retention that no endpoint waits for, in bounded
     batches (one short transaction each), heartbeating between them."""
 

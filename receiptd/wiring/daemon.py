@@ -119,7 +119,7 @@ def webhook_parts(
         endpoints = [e.model_copy(update={"concurrency": 1}) for e in endpoints]
     outbox = SqlEventOutbox(store)
     workers = [webhooks.EndpointWorker(e, outbox, policy, health) for e in endpoints]
-    pruner = webhooks.Pruner(outbox, settings.events_retention_days, health)
+    pruner = webhooks.EventPruner(outbox, settings.events_retention_days, health)
     prune = Job("events_prune", pruner.run, 3600.0, stop=pruner.stop, first_run_in=60.0)
     return [webhooks.Dispatcher(workers, outbox, health, policy)], [prune]
 

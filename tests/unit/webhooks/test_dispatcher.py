@@ -163,7 +163,7 @@ def test_prune_in_batches_keeps_what_an_endpoint_still_waits_for() -> None:
     clock.now -= timedelta(days=8)
     assert worker(box, Endpoint(200), clock).run_once() == 3
     box.publish([events.Event("late", TYPES[0], NOW - timedelta(days=8), "{}")], NOW)
-    pruner = webhooks.Pruner(box, 7, Health(), clock=lambda: NOW, batch=2)
+    pruner = webhooks.EventPruner(box, 7, Health(), clock=lambda: NOW, batch=2)
     assert pruner.run() == 3
     assert list(box.events) == ["late"]
     assert len(box.rows) == 1
