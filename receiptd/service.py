@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from receiptd import ports
+from receiptd.clock import utc_now
 from receiptd.health import Health
 from receiptd.logs import get_logger
 from receiptd.notify import Notifier
@@ -163,7 +164,7 @@ class Service:
                 id=job.name,
                 misfire_grace_time=max(1, int(job.interval)),
                 # The first run soon after start, not one interval later.
-                next_run_time=datetime.now(UTC) + timedelta(seconds=job.first_run_in),
+                next_run_time=utc_now() + timedelta(seconds=job.first_run_in),
             )
         self._scheduler.start()
 

@@ -29,6 +29,7 @@ from receiptd.providers.aliyun.mns import MnsReceiptQueue
 from receiptd.providers.huawei import koomessage, windows
 from receiptd.ratelimit import TokenBucket
 from receiptd.testing.emulated import emulator_settings
+from tests.consuming import until_idle
 from tests.integration.test_webhooks import Clock, settled_world, worker
 from tests.peers import MISBEHAVIOURS, Act, Answer, Forward, MisbehavingClients, MisbehavingServer
 from tests.system.reliability import receipt_fields
@@ -99,7 +100,7 @@ def test_consumer_behind_misbehaving_mns_and_dybase_stores_everything(
             wait_seconds=1,
             backoff=Backoff(base=0.01, cap=0.05),
         )
-        stats = consumer.run_until_idle()
+        stats = until_idle(consumer)
     assert consumer.failed is None
     assert stats.errors >= 2 * len(MISBEHAVIOURS) - 1  # SDK resends may merge two acts
     with engine.connect() as conn:

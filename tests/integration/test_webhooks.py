@@ -11,6 +11,7 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from pydantic import SecretStr
 
 from receiptd import config, domain, events, metrics, ports, webhooks
@@ -223,7 +224,7 @@ def test_receiver_down_backlog_then_all_delivered(engine: sa.Engine) -> None:
 def test_500_forever_is_dead_after_the_retry_period(engine: sa.Engine) -> None:
     store = settled_world(engine)
     clock = Clock()
-    with Receiver(SECRET, status=500) as failing:
+    with Receiver(SECRET, status=500) as failing, structlog.testing.capture_logs() as logs:
         w = worker(store, failing.url, clock)
         tries = 0
         while {r.status for r in delivery_rows(engine)} != {"dead"}:
@@ -233,6 +234,10 @@ def test_500_forever_is_dead_after_the_retry_period(engine: sa.Engine) -> None:
             assert tries < 20
         # 10, 20, ... 600 s: six tries under the backoff cap, then every 600 s to 3600 s
         assert 6 <= tries <= 12
+    # One event for dead deliveries, one line per batch (docs/webhooks.md, docs/operations.md).
+    (dead,) = [e for e in logs if "dead" in e["event"]]
+    assert (dead["event"], dead["endpoint"], dead["events"]) == ("webhooks_dead", "app", 3)
+    assert len(dead["event_ids"]) == 3 and dead["error"] == "HTTP 500"
     rows = delivery_rows(engine)
     assert all(r.last_status_code == 500 and r.last_error == "HTTP 500" for r in rows)
     with engine.connect() as conn:  # dead deliveries are kept; replay brings them back
