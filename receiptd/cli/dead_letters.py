@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 import click
 
 from receiptd import domain, ports
 from receiptd.cli import common
+from receiptd.clock import utc_now
 from receiptd.config import Settings
 from receiptd.db.store import DeadLetterView, SqlStore
 from receiptd.ingest.push import listener as push
@@ -96,7 +97,7 @@ def replay_cmd(ctx: click.Context, ids: tuple[int, ...], replay_all: bool) -> No
     if bool(ids) == replay_all:
         common.fail("give dead-letter IDs or --all (not both)", common.EXIT_CONFIG)
     settings = common.settings(ctx)
-    now = datetime.now(UTC)
+    now = utc_now()
     failed = 0
     with common.store_session(settings) as store:
         letters = common.guarded(lambda: _selected(store, ids, replay_all))

@@ -1,4 +1,5 @@
-"""`receiptd emulator`: run the local Alibaba Cloud SMS provider emulator until SIGTERM/SIGINT.
+"""`receiptd emulator`: run the local provider emulator (Alibaba Cloud SMS and Huawei Cloud
+KooMessage) until SIGTERM/SIGINT.
 
 On start it prints exactly one JSON line on stdout (endpoints, keys, queue names), so a test
 harness or a developer can read where to point receiptd.
@@ -34,7 +35,8 @@ from receiptd_emulator import Emulator
     help="Seconds a QueryTokenForMnsQueue token stays valid (default: the profile's).",
 )
 def command(host: str, port: int, profile: str, token_lifetime: float | None) -> None:
-    """Serve MNS, Dybaseapi and Dysmsapi on one port until SIGTERM/SIGINT."""
+    """Serve Alibaba Cloud SMS (MNS, Dybaseapi, Dysmsapi) and Huawei Cloud KooMessage on one
+    port until SIGTERM/SIGINT (docs/emulator.md)."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     try:

@@ -10,6 +10,7 @@ import click
 
 from receiptd import wiring
 from receiptd.cli import common
+from receiptd.clock import utc_now
 from receiptd.config import Settings
 from receiptd.db import outbox
 
@@ -39,7 +40,7 @@ class Since(click.ParamType[datetime]):
     ) -> datetime:
         if isinstance(value, datetime):
             return value
-        return parse_since(str(value), datetime.now(UTC))
+        return parse_since(str(value), utc_now())
 
 
 SINCE = click.option("--since", type=Since(), default=None, help="30m, 2h, 7d, or an ISO time.")
@@ -122,7 +123,7 @@ def replay_cmd(
         common.fail("no webhook endpoint is configured (webhook_urls or webhook_endpoints)", 2)
     names = {_endpoint_name(settings, e) for e in endpoints}
     routes = [r for r in configured.routes if not names or r.endpoint in names]
-    now = datetime.now(UTC)
+    now = utc_now()
     with common.store_session(settings) as store:
         n = common.guarded(
             lambda: store.run(lambda c: outbox.replay(c, routes, now, event_ids, since))

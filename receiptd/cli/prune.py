@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import click
 
 from receiptd import ports, wiring
 from receiptd.cli import common
+from receiptd.clock import utc_now
 from receiptd.db import retention
 
 
@@ -30,7 +30,7 @@ def prune(ctx: click.Context, dry_run: bool, tables: tuple[str, ...]) -> None:
     never deleted."""
     settings = common.settings(ctx)
     store, _ = common.stores(settings)
-    cutoffs = wiring.retention_cutoffs(settings, datetime.now(UTC), tables or retention.TABLES)
+    cutoffs = wiring.retention_cutoffs(settings, utc_now(), tables or retention.TABLES)
     pruner = wiring.pruner(settings, store.engine)
     try:
         counts = pruner.count(cutoffs)

@@ -4,7 +4,6 @@ elsewhere, from CSV with a header or JSON lines)."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import click
 
 from receiptd import api, ports
 from receiptd.cli import common
+from receiptd.clock import utc_now
 from receiptd.ingest import registration
 from receiptd.providers.aliyun import dysms
 
@@ -84,7 +84,7 @@ def import_sends(ctx: click.Context, file: Path) -> None:
         common.fail(f"{file}:{exc}", common.EXIT_FAILURE)
     _, store = common.stores(common.settings(ctx))
     try:
-        inserted = store.register(sends, datetime.now(UTC))
+        inserted = store.register(sends, utc_now())
     except ports.StoreError as exc:
         common.fail(f"database error: {exc}", common.EXIT_DATABASE)
     finally:

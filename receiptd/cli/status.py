@@ -10,6 +10,7 @@ import click
 
 from receiptd import ports
 from receiptd.cli import common
+from receiptd.clock import utc_now
 
 
 def report(summary: ports.StatusSummary, now: datetime) -> dict[str, Any]:
@@ -51,7 +52,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     """Counts by status and provider, oldest pending send, last compensator run."""
     _, sends = common.stores(common.settings(ctx))
     try:
-        data = report(sends.summary(), datetime.now(UTC))
+        data = report(sends.summary(), utc_now())
     except ports.StoreUnavailable as exc:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
     finally:

@@ -24,13 +24,12 @@ from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Protocol, runtime_checkable
 
-import structlog
-
 from receiptd import domain, metrics, ports
 from receiptd.clock import Clock, utc_now
 from receiptd.compensation import horizon, planning, ratelimit
+from receiptd.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 Progress = Callable[[int], None]
 _LOOKUP_ERRORS = {
     ports.LookupThrottled: "throttled",

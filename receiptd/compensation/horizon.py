@@ -81,38 +81,3 @@ def verdicts(
         if answered.get(send.id) is domain.SendStatus.PENDING
         or (send.id not in answered and all_ok)
     ]
-
-
-def calls_over_life(schedule: Schedule, grace: timedelta, interval: timedelta) -> list[timedelta]:
-    """The ages at which a send that never settles is queried, with compensation cycles every
-    ``interval`` from its send and its first check after ``grace`` (for docs and benchmarks).
-    Ends with the last query at the horizon (without one: at 30 days, the query window)."""
-    window_end = _EPOCH + timedelta(days=30)
-    ages: list[timedelta] = []
-    due, count, now = _EPOCH + grace, 0, _EPOCH
-    while schedule.horizon is not None or now <= window_end:
-        if now >= due:
-            ages.append(now - _EPOCH)
-            if reached(_probe(count), now, schedule.horizon):
-                break
-            due = next_check_at(_probe(count), now, schedule)
-            count += 1
-        now += interval
-    return ages
-
-
-_EPOCH = datetime(2026, 1, 1, tzinfo=domain.CHINA_TZ)
-
-
-def _probe(check_count: int) -> ports.PendingSend:
-    return ports.PendingSend(
-        id=0,
-        provider=domain.Provider.ALIYUN,
-        biz_id="probe",
-        phone_number="",
-        sent_at=_EPOCH,
-        send_date=_EPOCH.date(),
-        out_id=None,
-        template_code=None,
-        check_count=check_count,
-    )

@@ -18,12 +18,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from receiptd import ports
+from receiptd.clock import utc_now
 from receiptd.daemon.health import Health
 from receiptd.daemon.sd_notify import Notifier
 from receiptd.logs import get_logger
@@ -159,7 +160,7 @@ class Service:
                 id=job.name,
                 misfire_grace_time=max(1, int(job.interval)),
                 # The first run soon after start, not one interval later.
-                next_run_time=datetime.now(UTC) + timedelta(seconds=job.first_run_in),
+                next_run_time=utc_now() + timedelta(seconds=job.first_run_in),
             )
         self._scheduler.start()
 

@@ -17,15 +17,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import structlog
 from sqlalchemy import Connection, Engine, Select, Table, and_, delete, func, select
 
 from receiptd import metrics
 from receiptd.db import locks, retention, subset
 from receiptd.db.models import Base
 from receiptd.db.store import translate_errors
+from receiptd.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 Progress = Callable[[int], None]
 
 

@@ -191,7 +191,7 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
     """A waitress TCP server bounded by ``Limits`` (module docstring)."""
 
     channel_class = GuardedChannel
-    next_channel_cleanup = 0.0  # time.time() of the next maintenance (waitress's name)
+    next_channel_cleanup = 0.0  # monotonic time of the next maintenance (waitress's name)
 
     def __init__(
         self,
@@ -213,8 +213,9 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
         super().__init__(app, map={}, adj=adj)
 
     def readable(self) -> bool:
-        """Run maintenance when due; accept unless paused (out of file descriptors)."""
-        now = time.time()
+        """Run maintenance when due; accept unless paused (out of file descriptors). The
+        schedule is a duration, hence monotonic (``maintenance`` reads ``self.clock``)."""
+        now = time.monotonic()
         if now >= self.next_channel_cleanup:
             self.next_channel_cleanup = now + self.adj.cleanup_interval
             self.maintenance(now)

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import standardwebhooks
 import urllib3
@@ -76,7 +76,7 @@ class Sender:
 
     def post(self, event_id: str, body: str) -> Response:
         # The signature's timestamp is wall-clock time: receivers check it against theirs.
-        now = datetime.now(UTC)
+        now = utc_now()
         headers = {
             "content-type": "application/json",
             "user-agent": f"receiptd/{__version__}",
@@ -185,9 +185,15 @@ class EndpointWorker:
         now: datetime,
     ) -> None:
         by_id = {c.delivery_id: c for c in claimed}
-        dead = [by_id[a.delivery_id].event_id for a in attempts if a.result is DEAD]
-        if dead:
-            log.warning("webhooks_dead", endpoint=self.name, events=len(dead), event_ids=dead[:5])
+        dead = [a for a in attempts if a.result is DEAD]
+        if dead:  # one line per batch, whatever the number of dead deliveries
+            log.warning(
+                "webhooks_dead",
+                endpoint=self.name,
+                events=len(dead),
+                event_ids=[by_id[a.delivery_id].event_id for a in dead[:5]],
+                error=dead[0].error,
+            )
         for a in attempts:
             c = by_id[a.delivery_id]
             if a.result is events.DeliveryStatus.DELIVERED:
@@ -197,7 +203,6 @@ class EndpointWorker:
                 )
             elif a.result is DEAD:
                 metrics.EVENTS.labels(c.event_type, "dead").inc()
-                log.warning("webhook_dead", endpoint=self.name, event_id=c.event_id, error=a.error)
             else:
                 metrics.EVENTS.labels(c.event_type, "failed").inc()
 

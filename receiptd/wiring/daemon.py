@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from pydantic import SecretStr
 
 from receiptd import config, ports
+from receiptd.clock import utc_now
 from receiptd.daemon.health import Health
 from receiptd.daemon.ops import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
 from receiptd.daemon.sd_notify import Notifier
@@ -48,7 +48,7 @@ def service(
         Probes({"loops": liveness_check(health, settings.heartbeat_timeout)}, readiness),
         status_token=_secret(settings.status_api_token),
         lookup=sends.by_biz_id,
-        register=lambda new: sends.register(new, datetime.now(UTC)),
+        register=lambda new: sends.register(new, utc_now()),
         show_phone_numbers=settings.log_show_phone_numbers,
     )
     host, port = config.split_host_port(settings.http_addr)
@@ -101,7 +101,7 @@ def prune_job(settings: config.Settings, store: SqlStore, health: Health) -> lis
     prune = core.pruner(settings, store.engine, health)
 
     def run() -> None:
-        prune.run(core.retention_cutoffs(settings, datetime.now(UTC)))
+        prune.run(core.retention_cutoffs(settings, utc_now()))
 
     return [Job("prune", run, settings.prune_interval, stop=prune.stop)]
 

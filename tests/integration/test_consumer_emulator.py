@@ -25,6 +25,7 @@ from receiptd.testing.emulated import emulator_settings
 from receiptd_emulator.clock import ManualClock
 from receiptd_emulator.emulator import Emulator
 from receiptd_emulator.faults import FaultSpec
+from tests.consuming import until_idle
 from tests.system.reliability import wait_for
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -82,7 +83,7 @@ def consume(
             tz=settings.timezone,
             backoff=Backoff(base=0.05, cap=0.5),
         )
-        total.add(c.run_until_idle())
+        total.add(until_idle(c))
         assert c.failed is None
     return total
 

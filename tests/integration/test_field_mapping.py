@@ -14,6 +14,7 @@ from receiptd.db.store import SqlStore
 from receiptd.ingest.mns.consumer import Consumer
 from receiptd.testing.emulated import emulator_settings
 from receiptd_emulator.emulator import Emulator
+from tests.consuming import until_idle
 
 REPORT_BODY = {
     "phone_number": "13000000000",
@@ -68,7 +69,7 @@ def consume_one(engine: sa.Engine, kind: domain.MessageType, body: dict[str, obj
             wait_seconds=0,  # the message is already visible: no need to long-poll
             tz=settings.timezone,
         )
-        stats = consumer.run_until_idle()
+        stats = until_idle(consumer)
         assert (stats.stored, stats.deleted) == (1, 1)
         table = REPORT if kind is domain.MessageType.REPORT else INBOUND
         with engine.connect() as conn:

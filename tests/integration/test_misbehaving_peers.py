@@ -31,6 +31,7 @@ from receiptd.providers.huawei import koomessage, windows
 from receiptd.testing.emulated import emulator_settings
 from receiptd.web import connections
 from receiptd_emulator import Emulator
+from tests.consuming import until_idle
 from tests.integration.test_webhooks import Clock, settled_world, worker
 from tests.peers import MISBEHAVIOURS, Act, Answer, Forward, MisbehavingClients, MisbehavingServer
 from tests.system.reliability import receipt_fields
@@ -101,7 +102,7 @@ def test_consumer_behind_misbehaving_mns_and_dybase_stores_everything(
             wait_seconds=1,
             backoff=Backoff(base=0.01, cap=0.05),
         )
-        stats = consumer.run_until_idle()
+        stats = until_idle(consumer)
     assert consumer.failed is None
     assert stats.errors >= 2 * len(MISBEHAVIOURS) - 1  # SDK resends may merge two acts
     with engine.connect() as conn:

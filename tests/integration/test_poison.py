@@ -31,6 +31,7 @@ from receiptd.db.store import SqlStore
 from receiptd.ingest.mns.consumer import Consumer
 from receiptd.testing.emulated import emulator_settings
 from receiptd_emulator import Emulator
+from tests.consuming import until_idle
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -121,7 +122,7 @@ def test_a_message_that_kills_the_consumer_is_quarantined_by_its_dequeue_count(
                 wait_seconds=0,
                 max_dequeue=settings.consumer_max_dequeue,
             )
-            consumer.run_until_idle()
+            until_idle(consumer)
             if consumer.failed is None:
                 break
             assert isinstance(consumer.failed, PlantedCrash)

@@ -10,6 +10,7 @@ from receiptd import domain, ports
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
+from tests.consuming import until_idle
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
@@ -188,7 +189,7 @@ def test_receipt_settlement_is_counted_by_path(engine: sa.Engine) -> None:
         batch_size=16,
         wait_seconds=0,
     )
-    consumer.run_until_idle()
+    until_idle(consumer)
     after = metrics.REGISTRY.get_sample_value("receiptd_sends_settled_total", labels)
     assert after == before + 1
 

@@ -14,6 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 import sqlalchemy as sa
+import structlog
 from pydantic import SecretStr
 
 from receiptd import config, domain, metrics, ports
@@ -219,9 +220,20 @@ def test_receiver_down_recorded_then_all_delivered(engine: sa.Engine) -> None:
 def test_dead_deliveries_are_kept_and_replayed(engine: sa.Engine) -> None:
     store = settled_world(engine)
     clock = Clock()
-    clock.advance(POLICY.retry_period)  # the first failure is past the retry period: dead
-    with Receiver(SECRET, status=500) as failing:
-        assert worker(store, failing.url, clock).run_once() == 3
+    with Receiver(SECRET, status=500) as failing, structlog.testing.capture_logs() as logs:
+        w = worker(store, failing.url, clock)
+        tries = 0
+        while {r.status for r in delivery_rows(engine)} != {"dead"}:
+            w.run_once()
+            tries += 1
+            clock.advance(POLICY.backoff_max)
+            assert tries < 20
+        # 10, 20, ... 600 s: six tries under the backoff cap, then every 600 s to 3600 s
+        assert 6 <= tries <= 12
+    # One event for dead deliveries, one line per batch (docs/webhooks.md, docs/operations.md).
+    (dead,) = [e for e in logs if "dead" in e["event"]]
+    assert (dead["event"], dead["endpoint"], dead["events"]) == ("webhooks_dead", "app", 3)
+    assert len(dead["event_ids"]) == 3 and dead["error"] == "HTTP 500"
     rows = delivery_rows(engine)
     assert {r.status for r in rows} == {"dead"}
     assert all(r.last_status_code == 500 and r.last_error == "HTTP 500" for r in rows)

@@ -30,6 +30,7 @@ from receiptd.ingest.mns.consumer import Consumer
 from receiptd.testing.queues import InMemoryQueue
 from receiptd_emulator import Emulator
 from receiptd_emulator.receipts import MALFORMED_KINDS, malformed_body
+from tests.consuming import until_idle
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db, queue_total, receipt_fields, receipt_key
 
@@ -271,7 +272,7 @@ def _consume(store: SqlStore, kind: domain.MessageType, bodies: list[str]) -> No
     consumer = Consumer(
         kind, lambda: queue, store, Health(), threads=1, batch_size=16, wait_seconds=0
     )
-    consumer.run_until_idle()
+    until_idle(consumer)
     assert consumer.failed is None
     assert queue.depth() == 0
 

@@ -125,6 +125,15 @@ class Consumer:
     # --- lifecycle -----------------------------------------------------------------------
 
     def start(self, until_idle: bool = False) -> None:
+        """Start the workers. ``until_idle``: each exits once a receive of its own comes back
+        empty (``receiptd consume --until-idle``; ``join()`` then returns).
+
+        A worker with a batch in hand receives again after it, so one worker's empty receive
+        does not end the run while another still works. Messages in flight with another
+        consumer reappear only after their visibility timeout, so "idle" means "nothing
+        visible now", not "queue empty": they are the next run's (docs/consumer.md, "Until
+        idle"; tests/unit/test_consumer.py pins both).
+        """
         if self._threads:
             raise RuntimeError("consumer already started")
         for i in range(self._threads_wanted):
@@ -158,20 +167,6 @@ class Consumer:
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             thread.join(remaining)
         return not any(t.is_alive() for t in self._threads)
-
-    def run_until_idle(self) -> ConsumeStats:
-        """Consume until each worker's receive comes back empty, then stop; returns the stats.
-
-        A worker with a batch in hand receives again after it, so one worker's empty receive
-        does not end the run while another still works. Messages in flight with another
-        consumer reappear only after their visibility timeout, so "idle" means "nothing
-        visible now", not "queue empty": they are the next run's (docs/consumer.md, "Until
-        idle"; tests/unit/ingest/mns/test_consumer.py pins both).
-        """
-        self.start(until_idle=True)
-        self.join()
-        self.stop()
-        return self.stats
 
     @property
     def failed(self) -> BaseException | None:

@@ -65,10 +65,6 @@ class RefusalTracker:
         self._streak = 0
         self._since = 0.0
 
-    @property
-    def refusing(self) -> bool:
-        return self._streak > 0
-
     def observe(self, wait: int, elapsed: float, empty: bool) -> float:
         if wait > 0 and empty and elapsed < wait * REFUSAL_SHARE:
             return self._refused(wait, elapsed)

@@ -25,6 +25,7 @@ class _Waiter:
     lead: bool = False
     finished: bool = False
     error: BaseException | None = None
+    result: ports.BatchResult = field(default_factory=ports.BatchResult)
 
 
 def merge(batches: list[ports.Batch]) -> ports.Batch:
@@ -37,16 +38,20 @@ def merge(batches: list[ports.Batch]) -> ports.Batch:
 
 class GroupCommit:
     """``commit(batch)`` for many threads; ``write`` merges concurrent calls (at most
-    ``max_records`` records per transaction). ``write`` raises what ``commit`` raised."""
+    ``max_records`` records per transaction). ``write`` returns what ``commit`` returned for
+    the transaction that held the caller's records (shared with the other callers in it), or
+    raises what it raised."""
 
-    def __init__(self, commit: Callable[[ports.Batch], None], max_records: int = 5000) -> None:
+    def __init__(
+        self, commit: Callable[[ports.Batch], ports.BatchResult], max_records: int = 5000
+    ) -> None:
         self._commit = commit
         self._max = max_records
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
         self._busy = False
 
-    def write(self, batch: ports.Batch) -> None:
+    def write(self, batch: ports.Batch) -> ports.BatchResult:
         me = _Waiter(batch)
         with self._lock:
             self._queue.append(me)
@@ -62,17 +67,19 @@ class GroupCommit:
             me.wake.clear()
         if me.error is not None:
             raise _again(me.error)
+        return me.result
 
     def _lead(self) -> None:
         """Write one group (it starts with the leader itself), then hand over."""
         group = self._take()
         error: BaseException | None = None
+        result = ports.BatchResult()
         try:
-            self._commit(merge([w.batch for w in group]))
+            result = self._commit(merge([w.batch for w in group]))
         except BaseException as exc:  # every member of the group gets the outcome
             error = exc
         for waiter in group:
-            waiter.error, waiter.finished = error, True
+            waiter.error, waiter.result, waiter.finished = error, result, True
             waiter.wake.set()
         with self._lock:
             if self._queue:

@@ -172,27 +172,21 @@ class PushApp:
         _report_crashes(channel, parsed)
         batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
         try:
-            self._groups[channel.queue].write(batch)
+            result = self._groups[channel.queue].write(batch)
         except ports.StoreError as exc:
             log.warning("push_store_unavailable", queue=channel.queue, error=str(exc))
             return _UNAVAILABLE
+        _log_stored(channel, parsed, batch, result)
         label = "up" if channel.type == "up" else "report"
         metrics.RECEIPTS.labels(domain.Channel.PUSH.value, label, "ignored").inc(parsed.ignored)
         result_label = "dead_letter" if batch.dead else "stored"
         return Answer(200, result_label, push_formats.SUCCESS_ANSWER)
 
-    def _commit(self, channel: Channel, batch: ports.Batch) -> None:
+    def _commit(self, channel: Channel, batch: ports.Batch) -> ports.BatchResult:
         """One transaction for the records of one or more requests (group commit)."""
         result = self._write(batch, channel)
         _count(channel, batch, result)
-        log.debug(
-            "push_stored",
-            queue=channel.queue,
-            records=len(batch),
-            new=result.reports_new + result.inbound_new,
-            dead_letters=len(batch.dead),
-            settled=result.sends_settled,
-        )
+        return result
 
     def _refuse(
         self, channel: Channel, raw: bytes, exc: domain.BodyError, answer: Answer
@@ -289,6 +283,22 @@ def _add(a: ports.BatchResult, b: ports.BatchResult) -> ports.BatchResult:
     )
 
 
+def _log_stored(
+    channel: Channel, parsed: push_formats.Parsed, batch: ports.Batch, result: ports.BatchResult
+) -> None:
+    """``push_stored``: one line per request. ``new`` and ``settled`` are the transaction's,
+    which concurrent requests may share (group commit)."""
+    log.debug(
+        "push_stored",
+        queue=channel.queue,
+        elements=parsed.elements,
+        new=result.reports_new + result.inbound_new,
+        dead_letters=len(batch.dead),
+        ignored=parsed.ignored,
+        settled=result.sends_settled,
+    )
+
+
 def _count(channel: Channel, batch: ports.Batch, result: ports.BatchResult) -> None:
     label = "up" if channel.type == "up" else "report"
     meters = batches.ChannelMeters(domain.Channel.PUSH, label)
@@ -348,7 +358,6 @@ class PushListener:
             max_request_body_size=app.cfg.max_body,
             clear_untrusted_proxy_headers=False,  # PushApp reads X-Forwarded-For itself
         )
-        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -358,7 +367,7 @@ class PushListener:
         self._server.start()
 
     def stop(self) -> None:
-        self._stopping = True  # the close happens in join(): stop() never blocks
+        """Nothing to do yet: the close happens in ``join()``, so ``stop()`` never blocks."""
 
     def join(self, timeout: float) -> bool:
         self._server.close(timeout=max(0.5, timeout))

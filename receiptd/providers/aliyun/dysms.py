@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, TypeVar
 
-import structlog
 import tenacity
 from alibabacloud_dysmsapi20170525 import models as sms_models
 from alibabacloud_dysmsapi20170525.client import Client
@@ -27,10 +26,11 @@ from Tea.exceptions import TeaException
 
 from receiptd import domain, metrics, ports
 from receiptd.compensation import planning
+from receiptd.logs import get_logger
 from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.openapi import tea_config
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 T = TypeVar("T")
 PAGE_SIZE = 50
 _RETRYABLE_SEND = frozenset({"isp.SYSTEM_ERROR", "isv.BUSINESS_LIMIT_CONTROL"})

@@ -18,10 +18,11 @@ import types
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 from typing import Any, Protocol
 
 from receiptd import domain, errors, metrics, ports
+from receiptd.clock import utc_now
 from receiptd.logs import get_logger
 from receiptd.providers.huawei import matching, windows
 
@@ -130,7 +131,7 @@ class HuaweiLookup:
         before: timedelta = DEFAULT_BEFORE,
         after: timedelta = DEFAULT_AFTER,
         tz: tzinfo = domain.CHINA_TZ,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.api = api
         self.clock = clock

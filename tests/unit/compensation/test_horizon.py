@@ -26,8 +26,29 @@ def send(check_count: int = 0, sent_at: datetime = T0, send_id: int = 1) -> port
     )  # fmt: skip
 
 
+def calls_over_life(
+    schedule: horizon.Schedule, grace: timedelta, interval: timedelta
+) -> list[timedelta]:
+    """The ages at which a send that never settles is queried, with compensation cycles every
+    ``interval`` from its send and its first check after ``grace``, as the compensator applies
+    ``horizon.next_check_at`` and ``horizon.reached``. Ends with the last query at the horizon
+    (without one: at 30 days, the query window)."""
+    window_end = T0 + timedelta(days=30)
+    ages: list[timedelta] = []
+    due, count, now = T0 + grace, 0, T0
+    while schedule.horizon is not None or now <= window_end:
+        if now >= due:
+            ages.append(now - T0)
+            if horizon.reached(send(count), now, schedule.horizon):
+                break
+            due = horizon.next_check_at(send(count), now, schedule)
+            count += 1
+        now += interval
+    return ages
+
+
 def test_default_schedule_asks_ten_times_and_last_at_the_horizon() -> None:
-    ages = horizon.calls_over_life(
+    ages = calls_over_life(
         horizon.Schedule(600, 6 * 3600, H72), timedelta(seconds=300), timedelta(seconds=600)
     )
     hours = [round(a.total_seconds() / 3600, 1) for a in ages]
@@ -35,7 +56,7 @@ def test_default_schedule_asks_ten_times_and_last_at_the_horizon() -> None:
 
 
 def test_without_a_horizon_the_backoff_asks_until_the_window_ends() -> None:
-    ages = horizon.calls_over_life(
+    ages = calls_over_life(
         horizon.Schedule(600, 6 * 3600, None), timedelta(seconds=300), timedelta(seconds=600)
     )
     assert len(ages) == 125  # the figure the horizon replaces
@@ -52,7 +73,7 @@ def test_never_more_than_the_budget(
     base: float, cap: float, hours: int, grace: int, interval: int
 ) -> None:
     schedule = horizon.Schedule(base, cap, timedelta(hours=hours))
-    ages = horizon.calls_over_life(schedule, timedelta(seconds=grace), timedelta(seconds=interval))
+    ages = calls_over_life(schedule, timedelta(seconds=grace), timedelta(seconds=interval))
     assert 1 <= len(ages) <= horizon.MAX_CALLS
     assert all(a <= timedelta(hours=hours) + timedelta(seconds=interval) for a in ages)
 
@@ -163,6 +184,19 @@ def test_horizons_from_settings_per_provider_and_zero_is_none() -> None:
         horizons=horizons,
     )  # fmt: skip
     assert comp.horizons == {ALIYUN: timedelta(hours=1)}  # huawei: up to its window
+
+
+def test_every_provider_takes_its_own_named_horizon() -> None:
+    from receiptd import config, wiring
+
+    assert {f"compensator_horizon_{p.value}" for p in domain.Provider} <= set(
+        config.Settings.model_fields
+    )
+    settings = config.Settings(compensator_horizon_aliyun=60, compensator_horizon_huawei=120)
+    assert wiring.compensator_horizons(settings) == {
+        ALIYUN: timedelta(seconds=60),
+        domain.Provider.HUAWEI: timedelta(seconds=120),
+    }
 
 
 def test_retention_per_table_overrides_and_keep_forever() -> None:

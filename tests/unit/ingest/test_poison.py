@@ -24,6 +24,7 @@ from receiptd.ingest.mns import batch
 from receiptd.ingest.mns.consumer import Backoff, Consumer
 from receiptd.ingest.push import formats as push_formats
 from receiptd.testing.queues import InMemoryQueue, InMemorySink
+from tests.consuming import until_idle
 from tests.unit.ingest.push.test_listener import TOKEN, call, make
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -197,7 +198,7 @@ def test_the_issue_body_among_good_ones_is_dead_lettered_and_the_loop_lives() ->
     poison_id = queue.send(poison)
     ids += queue.send_many([b64(report_text(biz_id=f"c{i}")) for i in range(4)])
     run = consumer(queue, sink)
-    stats = run.run_until_idle()
+    stats = until_idle(run)
     assert run.failed is None and queue.depth() == 0
     assert {r.message_id for r in sink.reports.values()} == set(ids)
     assert sink.dead[("q", poison_id)].raw_body == poison.encode()
@@ -221,7 +222,7 @@ def test_a_store_defect_on_one_message_isolates_it_and_the_loop_lives() -> None:
     crash = queue.send(crash_body)
     crashed = sample("receiptd_bodies_crashed_total", {"channel": "mns", "stage": "store"})
     run = consumer(queue, sink)
-    run.run_until_idle()
+    until_idle(run)
     assert run.failed is None and queue.depth() == 0
     assert {r.message_id for r in sink.reports.values()} == set(good)
     dead = sink.dead[("q", crash)]
@@ -252,7 +253,7 @@ def test_a_message_that_kills_the_worker_is_quarantined_after_the_bound(
     deaths = 0
     for _ in range(10):  # the supervisor restarting the daemon
         run = consumer(queue, sink, max_dequeue=3)
-        run.run_until_idle()
+        until_idle(run)
         if run.failed is None:
             break
         assert isinstance(run.failed, PlantedCrash)

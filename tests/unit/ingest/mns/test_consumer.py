@@ -11,6 +11,7 @@ from receiptd import domain, ports
 from receiptd.daemon.health import Health
 from receiptd.ingest.mns.consumer import Backoff, Consumer
 from receiptd.testing.queues import InMemoryQueue, InMemorySink
+from tests.consuming import until_idle
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 FAST = Backoff(base=0.001, cap=0.002)
@@ -48,7 +49,7 @@ def test_stores_then_deletes_everything_and_counts_duplicates() -> None:
     queue, sink = InMemoryQueue(), InMemorySink()
     for i in range(40):
         queue.send(report_body(f"b{i % 30}"))
-    stats = consumer(queue, sink, threads=3).run_until_idle()
+    stats = until_idle(consumer(queue, sink, threads=3))
     assert len(sink.reports) == 30
     assert queue.depth() == 0
     assert (stats.received, stats.stored, stats.duplicates) == (40, 30, 10)
@@ -59,7 +60,7 @@ def test_malformed_body_is_dead_lettered_with_raw_body_and_deleted() -> None:
     queue, sink = InMemoryQueue("q-report"), InMemorySink()
     good = queue.send(report_body("b1"))
     bad = queue.send("not base64 at all!")
-    stats = consumer(queue, sink).run_until_idle()
+    stats = until_idle(consumer(queue, sink))
     assert [r.message_id for r in sink.reports.values()] == [good]
     dead = sink.dead[("q-report", bad)]
     assert dead.raw_body == b"not base64 at all!"
@@ -81,7 +82,7 @@ def test_up_messages_become_inbound_rows() -> None:
             }
         )
     )
-    consumer(queue, sink, kind=domain.MessageType.UP).run_until_idle()
+    until_idle(consumer(queue, sink, kind=domain.MessageType.UP))
     [reply] = sink.inbound.values()
     assert reply.reply.content == "退订"
     assert reply.reply.send_time == datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -110,7 +111,7 @@ def test_store_outage_deletes_nothing_then_stores_everything() -> None:
     for i in range(20):
         queue.send(report_body(f"b{i}"))
     sink = FlakySink(queue, outage=5)
-    stats = consumer(queue, sink).run_until_idle()
+    stats = until_idle(consumer(queue, sink))
     assert sink.deleted_during_outage == [0, 0, 0, 0, 0]
     assert len(sink.reports) == 20
     assert queue.depth() == 0
@@ -121,7 +122,7 @@ def test_refused_message_is_isolated_and_dead_lettered_alone() -> None:
     queue = InMemoryQueue("q")
     ids = [queue.send(report_body(f"b{i}")) for i in range(5)]
     sink = InMemorySink(refuse={ids[2]})
-    stats = consumer(queue, sink).run_until_idle()
+    stats = until_idle(consumer(queue, sink))
     assert {r.message_id for r in sink.reports.values()} == set(ids) - {ids[2]}
     assert "store refused" in sink.dead[("q", ids[2])].error
     assert sink.dead[("q", ids[2])].raw_body == report_body("b2").encode()
@@ -141,7 +142,7 @@ def test_stale_handles_are_counted_and_redelivery_is_harmless() -> None:
             return result
 
     expiring = ExpiringSink()
-    stats = consumer(queue, expiring).run_until_idle()
+    stats = until_idle(consumer(queue, expiring))
     assert (stats.delete_failures, stats.stored, stats.duplicates) == (1, 1, 1)
     assert len(expiring.reports) == 1
     assert queue.depth() == 0
@@ -154,7 +155,7 @@ def test_queue_errors_back_off_and_auth_errors_retry() -> None:
     queue.fail_next_receive(ports.QueueAuthError("expired"), ports.QueueError("500"))
     queue.fail_next_delete(ports.QueueError("reset"))
     health = Health()
-    stats = consumer(queue, sink, health).run_until_idle()
+    stats = until_idle(consumer(queue, sink, health))
     assert len(sink.reports) == 1
     assert queue.depth() == 0
     assert stats.errors == 3
@@ -167,7 +168,7 @@ def test_queue_not_found_kills_the_loop_visibly() -> None:
     queue.fail_next_receive(ports.QueueNotFound("no such queue"))
     health = Health()
     c = consumer(queue, sink, health)
-    c.run_until_idle()
+    until_idle(c)
     assert isinstance(c.failed, ports.QueueNotFound)
     assert "died" in str(health.snapshot()["consumer.report.0"].last_error)
 
@@ -216,7 +217,7 @@ def test_many_threads_store_each_receipt_once(threads: int) -> None:
     queue, sink = InMemoryQueue(), InMemorySink()
     for i in range(500):
         queue.send(report_body(f"b{i}", phone=str(13800000000 + i % 7)))
-    stats = consumer(queue, sink, threads=threads).run_until_idle()
+    stats = until_idle(consumer(queue, sink, threads=threads))
     assert len(sink.reports) == 500
     assert stats.stored == 500
     assert queue.depth() == 0
@@ -232,11 +233,11 @@ def test_until_idle_leaves_messages_another_consumer_holds_for_the_next_run() ->
     queue, sink = InMemoryQueue(), InMemorySink()
     queue.send_many([report_body(f"b{i}") for i in range(40)])
     held = queue.receive(16, 0)  # another consumer (or a stopped one's abandoned poll)
-    first = consumer(queue, sink, threads=4).run_until_idle()
+    first = until_idle(consumer(queue, sink, threads=4))
     assert (first.received, first.stored, first.deleted) == (24, 24, 24)
     assert queue.depth() == 16 and not {m.message_id for m in held} & set(queue.deleted)
     queue.expire_visibility()  # the holder never deleted them: the visibility timeout passes
-    second = consumer(queue, sink, threads=4).run_until_idle()
+    second = until_idle(consumer(queue, sink, threads=4))
     assert (second.received, second.stored) == (16, 16)
     assert queue.depth() == 0 and len(sink.reports) == 40
 
@@ -271,6 +272,6 @@ def test_until_idle_one_workers_empty_receive_does_not_end_a_run_another_still_w
             return super().write_batch(batch, now)
 
     sink = BlockingSink()
-    stats = consumer(queue, sink, threads=2).run_until_idle()
+    stats = until_idle(consumer(queue, sink, threads=2))
     assert (stats.received, stats.stored, stats.deleted) == (32, 32, 32)
     assert queue.depth() == 0 and len(sink.reports) == 32

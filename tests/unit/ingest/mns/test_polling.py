@@ -156,7 +156,7 @@ def test_refusal_tracker_on_a_controlled_clock() -> None:
     assert tracker.observe(20, 0.01, empty=False) == 0.0  # messages came early: fine
     assert tracker.observe(0, 0.0, empty=True) == 0.0  # no wait asked: just empty
     delays = [tracker.observe(20, 0.01, empty=True) for _ in range(8)]
-    assert tracker.refusing
+    assert sample("receiptd_mns_polls_refused_total", "up") == before + 8
     assert all(0.5 <= d <= 20.0 for d in delays)
     assert delays[-1] >= 10.0  # grown to the cap's order (jitter in [cap/2, cap])
     now[0] += 60

@@ -28,7 +28,7 @@ class SlowSink:
         self.fail = fail
         self.lock = threading.Lock()
 
-    def commit(self, batch: ports.Batch) -> None:
+    def commit(self, batch: ports.Batch) -> ports.BatchResult:
         time.sleep(0.02)
         if self.fail is not None:
             raise self.fail("database away")
@@ -36,17 +36,22 @@ class SlowSink:
             ids = [r.message_id for r in batch.reports]
             self.commits.append(ids)
             self.committed.update(ids)
+        return ports.BatchResult(reports_new=len(ids))
 
 
-def run(group: GroupCommit, sink: SlowSink, n: int) -> dict[int, BaseException | None]:
+def run(
+    group: GroupCommit, sink: SlowSink, n: int, results: dict[int, ports.BatchResult] | None = None
+) -> dict[int, BaseException | None]:
     outcome: dict[int, BaseException | None] = {}
 
     def call(i: int) -> None:
         try:
-            group.write(one(i))
+            result = group.write(one(i))
             # Returned: its record must already be committed.
             assert str(i) in sink.committed
             outcome[i] = None
+            if results is not None:
+                results[i] = result
         except Exception as exc:
             outcome[i] = exc
 
@@ -65,14 +70,15 @@ def test_concurrent_writes_share_transactions_and_return_after_their_commit() ->
     gate = threading.Event()
     first = sink.commit
 
-    def held(batch: ports.Batch) -> None:
+    def held(batch: ports.Batch) -> ports.BatchResult:
         if not sink.commits:
             assert gate.wait(10)
-        first(batch)
+        return first(batch)
 
     group = GroupCommit(held)
     outcome: dict[int, BaseException | None] = {}
-    writers = threading.Thread(target=lambda: outcome.update(run(group, sink, 40)))
+    results: dict[int, ports.BatchResult] = {}
+    writers = threading.Thread(target=lambda: outcome.update(run(group, sink, 40, results)))
     writers.start()
     wait_for(lambda: len(group._queue) == 39, 10, "39 writers queued behind the leader")
     gate.set()
@@ -80,6 +86,8 @@ def test_concurrent_writes_share_transactions_and_return_after_their_commit() ->
     assert outcome == dict.fromkeys(range(40))
     assert sorted(i for c in sink.commits for i in c) == sorted(str(i) for i in range(40))
     assert [len(c) for c in sink.commits] == [1, 39]  # merged: two transactions for 40
+    # Each writer gets the result of the transaction that held its record.
+    assert sorted(r.reports_new for r in results.values()) == [1] + [39] * 39
 
 
 def test_group_size_is_bounded() -> None:

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+import structlog
 
 from receiptd import config, ports
 from receiptd.ingest.push import listener as push
@@ -101,6 +102,24 @@ def test_malformed_element_dead_lettered_rest_stored() -> None:
     assert len(sink.reports) == 1
     assert {d.queue for d in sink.dead.values()} == {"push:aliyun/SmsReport"}
     assert len(sink.dead) == 2
+
+
+def test_push_stored_logs_the_documented_fields_per_request() -> None:
+    """docs/operations.md: push_stored with queue, elements, new, dead_letters, ignored,
+    settled."""
+    app, _ = make()
+    data = envelope([SMS, {**SMS, "send_status": "sending"}, {**SMS, "send_status": "Weird"}])
+    with structlog.testing.capture_logs() as logs:
+        assert call(app, f"/push/{TOKEN}/v1/aim/send-status", data)[0] == 200
+    (stored,) = [e for e in logs if e["event"] == "push_stored"]
+    assert {k: v for k, v in stored.items() if k not in ("event", "log_level")} == {
+        "queue": "push:huawei/send-status",
+        "elements": 3,
+        "new": 1,
+        "dead_letters": 1,  # the unknown status
+        "ignored": 1,  # "sending" settles nothing
+        "settled": 0,  # no send registered
+    }
 
 
 def test_unreadable_body_dead_lettered_then_400_and_retries_are_one_row() -> None:
