@@ -44,11 +44,14 @@ DEAD = events.DeliveryStatus.DEAD
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    retry_period: float = 86400.0
-    backoff_initial: float = 5.0
-    backoff_max: float = 3600.0
-    poll_interval: float = 0.5
-    batch_size: int = 64
+    """Retries, backoff, polling and batch size; built by ``receiptd.wiring`` from
+    ``settings.parts.webhooks`` (the defaults are the settings')."""
+
+    retry_period: float
+    backoff_initial: float
+    backoff_max: float
+    poll_interval: float
+    batch_size: int
 
 
 @dataclass(frozen=True, slots=True)

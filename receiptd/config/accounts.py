@@ -53,6 +53,12 @@ class AliyunAccount:
         return bool(self.access_key_id)
 
     @property
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """Every secret of the account (for the log redactor)."""
+        token = (self.push_token,) if self.push_token is not None else ()
+        return (self.access_key_secret, self.security_token, *token)
+
+    @property
     def token_mode(self) -> bool:
         """Without an MNS endpoint receiptd asks Dybaseapi for temporary queue tokens."""
         return self.mns_endpoint is None
@@ -77,6 +83,12 @@ class HuaweiAccount:
     @property
     def configured(self) -> bool:
         return bool(self.access_key_id)
+
+    @property
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """Every secret of the account (for the log redactor)."""
+        token = (self.push_token,) if self.push_token is not None else ()
+        return (self.secret_access_key, *token)
 
 
 Account = AliyunAccount | HuaweiAccount

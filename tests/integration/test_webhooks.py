@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -20,10 +21,14 @@ from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.health import Health
 from receiptd.testing.receiver import Receiver
+from receiptd.wiring import daemon
 from tests.integration.test_store import NOW, report, send
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-POLICY = webhooks.Policy(retry_period=3600, backoff_initial=10, backoff_max=600, batch_size=50)
+POLICY = webhooks.Policy(
+    retry_period=3600, backoff_initial=10, backoff_max=600, poll_interval=0.5, batch_size=50
+)
+DEFAULT_POLICY = daemon.webhook_policy(config.Settings())  # the settings' defaults
 
 
 class Clock:
@@ -266,7 +271,7 @@ def test_concurrent_workers_share_without_loss_or_duplicates(engine: sa.Engine) 
     with Receiver(SECRET) as r:
         workers = [
             webhooks.EndpointWorker(
-                endpoint(r.url), store, webhooks.Policy(batch_size=7), Health(), clock=clock
+                endpoint(r.url), store, replace(DEFAULT_POLICY, batch_size=7), Health(), clock=clock
             )
             for _ in range(4)
         ]
