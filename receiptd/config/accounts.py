@@ -25,12 +25,37 @@ DEFAULT_ACCOUNT = "default"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AliyunAccount:
-    """An Alibaba Cloud SMS account: OpenAPI keys, its MNS receipt queues, its limits."""
+class ProviderAccount:
+    """What every provider account has besides its keys and endpoints."""
 
     name: str = DEFAULT_ACCOUNT
-    provider: Literal["aliyun"] = field(default="aliyun", init=False)
     access_key_id: str
+    request_timeout: float  # seconds per API call
+    timezone: ZoneInfo  # the provider's clock: receipt times, send dates
+    rate_limit: float  # status queries per second (the compensator)
+    horizon: timedelta  # how long a pending send is asked about; 0: the query window
+    push_token: SecretStr | None  # the path token of its HTTP pushes
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.access_key_id)
+
+    @property
+    def secrets(self) -> tuple[SecretStr, ...]:
+        """Every secret of the account (for the log redactor)."""
+        token = (self.push_token,) if self.push_token is not None else ()
+        return (*self.key_secrets, *token)
+
+    @property
+    def key_secrets(self) -> tuple[SecretStr, ...]:
+        return ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AliyunAccount(ProviderAccount):
+    """An Alibaba Cloud SMS account: OpenAPI keys, its MNS receipt queues, its threads."""
+
+    provider: Literal["aliyun"] = field(default="aliyun", init=False)
     access_key_secret: SecretStr
     security_token: SecretStr  # direct mode with STS keys only
     report_queue: str
@@ -40,23 +65,12 @@ class AliyunAccount:
     dysms_endpoint: str
     dybase_endpoint: str
     region: str
-    request_timeout: float
-    timezone: ZoneInfo
     report_threads: int  # consumer threads on the SmsReport queue; 0: none in the daemon
     up_threads: int
-    rate_limit: float  # status queries per second (the compensator)
-    horizon: timedelta  # how long a pending send is asked about; 0: the query window
-    push_token: SecretStr | None
 
     @property
-    def configured(self) -> bool:
-        return bool(self.access_key_id)
-
-    @property
-    def secrets(self) -> tuple[SecretStr, ...]:
-        """Every secret of the account (for the log redactor)."""
-        token = (self.push_token,) if self.push_token is not None else ()
-        return (self.access_key_secret, self.security_token, *token)
+    def key_secrets(self) -> tuple[SecretStr, ...]:
+        return self.access_key_secret, self.security_token
 
     @property
     def token_mode(self) -> bool:
@@ -65,30 +79,18 @@ class AliyunAccount:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HuaweiAccount:
-    """A Huawei Cloud KooMessage account: AK/SK, project, endpoint, its limits."""
+class HuaweiAccount(ProviderAccount):
+    """A Huawei Cloud KooMessage account: AK/SK, project, endpoint. Its ``request_timeout``
+    is today the ``aliyun_request_timeout`` setting, shared."""
 
-    name: str = DEFAULT_ACCOUNT
     provider: Literal["huawei"] = field(default="huawei", init=False)
-    access_key_id: str
     secret_access_key: SecretStr
     project_id: str
     endpoint: str
-    request_timeout: float  # today the Aliyun request timeout setting, shared
-    timezone: ZoneInfo
-    rate_limit: float
-    horizon: timedelta
-    push_token: SecretStr | None
 
     @property
-    def configured(self) -> bool:
-        return bool(self.access_key_id)
-
-    @property
-    def secrets(self) -> tuple[SecretStr, ...]:
-        """Every secret of the account (for the log redactor)."""
-        token = (self.push_token,) if self.push_token is not None else ()
-        return (self.secret_access_key, *token)
+    def key_secrets(self) -> tuple[SecretStr, ...]:
+        return (self.secret_access_key,)
 
 
 Account = AliyunAccount | HuaweiAccount
