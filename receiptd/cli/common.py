@@ -40,11 +40,12 @@ def settings(ctx: click.Context) -> config.Settings:
         except config.ConfigError as exc:
             fail(str(exc), EXIT_CONFIG)
         s = obj["settings"]
+        part = s.parts.logging
         logs.configure(
-            level=s.log_level,
-            fmt=s.log_format,
+            level=part.level,
+            fmt=part.format,
             secrets=secret_values(s),
-            mask_phones=not s.log_show_phone_numbers,
+            mask_phones=not part.show_phone_numbers,
             stream=sys.stderr,
         )
     result: config.Settings = obj["settings"]
@@ -55,17 +56,13 @@ def secret_values(s: config.Settings) -> list[str]:
     """Every configured secret value, for the log redactor."""
     from sqlalchemy.engine import make_url
 
-    values = [
-        s.aliyun_access_key_secret.get_secret_value(),
-        s.aliyun_security_token.get_secret_value(),
-        s.huawei_secret_access_key.get_secret_value(),
-    ]
-    if s.status_api_token is not None:
-        values.append(s.status_api_token.get_secret_value())
-    if s.push_token is not None:  # the push URLs' path token (waitress logs request paths)
-        values.append(s.push_token.get_secret_value())
-    values += [e.secret.get_secret_value() for e in s.webhooks]
-    password = make_url(s.database_url).password
+    parts = s.parts
+    # An account's secrets include its push token: waitress logs the push URLs' paths.
+    values = [secret.get_secret_value() for a in parts.accounts for secret in a.secrets]
+    if parts.daemon.status_api_token is not None:
+        values.append(parts.daemon.status_api_token.get_secret_value())
+    values += [e.secret.get_secret_value() for e in parts.webhooks.endpoints]
+    password = make_url(parts.database.url).password
     if password:
         values.append(str(password))
     return [v for v in values if v]

@@ -34,7 +34,7 @@ def compensate(ctx: click.Context, once: bool, grace: float | None, dry_run: boo
         common.fail("no provider is configured (set aliyun_access_key_id)", common.EXIT_CONFIG)
     try:
         if dry_run:
-            _print_plan(comp.plan(), mask=not settings.log_show_phone_numbers)
+            _print_plan(comp.plan(), mask=not settings.parts.logging.show_phone_numbers)
         else:
             _run(comp, sends)
     except ports.StoreUnavailable as exc:

@@ -21,9 +21,10 @@ def check(ctx: click.Context, as_json: bool) -> None:
     """Validate every setting and print the effective values (secrets masked)."""
     settings = common.settings(ctx)
     values = settings.masked()
-    values["report_queue"] = settings.report_queue
-    values["up_queue"] = settings.up_queue
-    values["mode"] = "token" if settings.token_mode else "direct"
+    account = settings.parts.aliyun
+    values["report_queue"] = account.report_queue
+    values["up_queue"] = account.up_queue
+    values["mode"] = "token" if account.token_mode else "direct"
     if as_json:
         click.echo(json.dumps(values, indent=2, default=str))
         return

@@ -52,7 +52,7 @@ def consume(ctx: click.Context, queue: str, until_idle: bool) -> None:
     try:
         check_database(store)
         consumers = wiring.consumers(settings, store, Health(), kinds)
-        stats = _run(consumers, until_idle, settings.shutdown_timeout)
+        stats = _run(consumers, until_idle, settings.parts.daemon.shutdown_timeout)
     finally:
         store.engine.dispose()
     click.echo(_summary(stats))

@@ -22,7 +22,7 @@ def db_group() -> None:
 def upgrade(ctx: click.Context, revision: str) -> None:
     """Migrate the database to a revision (idempotent: an up-to-date database is untouched)."""
     settings = common.settings(ctx)
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.parts.database.url)
     try:
         before = migrate.current_revision(engine)
         migrate.upgrade(engine, revision)
@@ -42,7 +42,7 @@ def upgrade(ctx: click.Context, revision: str) -> None:
 def current(ctx: click.Context) -> None:
     """Print the database's schema revision and whether it is the head."""
     settings = common.settings(ctx)
-    engine = create_db_engine(settings.database_url)
+    engine = create_db_engine(settings.parts.database.url)
     try:
         rev = migrate.current_revision(engine)
         head = migrate.head_revision(engine)

@@ -16,9 +16,10 @@ from receiptd.ingest.push import listener as push
 
 def kind_of(queue: str, settings: Settings) -> domain.MessageType:
     """The message type of a dead letter's queue (its name, as the consumer recorded it)."""
-    if queue == settings.up_queue or queue.endswith(domain.MessageType.UP.value):
+    account = settings.parts.aliyun
+    if queue == account.up_queue or queue.endswith(domain.MessageType.UP.value):
         return domain.MessageType.UP
-    if queue == settings.report_queue or queue.endswith(domain.MessageType.REPORT.value):
+    if queue == account.report_queue or queue.endswith(domain.MessageType.REPORT.value):
         return domain.MessageType.REPORT
     raise ValueError(f"cannot tell the message type of queue {queue!r}")
 
@@ -27,7 +28,7 @@ def replay_one(
     store: SqlStore, letter: DeadLetterView, settings: Settings, now: datetime
 ) -> str | None:
     """Re-parse and store one dead letter; None on success, else the (new) error text."""
-    tz = settings.timezone
+    tz = settings.parts.aliyun.timezone  # every account's today: one provider_timezone
     try:
         if letter.queue.startswith("push:"):  # HTTP push (docs/push.md)
             batch = push.replay_batch(letter.queue, letter.raw_body, tz)

@@ -134,10 +134,11 @@ def replay_cmd(
 def _endpoint_name(settings: Settings, given: str, strict: bool = True) -> str:
     """An endpoint by name, or by its URL (endpoints from webhook_urls are named by hash).
     Not strict: a name no longer configured still lists its history."""
-    for endpoint in settings.webhooks:
+    endpoints = settings.parts.webhooks.endpoints
+    for endpoint in endpoints:
         if given in (endpoint.name, endpoint.url):
             return endpoint.name
     if not strict:
         return given
-    known = ", ".join(e.name for e in settings.webhooks) or "none configured"
+    known = ", ".join(e.name for e in endpoints) or "none configured"
     common.fail(f"unknown endpoint {given!r} (known: {known})", common.EXIT_CONFIG)

@@ -27,14 +27,15 @@ log = get_logger(__name__)
 def run(ctx: click.Context, migrate_first: bool) -> None:
     """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
     settings = common.settings(ctx)
-    if not (settings.aliyun_configured or settings.huawei_configured or settings.push_addr):
+    parts = settings.parts
+    if not (parts.configured_accounts or parts.push.addr):
         common.fail(
             "invalid setting aliyun_access_key_id: no provider is configured, the daemon would "
             "do nothing (set aliyun_access_key_id, huawei_access_key_id or push_addr)",
             common.EXIT_CONFIG,
         )
     store, sends = common.stores(settings)
-    _prepare_database(store, migrate_first or settings.migrate_on_start)
+    _prepare_database(store, migrate_first or parts.daemon.migrate_on_start)
     try:
         service, ready = daemon.service(settings, store, sends, Health())
     except config.ConfigError as exc:
@@ -43,10 +44,10 @@ def run(ctx: click.Context, migrate_first: bool) -> None:
         common.fail(str(exc), 1)
     log.info(
         "service_starting",
-        mode="token" if settings.token_mode else "direct",
-        http_addr=settings.http_addr,
-        report_queue=settings.report_queue,
-        push_addr=settings.push_addr,
+        mode="token" if parts.aliyun.token_mode else "direct",
+        http_addr=parts.daemon.http_addr,
+        report_queue=parts.aliyun.report_queue,
+        push_addr=parts.push.addr,
     )
     with on_stop_signals(service.stop):
         code = service.run(ready)

@@ -48,7 +48,7 @@ def send(
     """Send an SMS through Dysmsapi SendSms and register it for settlement."""
     variables = _param(param)
     settings = common.settings(ctx)
-    if not settings.aliyun_configured:
+    if not settings.parts.aliyun.configured:
         common.fail("aliyun_access_key_id is not set", common.EXIT_CONFIG)
     try:
         result = api.send_sms(settings, phone, sign_name, template_code, variables, out_id)

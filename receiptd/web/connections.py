@@ -34,7 +34,8 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 
-from receiptd import config, metrics
+from receiptd import metrics
+from receiptd.config.values import IPNetwork, in_networks
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -54,7 +55,7 @@ class Limits:
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     idle_timeout: float = 30.0  # no byte for this long: between requests, or a stalled one
-    exempt: tuple[config.IPNetwork, ...] = ()  # sources without a per-source bound (proxies)
+    exempt: tuple[IPNetwork, ...] = ()  # sources without a per-source bound (proxies)
 
     def timeout(self, reason: str) -> float:
         return {
@@ -263,7 +264,7 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
         if (
             limits.per_source
             and self.sources[key] >= limits.per_source
-            and not config.in_networks(host, limits.exempt)
+            and not in_networks(host, limits.exempt)
         ):
             metrics.HTTP_CONNECTIONS_CLOSED.labels(self.name, "source_limit").inc()
             return False

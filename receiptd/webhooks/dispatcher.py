@@ -29,8 +29,9 @@ from datetime import datetime, timedelta
 import standardwebhooks
 import urllib3
 
-from receiptd import __version__, config, errors, events, metrics, ports
+from receiptd import __version__, errors, events, metrics, ports
 from receiptd.clock import Clock, utc_now
+from receiptd.config.values import WebhookEndpoint
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -41,11 +42,14 @@ DEAD = events.DeliveryStatus.DEAD
 
 @dataclass(frozen=True, slots=True)
 class Policy:
-    retry_period: float = 86400.0
-    backoff_initial: float = 5.0
-    backoff_max: float = 3600.0
-    poll_interval: float = 0.5
-    batch_size: int = 64
+    """Retries, backoff, polling and batch size; built by ``receiptd.wiring`` from
+    ``settings.parts.webhooks`` (the defaults are the settings')."""
+
+    retry_period: float
+    backoff_initial: float
+    backoff_max: float
+    poll_interval: float
+    batch_size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +63,7 @@ class Sender:
     ``webhook-signature`` headers (signed by the ``standardwebhooks`` library). Redirects are
     not followed: a 3xx is a failed attempt like any other non-2xx answer."""
 
-    def __init__(self, endpoint: config.WebhookEndpoint) -> None:
+    def __init__(self, endpoint: WebhookEndpoint) -> None:
         self.url = endpoint.url
         self._signer = standardwebhooks.Webhook(endpoint.secret.get_secret_value())
         # One connection pool for the endpoint's host (a PoolManager would parse the URL and
@@ -106,7 +110,7 @@ class EndpointWorker:
 
     def __init__(
         self,
-        endpoint: config.WebhookEndpoint,
+        endpoint: WebhookEndpoint,
         outbox: ports.EventOutbox,
         policy: Policy,
         health: ports.LoopHealth,

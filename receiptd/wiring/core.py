@@ -32,22 +32,20 @@ def replica_name() -> str:
 def stores(settings: config.Settings) -> tuple[SqlStore, SendStore]:
     """The receipt store and the send registry over one new engine; with webhooks configured
     every change they commit writes its events (``event_outbox``) in the same transaction."""
-    store = SqlStore(create_db_engine(settings.database_url), event_outbox(settings))
-    return store, SendStore(store, settings.timezone)
+    parts = settings.parts
+    store = SqlStore(create_db_engine(parts.database.url), event_outbox(settings))
+    # Send dates are the provider's calendar days (today every account shares one zone).
+    return store, SendStore(store, parts.aliyun.timezone)
 
 
 def event_outbox(settings: config.Settings) -> outbox.Outbox | None:
     """Where settled sends and stored replies write their events: None (no events) unless a
     webhook endpoint is configured."""
-    endpoints = settings.webhooks
-    if not endpoints:
+    part = settings.parts.webhooks
+    if not part.endpoints:
         return None
-    routes = tuple(outbox.Route(e.name, frozenset(e.events)) for e in endpoints)
-    return outbox.Outbox(
-        routes,
-        show_phone_numbers=settings.events_show_phone_numbers,
-        notify=settings.events_notify,
-    )
+    routes = tuple(outbox.Route(e.name, frozenset(e.events)) for e in part.endpoints)
+    return outbox.Outbox(routes, show_phone_numbers=part.show_phone_numbers, notify=part.notify)
 
 
 def consumers(
@@ -58,40 +56,35 @@ def consumers(
 ) -> list[Consumer]:
     """One consumer per queue kind with the configured threads (at least one: a kind asked
     for explicitly always gets a thread)."""
-    threads = {
-        domain.MessageType.REPORT: settings.consumer_report_threads,
-        domain.MessageType.UP: settings.consumer_up_threads,
-    }
+    account, part = settings.parts.aliyun, settings.parts.consumer
     return [
         Consumer(
             kind,
             providers.queue_factory(settings, kind),
             sink,
             health,
-            threads=max(threads[kind], 1),
-            batch_size=settings.consumer_batch_size,
-            wait_seconds=settings.consumer_wait_seconds,
-            tz=settings.timezone,
-            max_dequeue=settings.consumer_max_dequeue,
+            threads=max(_threads(account, kind), 1),
+            batch_size=part.batch_size,
+            wait_seconds=part.wait_seconds,
+            tz=account.timezone,
+            max_dequeue=part.max_dequeue,
         )
         for kind in kinds
     ]
+
+
+def _threads(account: config.AliyunAccount, kind: domain.MessageType) -> int:
+    return account.report_threads if kind is domain.MessageType.REPORT else account.up_threads
 
 
 def daemon_consumers(
     settings: config.Settings, sink: ports.ReceiptSink, health: Health
 ) -> list[Consumer]:
     """The daemon's consumers: the kinds with threads configured, when Aliyun is."""
-    if not settings.aliyun_configured:
+    account = settings.parts.aliyun
+    if not account.configured:
         return []
-    kinds = [
-        kind
-        for kind, n in (
-            (domain.MessageType.REPORT, settings.consumer_report_threads),
-            (domain.MessageType.UP, settings.consumer_up_threads),
-        )
-        if n
-    ]
+    kinds = [kind for kind in domain.MessageType if _threads(account, kind)]
     return consumers(settings, sink, health, kinds)
 
 
@@ -107,18 +100,22 @@ def compensator(
     again after one interval, doubling per check, capped. Raises config.ConfigError when a
     provider is configured but unusable.
     """
+    parts = settings.parts
     lookups = providers.status_lookups(settings)
     if not lookups:
         return None
-    rate = settings.compensator_rate_limit
+    # One limiter for every lookup: the strictest configured account's rate (today every
+    # account shares compensator_rate_limit).
+    rate = min(account.rate_limit for account in parts.configured_accounts)
+    part = parts.compensator
     return Compensator(
         sends,
         lookups,
         TokenBucket(rate, default_burst(rate)),
-        grace=timedelta(seconds=settings.compensator_grace if grace is None else grace),
-        batch_size=settings.compensator_batch_size,
-        base_backoff=settings.compensator_interval,
-        max_backoff=settings.compensator_max_backoff,
+        grace=timedelta(seconds=part.grace if grace is None else grace),
+        batch_size=part.batch_size,
+        base_backoff=part.interval,
+        max_backoff=part.max_backoff,
         replica=replica_name(),
         heartbeat=heartbeat or ports.nothing,
         horizons=compensator_horizons(settings),
@@ -151,8 +148,8 @@ def retention_cutoffs(
     settings: config.Settings, now: datetime, tables: Sequence[str] = retention.TABLES
 ) -> list[retention.Cutoff]:
     """Per table: ``retention_days_<table>`` when set, else ``retention_days``."""
-    overrides = {t: getattr(settings, f"retention_days_{t}", None) for t in retention.TABLES}
-    days = retention.days_per_table(settings.retention_days, overrides)
+    part = settings.parts.retention
+    days = retention.days_per_table(part.days, part.overrides)
     return retention.cutoffs(days, now, tuple(tables))
 
 
@@ -160,4 +157,4 @@ def pruner(settings: config.Settings, engine: Engine, health: Health | None = No
     from receiptd.db.prune import Pruner
 
     beat = (lambda: health.heartbeat("job.prune")) if health is not None else (lambda: None)
-    return Pruner(engine, settings.prune_batch_size, heartbeat=beat)
+    return Pruner(engine, settings.parts.retention.prune_batch_size, heartbeat=beat)

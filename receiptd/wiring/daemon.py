@@ -43,19 +43,20 @@ def service(
     Raises config.ConfigError for a configured but unusable provider and CannotListen when
     the ops or the push address cannot be bound.
     """
+    part = settings.parts.daemon
     readiness = {"database": database_check(store), "queues": queues_check(health)}
     app = OpsApp(
-        Probes({"loops": liveness_check(health, settings.heartbeat_timeout)}, readiness),
-        status_token=_secret(settings.status_api_token),
+        Probes({"loops": liveness_check(health, part.heartbeat_timeout)}, readiness),
+        status_token=_secret(part.status_api_token),
         lookup=sends.by_biz_id,
         register=lambda new: sends.register(new, utc_now()),
-        show_phone_numbers=settings.log_show_phone_numbers,
+        show_phone_numbers=settings.parts.logging.show_phone_numbers,
     )
-    host, port = config.split_host_port(settings.http_addr)
+    host, port = config.split_host_port(part.http_addr)
     try:
         server = OpsServer(app, host, port)
     except OSError as exc:
-        raise CannotListen("http_addr", settings.http_addr, exc) from exc
+        raise CannotListen("http_addr", part.http_addr, exc) from exc
     dispatchers, webhook_jobs = webhook_parts(settings, store, health)
     parts = ServiceParts(
         # The push listener first: on a stop it stops accepting before the consumers drain;
@@ -69,8 +70,8 @@ def service(
         server=server,
         health=health,
         notifier=Notifier(),
-        heartbeat_timeout=settings.heartbeat_timeout,
-        shutdown_timeout=settings.shutdown_timeout,
+        heartbeat_timeout=part.heartbeat_timeout,
+        shutdown_timeout=part.shutdown_timeout,
         dispose=store.engine.dispose,
     )
 
@@ -84,26 +85,26 @@ def _jobs(
     settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
 ) -> list[Job]:
     jobs: list[Job] = [*prune_job(settings, store, health)]
-    if settings.compensator_enabled:
+    part = settings.parts.compensator
+    if part.enabled:
         beat = f"job.{COMPENSATOR_JOB}"
         comp = core.compensator(settings, sends, heartbeat=lambda: health.heartbeat(beat))
         if comp is not None:
-            jobs.append(
-                Job(COMPENSATOR_JOB, comp.run_once, settings.compensator_interval, stop=comp.stop)
-            )
+            jobs.append(Job(COMPENSATOR_JOB, comp.run_once, part.interval, stop=comp.stop))
     return jobs
 
 
 def prune_job(settings: config.Settings, store: SqlStore, health: Health) -> list[Job]:
     """The daily prune (none when ``prune_enabled`` is off); one replica at a time prunes."""
-    if not settings.prune_enabled:
+    part = settings.parts.retention
+    if not part.prune_enabled:
         return []
     prune = core.pruner(settings, store.engine, health)
 
     def run() -> None:
         prune.run(core.retention_cutoffs(settings, utc_now()))
 
-    return [Job("prune", run, settings.prune_interval, stop=prune.stop)]
+    return [Job("prune", run, part.prune_interval, stop=prune.stop)]
 
 
 def webhook_parts(
@@ -111,7 +112,8 @@ def webhook_parts(
 ) -> tuple[list[webhooks.Dispatcher], list[Job]]:
     """The webhook dispatcher and the hourly prune of finished events (none without
     endpoints)."""
-    endpoints = settings.webhooks
+    part = settings.parts.webhooks
+    endpoints = list(part.endpoints)
     if not endpoints:
         return [], []
     policy = webhook_policy(settings)
@@ -119,64 +121,69 @@ def webhook_parts(
         endpoints = [e.model_copy(update={"concurrency": 1}) for e in endpoints]
     outbox = SqlEventOutbox(store)
     workers = [webhooks.EndpointWorker(e, outbox, policy, health) for e in endpoints]
-    pruner = webhooks.EventPruner(outbox, settings.events_retention_days, health)
+    pruner = webhooks.EventPruner(outbox, part.retention_days, health)
     prune = Job("events_prune", pruner.run, 3600.0, stop=pruner.stop, first_run_in=60.0)
     return [webhooks.Dispatcher(workers, outbox, health, policy)], [prune]
 
 
 def webhook_policy(settings: config.Settings) -> webhooks.Policy:
     """Retries, backoff, polling and batch size of the webhook dispatcher."""
+    part = settings.parts.webhooks
     return webhooks.Policy(
-        retry_period=settings.webhook_retry_period,
-        backoff_initial=settings.webhook_backoff_initial,
-        backoff_max=settings.webhook_backoff_max,
-        poll_interval=settings.webhook_poll_interval,
-        batch_size=settings.webhook_batch_size,
+        retry_period=part.retry_period,
+        backoff_initial=part.backoff_initial,
+        backoff_max=part.backoff_max,
+        poll_interval=part.poll_interval,
+        batch_size=part.batch_size,
     )
 
 
 def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[push.PushListener]:
     """The HTTP push listener when ``push_addr`` is set (it binds its port here)."""
-    if not settings.push_addr or settings.push_token is None:
+    # One token and one time zone for the pushes of every account: today all accounts share
+    # push_token and provider_timezone (several accounts will each have their own path).
+    part, account = settings.parts.push, settings.parts.aliyun
+    if not part.addr or account.push_token is None:
         return []
     cfg = push.PushConfig(
-        token=settings.push_token.get_secret_value(),
-        tz=settings.timezone,
-        allow=config.parse_networks(settings.push_allow_cidrs),
-        trusted_proxies=config.parse_networks(settings.push_trusted_proxies),
-        max_body=settings.push_max_body,
-        max_elements=settings.push_max_elements,
+        token=account.push_token.get_secret_value(),
+        tz=account.timezone,
+        allow=part.allow,
+        trusted_proxies=part.trusted_proxies,
+        max_body=part.max_body,
+        max_elements=part.max_elements,
     )
-    host, port = config.split_host_port(settings.push_addr)
+    host, port = config.split_host_port(part.addr)
     try:
         listener = push.PushListener(
-            push.PushApp(sink, cfg), host, port, settings.push_threads, push_limits(settings)
+            push.PushApp(sink, cfg), host, port, part.threads, push_limits(settings)
         )
     except OSError as exc:
-        raise CannotListen("push_addr", settings.push_addr, exc) from exc
+        raise CannotListen("push_addr", part.addr, exc) from exc
     return [listener]
 
 
 def push_limits(settings: config.Settings) -> connections.Limits:
     """The push listener's connection bounds; at most what the open-files limit leaves
     after the ops server and the rest of the process (the soft limit is raised first)."""
+    part = settings.parts.push
     open_files = connections.raise_open_files_limit()
     room = open_files - OPS_LIMITS.max_connections - FILES_RESERVED
-    most = max(16, min(settings.push_max_connections, room))
-    if most < settings.push_max_connections:
+    most = max(16, min(part.max_connections, room))
+    if most < part.max_connections:
         log.warning(
             "push_connections_lowered",
             max_connections=most,
-            configured=settings.push_max_connections,
+            configured=part.max_connections,
             open_files_limit=open_files,
         )
     return connections.Limits(
         max_connections=most,
-        per_source=min(settings.push_max_connections_per_source, most),
-        header_timeout=settings.push_header_timeout,
-        body_timeout=settings.push_body_timeout,
-        idle_timeout=settings.push_channel_timeout,
-        exempt=config.parse_networks(settings.push_trusted_proxies),  # a proxy: many clients
+        per_source=min(part.max_connections_per_source, most),
+        header_timeout=part.header_timeout,
+        body_timeout=part.body_timeout,
+        idle_timeout=part.channel_timeout,
+        exempt=part.trusted_proxies,  # a proxy: many clients
     )
 
 

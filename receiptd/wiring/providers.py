@@ -1,6 +1,9 @@
 """The provider adapters built from Settings: API clients, queue factories, status lookups.
 
-A third provider adds its lookup to :func:`status_lookups`; the compensator does not change.
+Each adapter is built from one provider account (``settings.parts.accounts``; today the
+``default`` account of each provider). A third provider adds its account model to
+``receiptd.config.accounts`` and its lookup to :func:`account_lookup`; the compensator does
+not change.
 """
 
 from __future__ import annotations
@@ -18,37 +21,47 @@ if TYPE_CHECKING:
     from receiptd.providers.huawei.koomessage import KooMessageAccess
 
 
-def aliyun_access(settings: config.Settings, endpoint: str) -> OpenApiAccess:
+def aliyun_access(account: config.AliyunAccount, endpoint: str) -> OpenApiAccess:
     """The account keys, region and timeout for one Alibaba Cloud OpenAPI endpoint."""
     from receiptd.providers.aliyun.credentials import OpenApiAccess
 
     return OpenApiAccess(
         endpoint=endpoint,
-        access_key_id=settings.aliyun_access_key_id,
-        access_key_secret=settings.aliyun_access_key_secret.get_secret_value(),
-        region_id=settings.aliyun_region,
-        timeout_seconds=settings.aliyun_request_timeout,
+        access_key_id=account.access_key_id,
+        access_key_secret=account.access_key_secret.get_secret_value(),
+        region_id=account.region,
+        timeout_seconds=account.request_timeout,
     )
 
 
 def dysms_client(settings: config.Settings) -> DysmsClient:
     """A Dysmsapi client (SendSms, QuerySendDetails) with the configured keys and timeouts."""
+    return _dysms_client(settings.parts.aliyun)
+
+
+def _dysms_client(account: config.AliyunAccount) -> DysmsClient:
     from receiptd.providers.aliyun import dysms
 
-    return dysms.make_client(aliyun_access(settings, settings.aliyun_dysms_endpoint))
+    return dysms.make_client(aliyun_access(account, account.dysms_endpoint))
 
 
 def token_fetcher(settings: config.Settings) -> DybaseTokenFetcher:
     """QueryTokenForMnsQueue over a Dybaseapi client with the configured keys."""
+    return _token_fetcher(settings.parts.aliyun)
+
+
+def _token_fetcher(account: config.AliyunAccount) -> DybaseTokenFetcher:
     from receiptd.providers.aliyun import token
 
-    return token.DybaseTokenFetcher.connect(
-        aliyun_access(settings, settings.aliyun_dybase_endpoint)
-    )
+    return token.DybaseTokenFetcher.connect(aliyun_access(account, account.dybase_endpoint))
 
 
 def queue_name(settings: config.Settings, kind: domain.MessageType) -> str:
-    return settings.report_queue if kind is domain.MessageType.REPORT else settings.up_queue
+    return _queue_name(settings.parts.aliyun, kind)
+
+
+def _queue_name(account: config.AliyunAccount, kind: domain.MessageType) -> str:
+    return account.report_queue if kind is domain.MessageType.REPORT else account.up_queue
 
 
 def queue_factory(
@@ -61,21 +74,22 @@ def queue_factory(
     """
     from receiptd.providers.aliyun import credentials, mns, token
 
-    name = queue_name(settings, kind)
+    account = settings.parts.aliyun
+    name = _queue_name(account, kind)
     source: credentials.CredentialSource
-    if settings.token_mode:
-        endpoint = settings.aliyun_alicom_mns_endpoint
-        source = token.TokenCache(token_fetcher(settings), kind, name)
+    if account.token_mode:
+        endpoint = account.alicom_mns_endpoint
+        source = token.TokenCache(_token_fetcher(account), kind, name)
     else:
-        endpoint = str(settings.aliyun_mns_endpoint)
+        endpoint = str(account.mns_endpoint)
         source = credentials.StaticCredentials(
             credentials.MnsCredentials(
-                settings.aliyun_access_key_id,
-                settings.aliyun_access_key_secret.get_secret_value(),
-                settings.aliyun_security_token.get_secret_value(),
+                account.access_key_id,
+                account.access_key_secret.get_secret_value(),
+                account.security_token.get_secret_value(),
             )
         )
-    timeout = settings.consumer_socket_timeout
+    timeout = settings.parts.consumer.socket_timeout
 
     def make() -> ports.ReceiptQueue:
         return mns.MnsReceiptQueue(endpoint, name, source, timeout)
@@ -84,51 +98,53 @@ def queue_factory(
 
 
 def status_lookups(settings: config.Settings) -> list[ports.StatusLookup]:
-    """The status lookups of every configured provider.
+    """The status lookups of every configured provider account.
 
-    Raises config.ConfigError when a provider is configured but unusable (e.g. Huawei without
+    Raises config.ConfigError when an account is configured but unusable (e.g. Huawei without
     the ``receiptd[huawei]`` extra): a daemon must not silently leave its sends unsettled.
     """
-    lookups: list[ports.StatusLookup] = []
-    if settings.aliyun_configured:
-        from receiptd.providers.aliyun import dysms
+    return [account_lookup(account) for account in settings.parts.configured_accounts]
 
-        lookups.append(
-            dysms.AliyunStatusLookup(
-                dysms_client(settings),
-                tz=settings.timezone,
-                concurrency=dysms.AliyunStatusLookup.concurrency_for(
-                    settings.compensator_rate_limit
-                ),
-            )
-        )
-    if settings.huawei_configured:
-        lookups.append(huawei_lookup(settings))
-    return lookups
+
+def account_lookup(account: config.Account) -> ports.StatusLookup:
+    """The status lookup of one provider account."""
+    if isinstance(account, config.HuaweiAccount):
+        return _koomessage_lookup(account)
+    from receiptd.providers.aliyun import dysms
+
+    return dysms.AliyunStatusLookup(
+        _dysms_client(account),
+        tz=account.timezone,
+        concurrency=dysms.AliyunStatusLookup.concurrency_for(account.rate_limit),
+    )
 
 
 def huawei_lookup(settings: config.Settings) -> ports.StatusLookup:
     """The KooMessage lookup; ConfigError without a secret key or without the SDK extra."""
+    return _koomessage_lookup(settings.parts.huawei)
+
+
+def _koomessage_lookup(account: config.HuaweiAccount) -> ports.StatusLookup:
     from receiptd.providers.huawei import koomessage
 
-    if not settings.huawei_secret_access_key.get_secret_value():
+    if not account.secret_access_key.get_secret_value():
         raise config.ConfigError(
             "invalid setting huawei_secret_access_key: required when huawei_access_key_id is set"
         )
     try:
-        return koomessage.connect_lookup(koomessage_access(settings), tz=settings.timezone)
+        return koomessage.connect_lookup(koomessage_access(account), tz=account.timezone)
     except koomessage.HuaweiSdkMissing as exc:
         raise config.ConfigError(str(exc)) from None
 
 
-def koomessage_access(settings: config.Settings) -> KooMessageAccess:
+def koomessage_access(account: config.HuaweiAccount) -> KooMessageAccess:
     """KooMessage's endpoint and AK/SK; calls share the Aliyun request timeout setting."""
     from receiptd.providers.huawei.koomessage import KooMessageAccess
 
     return KooMessageAccess(
-        endpoint=settings.huawei_endpoint,
-        access_key_id=settings.huawei_access_key_id,
-        secret_access_key=settings.huawei_secret_access_key.get_secret_value(),
-        project_id=settings.huawei_project_id,
-        timeout_seconds=settings.aliyun_request_timeout,
+        endpoint=account.endpoint,
+        access_key_id=account.access_key_id,
+        secret_access_key=account.secret_access_key.get_secret_value(),
+        project_id=account.project_id,
+        timeout_seconds=account.request_timeout,
     )

@@ -270,7 +270,9 @@ def test_an_iam_token_is_accepted_and_a_wrong_one_refused(emu: Emulator) -> None
 
 def sdk_client(emu: Emulator) -> Any:
     sdk = koomessage._import_sdk()
-    return koomessage.build_client(wiring.providers.koomessage_access(huawei_settings(emu)), sdk)
+    return koomessage.build_client(
+        wiring.providers.koomessage_access(huawei_settings(emu).parts.huawei), sdk
+    )
 
 
 RECENT = windows.format_time(NOW - timedelta(days=1))

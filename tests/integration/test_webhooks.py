@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 
 import pytest
@@ -26,10 +27,14 @@ from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
 from receiptd.testing.receiver import Receiver
 from receiptd.webhooks import dispatcher as webhooks
+from receiptd.wiring import daemon
 from tests.integration.test_store import NOW, report, send
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-POLICY = webhooks.Policy(retry_period=3600, backoff_initial=10, backoff_max=600, batch_size=50)
+POLICY = webhooks.Policy(
+    retry_period=3600, backoff_initial=10, backoff_max=600, poll_interval=0.5, batch_size=50
+)
+DEFAULT_POLICY = daemon.webhook_policy(config.Settings())  # the settings' defaults
 
 
 class Clock:
@@ -259,7 +264,7 @@ def test_concurrent_workers_share_without_loss_or_duplicates(engine: sa.Engine) 
             webhooks.EndpointWorker(
                 endpoint(r.url),
                 SqlEventOutbox(store),
-                webhooks.Policy(batch_size=7),
+                replace(DEFAULT_POLICY, batch_size=7),
                 Health(),
                 clock=clock,
             )

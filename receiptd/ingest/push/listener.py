@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
-from receiptd import config, domain, metrics, ports
+from receiptd import domain, metrics, ports
 from receiptd.clock import Clock, utc_now
+from receiptd.config.values import IPNetwork, in_networks
 from receiptd.ingest import poison
 from receiptd.ingest.mns import batch as batches
 from receiptd.ingest.push import formats as push_formats
@@ -46,8 +47,8 @@ Parser = Callable[[bytes, "PushConfig"], push_formats.Parsed]
 class PushConfig:
     token: str
     tz: tzinfo = domain.CHINA_TZ
-    allow: tuple[config.IPNetwork, ...] = ()
-    trusted_proxies: tuple[config.IPNetwork, ...] = ()
+    allow: tuple[IPNetwork, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = ()
     max_body: int = 1024 * 1024
     max_elements: int = push_formats.DEFAULT_MAX_ELEMENTS
 
@@ -325,7 +326,7 @@ def _read_body(environ: Mapping[str, Any], limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
-def client_address(environ: Mapping[str, Any], trusted: tuple[config.IPNetwork, ...]) -> str:
+def client_address(environ: Mapping[str, Any], trusted: tuple[IPNetwork, ...]) -> str:
     """The peer; from a trusted proxy, the right-most ``X-Forwarded-For`` hop that is not
     itself a trusted proxy (hops left of it could be forged by the client)."""
     peer = str(environ.get("REMOTE_ADDR", ""))
@@ -338,7 +339,7 @@ def client_address(environ: Mapping[str, Any], trusted: tuple[config.IPNetwork, 
     return peer
 
 
-_allowed = config.in_networks
+_allowed = in_networks
 
 
 class PushListener:

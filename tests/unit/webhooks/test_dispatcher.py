@@ -21,7 +21,9 @@ from receiptd.webhooks import dispatcher as webhooks
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-POLICY = webhooks.Policy(retry_period=3600, backoff_initial=10, backoff_max=600, batch_size=50)
+POLICY = webhooks.Policy(
+    retry_period=3600, backoff_initial=10, backoff_max=600, poll_interval=0.5, batch_size=50
+)
 TYPES = (events.EventType.SEND_DELIVERED, events.EventType.SEND_FAILED)
 
 
