@@ -123,22 +123,9 @@ def compensator(
 
 
 def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, timedelta]:
-    """The status horizon per provider: ``compensator_horizon_<provider>`` when set, else
-    ``compensator_horizon``; zero means none (ask up to the provider's query window).
-
-    Each override is named, not looked up by a computed name: a renamed setting fails type
-    checking, and a provider added without one fails here (KeyError) instead of silently
-    taking the default."""
-    overrides = {
-        domain.Provider.ALIYUN: settings.compensator_horizon_aliyun,
-        domain.Provider.HUAWEI: settings.compensator_horizon_huawei,
-    }
-    horizons = {}
-    for provider in domain.Provider:
-        own = overrides[provider]
-        seconds = settings.compensator_horizon if own is None else own
-        horizons[provider] = timedelta(seconds=seconds)
-    return horizons
+    """The status horizon per provider: its account's (``compensator_horizon_<provider>``
+    when set, else ``compensator_horizon``; zero means none: ask up to the query window)."""
+    return {domain.Provider(a.provider): a.horizon for a in settings.parts.accounts}
 
 
 # --- retention (receiptd prune, the daily prune job) -------------------------------------------
