@@ -1,4 +1,4 @@
-"""systemd/receiptd.daemon.service, unmodified, booted by systemd in a Debian bookworm machine.
+"""systemd/receiptd.service, unmodified, booted by systemd in a Debian bookworm machine.
 
 The machine (``systemd-nspawn -b``, own network namespace) gets receiptd from a wheel of this
 checkout (installed with ``pip --no-index``: no network needed), the unit at
@@ -23,7 +23,7 @@ from tests.deploy import artifacts
 from tests.deploy.conftest import require
 from tests.deploy.machine import Machine
 
-UNIT = artifacts.REPO / "systemd" / "receiptd.daemon.service"
+UNIT = artifacts.REPO / "systemd" / "receiptd.service"
 EMULATOR_PORT = 18080
 STATUS_TOKEN = "deploy-tier-status-token"
 DRAIN_BOUND = 10.0  # the unit's RECEIPTD_SHUTDOWN_TIMEOUT
@@ -93,7 +93,7 @@ def machine(
     start = time.monotonic()
     install_receiptd(root, *wheels)
     print(f"receiptd installed into the machine in {time.monotonic() - start:.1f} s")
-    shutil.copyfile(UNIT, root / "etc/systemd/system/receiptd.daemon.service")
+    shutil.copyfile(UNIT, root / "etc/systemd/system/receiptd.service")
     write_config(root)
     machine = Machine(root, work / "console.log")
     try:
@@ -256,7 +256,7 @@ def test_stop_drains_with_success_and_the_journal_has_no_sandbox_errors(
     assert seconds < DRAIN_BOUND, f"stop took {seconds:.1f} s"
     print(f"systemctl stop receiptd: {seconds:.2f} s")
     journal = machine.journal("receiptd")
-    assert "Started receiptd.daemon.service" in journal
+    assert "Started receiptd.service" in journal
     # The watchdog test's deliberate SIGABRT aside, nothing the sandbox refused.
     problems = [line for line in journal.splitlines() if SANDBOX_ERRORS.search(line)]
     assert problems == [], "\n".join(problems)

@@ -1,4 +1,4 @@
-"""Checks of systemd/receiptd.daemon.service and the example config systemd/receiptd.toml.
+"""Checks of systemd/receiptd.service and the example config systemd/receiptd.toml.
 
 Two kinds of checks:
 
@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from receiptd import cli
 
 REPO = Path(__file__).resolve().parents[2]
-UNIT = REPO / "systemd" / "receiptd.daemon.service"
+UNIT = REPO / "systemd" / "receiptd.service"
 EXAMPLE_CONFIG = REPO / "systemd" / "receiptd.toml"
 
 MAX_EXPOSURE = 1.5
