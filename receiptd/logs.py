@@ -46,6 +46,13 @@ class Redactor:
         return text
 
 
+# structlog binds each logger for good on its first use once configured: faster, and right
+# for a process that configures logging once. A test process configures it again and again
+# (every in-process CLI test) and captures logs in between (structlog.testing.capture_logs),
+# which a logger frozen by an earlier test would bypass: tests/conftest.py turns it off.
+CACHE_LOGGERS = True
+
+
 def configure(
     level: str = "INFO",
     fmt: str = "auto",
@@ -81,7 +88,7 @@ def configure(
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from receiptd import logs
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.models import Base
@@ -71,6 +72,13 @@ def drop_server_database(backend: str, url: str) -> None:
                 conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
     finally:
         admin.dispose()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _loggers_never_frozen() -> None:
+    """receiptd.logs.CACHE_LOGGERS says why: after an in-process CLI test has configured
+    logging, a later test's capture_logs must still see every logger."""
+    logs.CACHE_LOGGERS = False
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import pytest
 from tests.deploy import artifacts
 
 README = artifacts.REPO / "README.md"
-PACKAGE = artifacts.REPO / "receiptd"
+PACKAGES = ("receiptd", "receiptd_emulator")  # one distribution, two top-level packages
 
 
 def readme_install_block() -> str:
@@ -31,10 +31,11 @@ def readme_install_block() -> str:
 
 
 def package_files() -> set[str]:
-    """Every file of the package in the checkout, as the wheel must hold it."""
+    """Every file of the packages in the checkout, as the wheel must hold it."""
     return {
         str(path.relative_to(artifacts.REPO))
-        for path in PACKAGE.rglob("*")
+        for package in PACKAGES
+        for path in (artifacts.REPO / package).rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
     }
 
@@ -84,7 +85,7 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_and_the_sdist_carry_every_package_file(dist: Path) -> None:
     (wheel,) = dist.glob("receiptd-*.whl")
     with zipfile.ZipFile(wheel) as archive:
-        shipped = {name for name in archive.namelist() if name.startswith("receiptd/")}
+        shipped = {n for n in archive.namelist() if n.split("/")[0] in PACKAGES}
     missing = package_files() - shipped
     assert not missing, f"not in the wheel (package-data in pyproject.toml): {sorted(missing)}"
     for data in ("receiptd/py.typed", "receiptd/db/migrations/script.py.mako"):
