@@ -34,19 +34,24 @@ def test_json_lines_skip_blank_lines_and_default_to_aliyun() -> None:
     )
 
 
+GOOD = '{"biz_id": "B1", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"}\n'
+HEADER = "biz_id,phone_number,sent_at\n"
+ROW = "B1,1,2026-11-24T01:30:00Z\n"
+
+
 @pytest.mark.parametrize(
     ("text", "error"),
     [
         ('{"biz_id": "B1"}\n', "1: phone_number is required"),
-        ('{"biz_id": "B1", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"}\n{x', "2: not valid JSON"),
-        ('{"biz_id": "B1", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"}\n[1]', "2: each line must be a JSON object"),
+        (GOOD + "{x", "2: not valid JSON"),
+        (GOOD + "[1]", "2: each line must be a JSON object"),
         ("biz_id,phone_number,sent_at,colour\n", "1: unknown column(s) colour"),
-        ("biz_id,phone_number,sent_at\nB1,1,2026-11-24T01:30:00Z,extra\n", "2: more fields than the header has"),
-        ("biz_id,phone_number,sent_at\nB1,1,2026-11-24T01:30:00Z\nB2,1,yesterday\n", "3: sent_at 'yesterday' is not ISO 8601"),
-        ("biz_id,phone_number,sent_at\nB1,1,2026-11-24T09:30:00\n", "2: sent_at needs a zone"),
-        ("provider,biz_id,phone_number,sent_at\ntencent,B1,1,2026-11-24T01:30:00Z\n", "2: unknown provider 'tencent'"),
+        (HEADER + ROW.replace("Z", "Z,extra"), "2: more fields than the header has"),
+        (HEADER + ROW + "B2,1,yesterday\n", "3: sent_at 'yesterday' is not ISO 8601"),
+        (HEADER + "B1,1,2026-11-24T09:30:00\n", "2: sent_at needs a zone"),
+        ("provider," + HEADER + "tencent," + ROW, "2: unknown provider 'tencent'"),
     ],
-)  # fmt: skip
+)
 def test_the_first_bad_line_is_named(text: str, error: str) -> None:
     with pytest.raises(registration.ImportLineError) as raised:
         registration.parse_sends(text)
