@@ -59,7 +59,6 @@ NOT_YET_MIRRORED = frozenset(
         "receiptd/providers/aliyun/credentials.py",
         "receiptd/providers/aliyun/dysms.py",
         "receiptd/providers/aliyun/openapi.py",
-        "receiptd/providers/huawei/matching.py",
         "receiptd/testing/emulated.py",
         "receiptd/testing/receiver.py",
         "receiptd/wiring/core.py",
@@ -70,12 +69,10 @@ NOT_YET_MIRRORED = frozenset(
         "receiptd_emulator/credentials.py",
         "receiptd_emulator/koomessage.py",
         "receiptd_emulator/koomessage_store.py",
-        "receiptd_emulator/mns_handles.py",
         "receiptd_emulator/mns_long_polls.py",
         "receiptd_emulator/mns_ops.py",
         "receiptd_emulator/provider.py",
         "receiptd_emulator/router.py",
-        "receiptd_emulator/timeutil.py",
     }
 )
 
