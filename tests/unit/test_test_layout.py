@@ -56,9 +56,7 @@ NOT_YET_MIRRORED = frozenset(
         "receiptd/cli/status.py",
         "receiptd/db/settle.py",
         "receiptd/demo.py",  # run end to end by tests/system/test_demo.py
-        "receiptd/providers/aliyun/credentials.py",
         "receiptd/providers/aliyun/dysms.py",
-        "receiptd/providers/aliyun/openapi.py",
         "receiptd/testing/emulated.py",
         "receiptd/testing/receiver.py",
         "receiptd/wiring/core.py",
