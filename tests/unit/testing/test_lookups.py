@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -64,11 +64,6 @@ def test_the_window_is_aliyuns_unless_given() -> None:
 
 def test_the_limiter_counts_from_every_thread() -> None:
     limiter = CountingLimiter()
-    threads = [
-        threading.Thread(target=lambda: [limiter.acquire() for _ in range(500)]) for _ in range(4)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: limiter.acquire(), range(2000)))
     assert limiter.acquired == 2000

@@ -15,21 +15,13 @@ from receiptd.testing.queues import InMemoryQueue, InMemorySink
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_message_comes_back_after_its_visibility_timeout_with_a_new_handle() -> None:
-    clock = Clock()
-    queue = InMemoryQueue(visibility_timeout=30, clock=clock)
+    now = [0.0]
+    queue = InMemoryQueue(visibility_timeout=30, clock=lambda: now[0])
     queue.send("a")
     (first,) = queue.receive(16, 0)
     assert queue.receive(16, 0) == []  # in flight: invisible
-    clock.now = 30.0
+    now[0] = 30.0
     (again,) = queue.receive(16, 0)
     assert (again.message_id, again.dequeue_count) == (first.message_id, 2)
     assert again.receipt_handle != first.receipt_handle
