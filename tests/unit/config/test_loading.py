@@ -1,23 +1,15 @@
-"""Settings: layering, secret files, and errors that name the key."""
+"""Loading the settings (receiptd.config.loading): layering, secret files, and errors that
+name the key."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from receiptd import config
 
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("RECEIPTD_") or key == "CREDENTIALS_DIRECTORY":
-            monkeypatch.delenv(key)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_defaults() -> None:
@@ -99,41 +91,3 @@ def test_bad_toml_names_the_file(tmp_path: Path) -> None:
     toml.write_text("= nope")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
         config.load_settings(toml)
-
-
-def test_cli_config_check_exits_2_without_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RECEIPTD_DATABASE_URL", "nonsense")
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiptd", "config", "check"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert proc.returncode == 2
-    assert "database_url" in proc.stderr
-    assert "Traceback" not in proc.stderr + proc.stdout
-
-
-def test_cli_config_check_masks_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RECEIPTD_ALIYUN_ACCESS_KEY_SECRET", "very-secret-value")
-    monkeypatch.setenv("RECEIPTD_DATABASE_URL", "postgresql+psycopg://u:dbpass123@h/db")
-    proc = subprocess.run(
-        [sys.executable, "-m", "receiptd", "config", "check"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "very-secret-value" not in proc.stdout
-    assert "dbpass123" not in proc.stdout
-    assert 'aliyun_access_key_secret = "**********"' in proc.stdout
-
-
-def test_run_without_any_provider_stops_with_exit_2(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from receiptd.cli import main
-
-    env = {"RECEIPTD_DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}"}
-    result = CliRunner().invoke(main, ["run"], env=env)
-    assert result.exit_code == 2
-    assert "invalid setting aliyun_access_key_id: no provider is configured" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -53,3 +54,34 @@ def test_a_lock_in_one_database_does_not_hold_another_on_the_same_server(
         locks.held(two, locks.PRUNE, wait=False) as elsewhere,
     ):
         assert first and elsewhere
+
+
+def test_sqlite_always_grants_a_lock(tmp_path: Path) -> None:
+    """SQLite has one writer already: a second holder is not kept off."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'l.db'}")
+    try:
+        with (
+            locks.held(engine, locks.PRUNE, wait=False) as first,
+            locks.held(engine, locks.PRUNE, wait=False) as second,
+        ):
+            assert first and second
+    finally:
+        engine.dispose()
+
+
+def test_take_write_lock_holds_sqlites_write_lock_until_commit(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (n INTEGER)")
+        other = sa.create_engine(f"sqlite:///{tmp_path / 'w.db'}", connect_args={"timeout": 0})
+        with engine.begin() as conn:
+            locks.take_write_lock(conn)
+            locks.take_write_lock(conn)  # already in a transaction: nothing more
+            with pytest.raises(sa.exc.OperationalError, match="locked"), other.begin() as o:
+                o.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with other.begin() as o:
+            o.exec_driver_sql("INSERT INTO t VALUES (2)")  # released with the commit
+        other.dispose()
+    finally:
+        engine.dispose()

@@ -1,0 +1,67 @@
+"""Emulator profiles (receiptd_emulator.profiles): shipped ones, files, validation, fates."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from receiptd_emulator.faults import FaultSpec
+from receiptd_emulator.profiles import FATES, Profile
+
+
+@pytest.mark.parametrize("name", ["default", "lossy", "chaos", "demo"])
+def test_shipped_profiles_load(name: str) -> None:
+    profile = Profile.load(name)
+    assert profile.name == name
+    assert profile.report_queue == f"Alicom-Queue-{profile.account_uid}-SmsReport"
+
+
+def test_profile_sections_and_files(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(
+        "seed = 3\n[receipts]\ndelay = [1.0, 2.0]\nlost = 0.5\n[replies]\nrate = 0.25\n"
+        'samples = ["ok"]\n[faults.mns]\nerror_rate = 0.1\n[qps]\nSendSms = 5\n'
+        '[[failures]]\ncode = "X"\nmessage = "y"\n',
+        encoding="utf-8",
+    )
+    profile = Profile.load(path)
+    assert (profile.name, profile.seed, profile.receipt_delay, profile.lost) == (
+        "mine",
+        3,
+        (1.0, 2.0),
+        0.5,
+    )
+    assert (profile.reply_rate, profile.replies) == (0.25, ("ok",))
+    assert profile.faults["mns"] == FaultSpec(error_rate=0.1)
+    assert profile.qps == {"SendSms": 5}
+    assert [f.code for f in profile.failures] == ["X"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"bogus": 1},
+        {"receipts": {"lost": 0.8, "duplicate": 0.5}},
+        {"outcomes": {"delivered": 0, "failed": 0, "pending": 0}},
+        {"receipts": {"delay": [3.0, 1.0]}},
+        {"faults": {"nope": {}}},
+    ],
+)
+def test_invalid_profiles_are_rejected(data: dict[str, object]) -> None:
+    with pytest.raises((ValueError, TypeError)):
+        Profile.from_mapping(data)
+
+
+def test_unknown_profile_name() -> None:
+    with pytest.raises(ValueError, match="unknown profile"):
+        Profile.load("no-such-profile")
+
+
+def test_fate_draws_follow_weights() -> None:
+    profile = Profile(lost=0.3)
+    rng = random.Random(1)
+    fates = [profile.pick_fate(rng) for _ in range(10_000)]
+    assert set(fates) <= set(FATES)
+    assert 2700 < fates.count("lost") < 3300

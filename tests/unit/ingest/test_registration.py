@@ -1,0 +1,76 @@
+"""The sends import/registration format (receiptd.ingest.registration): CSV, JSON lines, errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from receiptd import domain, ports
+from receiptd.ingest import registration
+
+SENT = datetime(2026, 11, 24, 1, 30, tzinfo=UTC)
+
+
+def test_csv_with_a_header_gives_one_send_per_row_in_utc() -> None:
+    text = (
+        "provider,biz_id,phone_number,sent_at,out_id\n"
+        "aliyun,B1,13800000001,2026-11-24T09:30:00+08:00,o1\n"
+        "huawei,T2,13800000002,2026-11-24T01:30:00+00:00,\n"
+    )
+    first, second = registration.parse_sends(text)
+    assert first == ports.NewSend(domain.Provider.ALIYUN, "B1", "13800000001", SENT, "o1")
+    assert (second.provider, second.out_id, second.sent_at) == (domain.Provider.HUAWEI, None, SENT)
+    assert first.sent_at.tzinfo is UTC
+
+
+def test_json_lines_skip_blank_lines_and_default_to_aliyun() -> None:
+    text = '{"biz_id": "B1", "phone_number": 13800000001, "sent_at": "2026-11-24T01:30:00Z"}\n\n'
+    (send,) = registration.parse_sends(text)
+    assert (send.provider, send.phone_number, send.sent_at) == (
+        domain.Provider.ALIYUN,
+        "13800000001",
+        SENT,
+    )
+
+
+GOOD = '{"biz_id": "B1", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"}\n'
+HEADER = "biz_id,phone_number,sent_at\n"
+ROW = "B1,1,2026-11-24T01:30:00Z\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ('{"biz_id": "B1"}\n', "1: phone_number is required"),
+        (GOOD + "{x", "2: not valid JSON"),
+        (GOOD + "[1]", "2: each line must be a JSON object"),
+        ("biz_id,phone_number,sent_at,colour\n", "1: unknown column(s) colour"),
+        (HEADER + ROW.replace("Z", "Z,extra"), "2: more fields than the header has"),
+        (HEADER + ROW + "B2,1,yesterday\n", "3: sent_at 'yesterday' is not ISO 8601"),
+        (HEADER + "B1,1,2026-11-24T09:30:00\n", "2: sent_at needs a zone"),
+        ("provider," + HEADER + "tencent," + ROW, "2: unknown provider 'tencent'"),
+    ],
+)
+def test_the_first_bad_line_is_named(text: str, error: str) -> None:
+    with pytest.raises(registration.ImportLineError) as raised:
+        registration.parse_sends(text)
+    assert str(raised.value).startswith(error)
+
+
+def test_a_record_with_unknown_fields_or_blank_required_ones_is_refused() -> None:
+    base = {"biz_id": "B1", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"}
+    with pytest.raises(ValueError, match=r"unknown field\(s\) a, b"):
+        registration.new_send({**base, "b": 1, "a": 2})
+    with pytest.raises(ValueError, match="biz_id is required"):
+        registration.new_send({**base, "biz_id": "  "})
+    with pytest.raises(ValueError, match="phone_number is required"):
+        registration.new_send({**base, "phone_number": None})
+
+
+def test_optional_fields_are_stripped_and_blank_means_absent() -> None:
+    send = registration.new_send(
+        {"biz_id": " B1 ", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z",
+         "template_code": " SMS_1 ", "sign_name": ""}
+    )  # fmt: skip
+    assert (send.biz_id, send.template_code, send.sign_name) == ("B1", "SMS_1", None)

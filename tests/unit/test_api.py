@@ -1,0 +1,104 @@
+"""The Python API (receiptd.api): numbers, send then register, registration failures."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from receiptd import api, domain, ports
+from receiptd.providers.aliyun import dysms
+from receiptd.testing import InMemorySendStore
+
+NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
+
+
+class FakeDysms:
+    """A Dysmsapi client's ``send_sms`` as the SDK answers it: a response with a ``body``."""
+
+    def __init__(self, code: str = "OK") -> None:
+        self.code = code
+        self.requests: list[Any] = []
+
+    def send_sms(self, request: Any) -> Any:
+        self.requests.append(request)
+        body = SimpleNamespace(code=self.code, message="refused", biz_id="BIZ1", request_id="R1")
+        return SimpleNamespace(body=body)
+
+
+def send(
+    client: FakeDysms, store: ports.SendStore, numbers: Any = "13800000001", **kw: Any
+) -> api.SendResult:
+    return api.send_and_register(client, store, numbers, "Sign", "SMS_1", clock=lambda: NOW, **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "numbers"),
+    [
+        ("13800000001, 13800000002,,", ("13800000001", "13800000002")),
+        (["13800000002", " 13800000001", "13800000002"], ("13800000002", "13800000001")),
+    ],
+)
+def test_split_numbers_drops_blanks_and_repeats_and_keeps_order(
+    given: Any, numbers: tuple[str, ...]
+) -> None:
+    assert api.split_numbers(given) == numbers
+
+
+def test_split_numbers_needs_one_to_a_thousand_numbers() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        api.split_numbers(" , ")
+    assert len(api.split_numbers([f"1380000{i:04d}" for i in range(1000)])) == 1000
+    with pytest.raises(ValueError, match="at most 1,000"):
+        api.split_numbers([f"1380000{i:04d}" for i in range(1001)])
+
+
+def test_send_and_register_sends_once_and_registers_a_row_per_recipient() -> None:
+    client, store = FakeDysms(), InMemorySendStore()
+    result = send(
+        client, store, "13800000001,+8613800000002", template_param={"code": "十二"}, out_id="o1"
+    )
+    assert result == api.SendResult("BIZ1", "R1", ("13800000001", "+8613800000002"), NOW, 2)
+    (request,) = client.requests
+    assert request.phone_numbers == "13800000001,+8613800000002"
+    assert request.template_param == '{"code": "十二"}'  # JSON, not escaped
+    rows = sorted(store.by_biz_id("BIZ1"), key=lambda r: r["phone_number"])
+    assert [r["phone_number"] for r in rows] == ["13800000001", "13800000002"]
+    assert {(r["status"], r["out_id"]) for r in rows} == {("pending", "o1")}
+
+
+def test_a_template_param_string_is_passed_through() -> None:
+    client = FakeDysms()
+    send(client, InMemorySendStore(), template_param='{"a":1}')
+    assert client.requests[0].template_param == '{"a":1}'
+
+
+def test_a_refused_send_raises_dysms_error_and_registers_nothing() -> None:
+    store = InMemorySendStore()
+    with pytest.raises(dysms.DysmsError) as raised:
+        send(FakeDysms(code="isv.MOBILE_NUMBER_ILLEGAL"), store)
+    assert raised.value.code == "isv.MOBILE_NUMBER_ILLEGAL"
+    assert store.rows == {}
+
+
+def test_a_send_whose_row_cannot_be_written_says_what_to_register() -> None:
+    store = InMemorySendStore()
+    store.unavailable = True
+    with pytest.raises(api.RegistrationFailed) as raised:
+        send(FakeDysms(), store)
+    assert raised.value.result == api.SendResult("BIZ1", "R1", ("13800000001",), NOW, 0)
+    assert isinstance(raised.value.__cause__, ports.StoreUnavailable)
+
+
+def test_register_send_is_idempotent_and_needs_an_aware_time() -> None:
+    store = InMemorySendStore()
+    kwargs: dict[str, Any] = {"biz_id": "T1", "phone_numbers": ["13800000001"], "now": NOW}
+    sent = NOW - timedelta(minutes=1)
+    assert api.register_send(store, sent_at=sent, provider=domain.Provider.HUAWEI, **kwargs) == 1
+    assert api.register_send(store, sent_at=sent, provider=domain.Provider.HUAWEI, **kwargs) == 0
+    (row,) = store.rows.values()
+    assert row.send.provider is domain.Provider.HUAWEI
+    with pytest.raises(ValueError, match="timezone-aware"):
+        api.register_send(store, sent_at=datetime(2026, 11, 25, 8, 0), **kwargs)  # noqa: DTZ001
