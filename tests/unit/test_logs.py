@@ -84,3 +84,19 @@ def test_chatty_libraries_stay_at_warning_unless_debugging(restored: None) -> No
     logging.getLogger("sqlalchemy").setLevel(logging.NOTSET)
     logs.configure(level="DEBUG", fmt="json", stream=io.StringIO())
     assert logging.getLogger("sqlalchemy").level == logging.DEBUG
+
+
+def test_a_logger_used_between_two_configures_is_still_captured() -> None:
+    """tests/conftest.py turns logs.CACHE_LOGGERS off: a logger first used after one
+    configure() and captured after another (two in-process CLI tests, then a capture) is
+    seen; with caching it kept the first configuration's processors and the capture was
+    empty (the push_stored test failed by module order)."""
+    from receiptd.ingest.push import listener
+
+    assert logs.CACHE_LOGGERS is False
+    logs.configure(stream=io.StringIO())
+    listener.log.info("first_use")
+    logs.configure(stream=io.StringIO())
+    with structlog.testing.capture_logs() as captured:
+        listener.log.info("after_reconfigure")
+    assert [e["event"] for e in captured] == ["after_reconfigure"]
