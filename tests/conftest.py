@@ -145,8 +145,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Under pytest-xdist (``make test`` runs ``-n`` workers with ``--dist loadgroup``) a
     module's tests run in one worker, so its module fixtures (an emulator, daemons, a scratch
     database) are built once; the deploy tier is one group: its tests share one Docker Engine
-    data root and one debootstrap'd tree, which two workers must not drive at once."""
-    if config.getoption("dist", "no") == "no":
+    data root and one debootstrap'd tree, which two workers must not drive at once.
+
+    The markers are read where the items are collected, in each worker, and there xdist sets
+    ``--dist`` to "no" and ``loadgroup`` to what was asked (xdist/remote.py): asking ``dist``
+    here made the hook a no-op in every worker, so the groups never existed — a module's
+    tests went to several workers, each building the module's fixtures (two ``python -m
+    build`` in one checkout deleted each other's sdist tree; two image builds untagged each
+    other's image)."""
+    if not getattr(config.option, "loadgroup", False):
         return
     for item in items:
         path = Path(str(item.path)).resolve().relative_to(TESTS)
@@ -169,3 +176,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if _MIGRATION_BACKENDS:
         line = ", ".join(f"{b}: {o}" for b, o in sorted(_MIGRATION_BACKENDS.items()))
         terminalreporter.write_line(f"migration tests by database: {line}")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """The groups above hold, or the suite stops: xdist marks a grouped test by renaming its
+    node id (``…@group``), and a pytest that ignores the rename (9.2, pytest-dev/pytest-xdist
+    #1386) would silently spread a module over workers again."""
+    grouping = getattr(session.config.option, "loadgroup", False)
+    if grouping and session.items and not any("@" in item.nodeid for item in session.items):
+        raise pytest.UsageError(
+            "pytest-xdist lost the test groups (--dist loadgroup): see the pytest pin in "
+            "pyproject.toml"
+        )
