@@ -67,15 +67,16 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # /usr/local/bin/receiptd, the same path the systemd unit uses.
 COPY --from=deps /opt/receiptd /opt/receiptd
 COPY --from=builder /staged/ /
-# Bytecode for what receiptd imports (every receiptd module, with what they load at import,
+# Bytecode for what receiptd imports (every module of receiptd and receiptd_emulator, with what they load at import,
 # and the drivers and SDK modules loaded on first use), written once here because the root
 # filesystem is read-only at run time: a start then skips compiling them (seconds). Modules
 # never imported stay source only (about 20 MB less than compiling everything); one missed
 # here is compiled in memory when imported, as without this step.
 RUN ln -s /opt/receiptd/bin/receiptd /usr/local/bin/receiptd \
     && PYTHONDONTWRITEBYTECODE= /opt/receiptd/bin/python -c "\
-import importlib, pkgutil, receiptd; \
-names = [m.name for m in pkgutil.walk_packages(receiptd.__path__, 'receiptd.') \
+import importlib, pkgutil, receiptd, receiptd_emulator; \
+names = [m.name for p in (receiptd, receiptd_emulator) \
+         for m in pkgutil.walk_packages(p.__path__, p.__name__ + '.') \
          if not m.name.endswith('__main__') and '.migrations.' not in m.name]; \
 names += ['psycopg', 'pymysql', 'sqlalchemy.dialects.postgresql.psycopg', \
           'sqlalchemy.dialects.mysql.pymysql', 'alembic.command', 'alembic.config', \
