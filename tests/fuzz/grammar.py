@@ -47,6 +47,14 @@ class Body:
         """A queue body as the consumer sees it (``QueueMessage.body``)."""
         return self.raw.decode("utf-8", "surrogatepass")
 
+    def __repr__(self) -> str:
+        # Hypothesis prints a failing example's repr: the whole body of a megabyte-deep nesting
+        # made that repr itself fail ("overly large repr", an error under -W error) and hid
+        # the finding. The head and the length say which body it was.
+        head = self.raw[:120]
+        more = f"… ({len(self.raw):,} bytes)" if len(self.raw) > len(head) else ""
+        return f"Body(raw={head!r}{more}, valid={self.valid}, nul={self.nul})"
+
 
 def _json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
