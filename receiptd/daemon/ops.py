@@ -224,5 +224,5 @@ class OpsServer(HttpServer):
         limits: connections.Limits = OPS_LIMITS,
         **options: Any,
     ) -> None:
-        options.setdefault("max_request_body_size", MAX_REGISTRATION_BODY)
+        options.setdefault("max_body", MAX_REGISTRATION_BODY)
         super().__init__(app, host, port, limits=limits, name="ops", threads=threads, **options)

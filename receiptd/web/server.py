@@ -16,7 +16,7 @@ from waitress import wasyncore
 from receiptd.web import connections
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-MAX_REQUEST_BODY = 1024 * 1024  # bytes; a listener may raise it (the push port does)
+MAX_REQUEST_BODY = 1024 * 1024  # bytes, the largest body taken; a listener may raise it
 _STATUS_TEXT = {
     200: "OK",
     400: "Bad Request",
@@ -70,15 +70,19 @@ class HttpServer:
         limits: connections.Limits,
         name: str,
         threads: int = 4,
+        max_body: int = MAX_REQUEST_BODY,
         clock: Callable[[], float] = time.monotonic,
         **options: Any,
     ) -> None:
-        """``options`` override waitress's settings below (each port has its own);
-        ``clock`` times the connection deadlines (tests control it)."""
+        """``max_body`` is the largest body taken (bytes; a longer one is answered 413 from
+        its head, unread); ``options`` override waitress's settings below (each port has its
+        own); ``clock`` times the connection deadlines (tests control it)."""
         settings: dict[str, Any] = {
             "threads": threads,
             "max_request_header_size": 16 * 1024,
-            "max_request_body_size": MAX_REQUEST_BODY,
+            # waitress refuses a Content-Length *at* its bound (``>=``, waitress/parser.py):
+            # one more byte makes ``max_body`` itself the largest body taken.
+            "max_request_body_size": max_body + 1,
             "clear_untrusted_proxy_headers": True,
             "ident": "receiptd",
         }

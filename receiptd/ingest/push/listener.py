@@ -356,7 +356,7 @@ class PushListener:
             threads=threads,
             limits=limits,
             name="push",
-            max_request_body_size=app.cfg.max_body,
+            max_body=app.cfg.max_body,
             clear_untrusted_proxy_headers=False,  # PushApp reads X-Forwarded-For itself
         )
 
