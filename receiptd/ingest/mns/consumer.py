@@ -115,7 +115,13 @@ class Consumer:
             monotonic=monotonic,
             max_dequeue=max_dequeue,
         )
-        self._threads_wanted = threads
+        # Every worker's loop is known to the health registry from here, before any starts:
+        # readiness ("every consumer loop has polled once", wiring.daemon.queues_check) is
+        # asked by the ops port, which answers while the loops are still being started, and
+        # must not pass on the loops that happen to be running already.
+        self._names = [f"consumer.{self.label}.{i}" for i in range(threads)]
+        for name in self._names:
+            health.register(name)
         self._threads: list[threading.Thread] = []
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
@@ -136,9 +142,7 @@ class Consumer:
         """
         if self._threads:
             raise RuntimeError("consumer already started")
-        for i in range(self._threads_wanted):
-            name = f"consumer.{self.label}.{i}"
-            self.shared.health.register(name)
+        for i, name in enumerate(self._names):
             worker = _Worker(self.shared, name, leader=i == 0)
             thread = threading.Thread(
                 target=self._run_worker, args=(worker, until_idle), name=name, daemon=True

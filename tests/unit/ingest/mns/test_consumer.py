@@ -11,8 +11,10 @@ from receiptd import domain, ports
 from receiptd.daemon.health import Health
 from receiptd.ingest.mns.consumer import Backoff, Consumer
 from receiptd.testing.queues import InMemoryQueue, InMemorySink
+from receiptd.wiring.daemon import queues_check
 from tests.consuming import until_idle
 
+UP = domain.MessageType.UP
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 FAST = Backoff(base=0.001, cap=0.002)
 
@@ -54,6 +56,23 @@ def test_stores_then_deletes_everything_and_counts_duplicates() -> None:
     assert queue.depth() == 0
     assert (stats.received, stats.stored, stats.duplicates) == (40, 30, 10)
     assert stats.deleted == 40
+
+
+def test_readiness_waits_for_every_loop_of_every_consumer_not_only_those_started() -> None:
+    # The ops port answers /readyz while the service is still starting its loops: a check
+    # that saw only the loops started so far passed with the up queue never polled (the
+    # long-poll-cap system test then counted its first receives as idle polling).
+    health = Health()
+    reports = consumer(InMemoryQueue(), InMemorySink(), health, threads=2)
+    replies = consumer(InMemoryQueue(), InMemorySink(), health, threads=3, kind=UP)
+    ready = queues_check(health)
+    assert not ready()[0]
+    reports.start(until_idle=True)
+    assert reports.join(5)
+    assert ready() == (False, "failing: consumer.up.0, consumer.up.1, consumer.up.2")
+    replies.start(until_idle=True)
+    assert replies.join(5)
+    assert ready() == (True, "polled")
 
 
 def test_malformed_body_is_dead_lettered_with_raw_body_and_deleted() -> None:
