@@ -144,6 +144,7 @@ class MisbehavingServer:
             threading.Thread(target=self._serve, args=(conn, act), daemon=True).start()
 
     def _serve(self, conn: socket.socket, act: Act | Answer | Forward) -> None:
+        upstream: socket.socket | None = None
         try:
             request = read_request(conn)
             with self._cond:
@@ -166,6 +167,8 @@ class MisbehavingServer:
             with self._cond:
                 self._open.discard(conn)
             close(conn)
+            if upstream is not None:  # pump closes it, but not when sendall failed first
+                close(upstream)
 
     def _misbehave(self, conn: socket.socket, act: Act) -> None:
         if act is Act.RESET:

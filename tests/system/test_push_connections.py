@@ -112,7 +112,11 @@ class Crowd:
         sock = socket.create_connection(
             ("127.0.0.1", self.port), timeout=10, source_address=(source, 0)
         )
-        sock.sendall(data)
+        try:
+            sock.sendall(data)
+        except OSError:
+            sock.close()  # refused at once: the caller's failure, not a socket left open
+            raise
         return sock
 
     def hold(self, count: int, sources: int, first: int = 2) -> None:
