@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from receiptd.web import connections, server
+from tests.system.reliability import raw_request
 
 
 def app(environ: dict[str, Any], start_response: server.StartResponse) -> list[bytes]:
@@ -77,11 +78,7 @@ def test_a_body_at_the_bound_is_taken_one_byte_over_is_refused_from_its_head(
     head = (
         f"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: {server.MAX_REQUEST_BODY + 1}\r\n\r\n"
     )
-    with socket.create_connection(("127.0.0.1", listening.port), timeout=5) as sock:
-        sock.sendall(head.encode() + b"x" * 1000)
-        with sock.makefile("rb") as answer_file:
-            answer = answer_file.readline()
-    assert answer.startswith(b"HTTP/1.1 413 ")
+    assert raw_request(listening.port, head.encode() + b"x" * 1000)[0] == 413
 
 
 def test_close_stops_listening_and_ends_open_connections() -> None:
