@@ -63,6 +63,12 @@ class SettledBy(enum.StrEnum):
     HORIZON = "horizon"  # still pending after its last query at the status horizon
 
 
+# The account the single-account settings define (``[aliyun]``, ``[huawei]``); every row
+# written before accounts existed belongs to it (migration 0005). receiptd.config holds
+# the same name (the settings may not import the domain).
+DEFAULT_ACCOUNT = "default"
+
+
 class Provider(enum.StrEnum):
     ALIYUN = "aliyun"
     HUAWEI = "huawei"

@@ -46,6 +46,7 @@ class Event:
     body: str  # the JSON every delivery POSTs
     send_id: int | None = None
     inbound_id: int | None = None
+    account: str = domain.DEFAULT_ACCOUNT
 
 
 def utc_text(value: datetime | None) -> str | None:
@@ -68,7 +69,7 @@ def _event(
     event_id = str(uuid.uuid4())
     body = {"id": event_id, "type": kind.value, "timestamp": utc_text(now), "data": data}
     text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return Event(event_id, kind, now, text, send_id, inbound_id)
+    return Event(event_id, kind, now, text, send_id, inbound_id, data["account"])
 
 
 def send_settled(send: Mapping[str, Any], now: datetime, show_phone: bool) -> Event:
@@ -77,6 +78,7 @@ def send_settled(send: Mapping[str, Any], now: datetime, show_phone: bool) -> Ev
     status = domain.SendStatus(send["status"])
     data = {
         "provider": send["provider"],
+        "account": send.get("account", domain.DEFAULT_ACCOUNT),
         "biz_id": send["biz_id"],
         "phone_number": _phone(send["phone_number"], show_phone),
         "out_id": send["out_id"],
@@ -94,6 +96,7 @@ def reply_received(reply: Mapping[str, Any], now: datetime, show_phone: bool) ->
     """The event of a reply (SmsUp) just stored; ``reply`` is its ``sms_inbound`` row."""
     data = {
         "provider": reply.get("provider", domain.Provider.ALIYUN.value),
+        "account": reply.get("account", domain.DEFAULT_ACCOUNT),
         "phone_number": _phone(reply["phone_number"], show_phone),
         "content": reply["content"],
         "dest_code": reply["dest_code"],

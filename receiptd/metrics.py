@@ -1,7 +1,9 @@
 """Prometheus metrics. Names and labels are a documented interface (docs/operations.md).
 
 Recording a metric never fails message processing: prometheus-client does not raise on
-``inc``/``observe`` with valid labels, and every label value used here is a fixed word.
+``inc``/``observe`` with valid labels, and every label value used here is a fixed word or a
+configured account id (bounded: accounts are configured; a push for an unknown one counts as
+``unknown``).
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ MESSAGES = Counter(
     "receiptd_messages",
     "Queue messages handled, by queue (report|up) and outcome "
     "(stored|duplicate|dead_letter|delete_failed).",
-    ["queue", "outcome"],
+    ["account", "queue", "outcome"],
     registry=REGISTRY,
 )
 BATCH_DURATION = Histogram(
     "receiptd_batch_duration_seconds",
-    "Time from a batch's receipt to its deletion, by queue.",
-    ["queue"],
+    "Time from a batch's receipt to its deletion, by account and queue.",
+    ["account", "queue"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=REGISTRY,
 )
@@ -35,26 +37,28 @@ LOOP_ERRORS = Counter(
 )
 SENDS = Gauge(
     "receiptd_sends",
-    "Sends by provider and status (refreshed each compensation cycle).",
-    ["provider", "status"],
+    "Sends by provider, account and status (refreshed each compensation cycle).",
+    ["provider", "account", "status"],
     registry=REGISTRY,
 )
 OLDEST_PENDING = Gauge(
     "receiptd_oldest_pending_seconds",
-    "Age of the oldest pending send, by provider.",
-    ["provider"],
+    "Age of the oldest pending send, by provider and account.",
+    ["provider", "account"],
     registry=REGISTRY,
 )
 COMPENSATOR_CALLS = Counter(
     "receiptd_compensator_calls",
-    "Status-query API calls, by provider and result (ok|throttled|error|unavailable).",
-    ["provider", "result"],
+    "Status-query API calls, by provider, account and result "
+    "(ok|throttled|error|unavailable).",
+    ["provider", "account", "result"],
     registry=REGISTRY,
 )
 SETTLED = Counter(
     "receiptd_sends_settled",
-    "Sends that reached a final status, by provider and path (receipt|query|window).",
-    ["provider", "path"],
+    "Sends that reached a final status, by provider, account and path "
+    "(receipt|query|window|horizon).",
+    ["provider", "account", "path"],
     registry=REGISTRY,
 )
 COMPENSATOR_RUNS = Counter(
@@ -71,8 +75,8 @@ PRUNED = Counter(
 )
 TOKEN_REFRESHES = Counter(
     "receiptd_token_refreshes",
-    "QueryTokenForMnsQueue calls, by message type and result.",
-    ["message_type", "result"],
+    "QueryTokenForMnsQueue calls, by account, message type and result.",
+    ["account", "message_type", "result"],
     registry=REGISTRY,
 )
 HEARTBEAT_AGE = Gauge(
@@ -84,24 +88,24 @@ HEARTBEAT_AGE = Gauge(
 # HTTP push (receipts pushed by Alibaba and KooMessage; docs/operations.md).
 PUSH_REQUESTS = Counter(
     "receiptd_push_requests",
-    "Push requests answered, by provider (aliyun|huawei|unknown), type (report|up|"
-    "send_status|unknown) and result (stored|dead_letter|rejected|too_large|unavailable|"
-    "not_found|forbidden).",
-    ["provider", "type", "result"],
+    "Push requests answered, by provider (aliyun|huawei|unknown), account (a configured "
+    "one, or unknown), type (report|up|send_status|unknown) and result (stored|dead_letter|"
+    "rejected|too_large|unavailable|not_found|forbidden).",
+    ["provider", "account", "type", "result"],
     registry=REGISTRY,
 )
 PUSH_DURATION = Histogram(
     "receiptd_push_request_duration_seconds",
-    "Time from a push request's body read to its answer, by provider and type.",
-    ["provider", "type"],
+    "Time from a push request's body read to its answer, by provider, account and type.",
+    ["provider", "account", "type"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
     registry=REGISTRY,
 )
 RECEIPTS = Counter(
     "receiptd_receipts",
-    "Receipts and replies by channel (mns|push), type (report|up) and outcome "
+    "Receipts and replies by account, channel (mns|push), type (report|up) and outcome "
     "(stored|duplicate|dead_letter|ignored): MNS and push side by side.",
-    ["channel", "type", "outcome"],
+    ["account", "channel", "type", "outcome"],
     registry=REGISTRY,
 )
 # Connection bounds of the HTTP listeners (receiptd.web.connections; docs/push.md).
@@ -121,9 +125,9 @@ HTTP_CONNECTIONS_CLOSED = Counter(
 # Webhooks (event outbox + dispatcher).
 EVENTS = Counter(
     "receiptd_events",
-    "Webhook delivery attempts, by event type and result (delivered|failed|dead); failed "
-    "attempts are retried until the retry period ends, then the delivery is dead.",
-    ["type", "result"],
+    "Webhook delivery attempts, by account, event type and result (delivered|failed|dead); "
+    "failed attempts are retried until the retry period ends, then the delivery is dead.",
+    ["account", "type", "result"],
     registry=REGISTRY,
 )
 EVENT_DELIVERY_SECONDS = Histogram(
@@ -149,15 +153,15 @@ EVENTS_OLDEST_PENDING = Gauge(
 POLLS_REFUSED = Counter(
     "receiptd_mns_polls_refused",
     "Long polls MNS answered empty much sooner than the wait asked for (its long-poll cap), "
-    "by queue.",
-    ["queue"],
+    "by account and queue.",
+    ["account", "queue"],
     registry=REGISTRY,
 )
 POLLS_ABANDONED = Counter(
     "receiptd_mns_polls_abandoned",
     "Idle long polls a stop cut short by closing their connection, by queue (a message MNS "
-    "handed to one comes back after its visibility timeout).",
-    ["queue"],
+    "handed to one comes back after its visibility timeout), by account and queue.",
+    ["account", "queue"],
     registry=REGISTRY,
 )
 # Poison: bodies receiptd's own code crashed on, messages quarantined by their DequeueCount.
@@ -171,8 +175,8 @@ BODIES_CRASHED = Counter(
 QUARANTINED = Counter(
     "receiptd_messages_quarantined",
     "Messages dead-lettered unread because MNS had delivered them more than "
-    "consumer_max_dequeue times, by queue.",
-    ["queue"],
+    "consumer_max_dequeue times, by account and queue.",
+    ["account", "queue"],
     registry=REGISTRY,
 )
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)

@@ -76,6 +76,7 @@ class ReportRecord:
     message_id: str
     report: domain.SmsReport
     channel: domain.Channel = domain.Channel.MNS
+    account: str = domain.DEFAULT_ACCOUNT  # whose queue or push path it came by
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class InboundRecord:
     message_id: str
     reply: domain.SmsUp
     channel: domain.Channel = domain.Channel.MNS
+    account: str = domain.DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,7 @@ class DeadRecord:
     message_id: str
     raw_body: bytes
     error: str
+    account: str = domain.DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +135,7 @@ class NewSend:
     out_id: str | None = None
     template_code: str | None = None
     sign_name: str | None = None
+    account: str = domain.DEFAULT_ACCOUNT  # whose keys sent it: the only ones that can ask
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,7 @@ class PendingSend:
     out_id: str | None
     template_code: str | None
     check_count: int
+    account: str = domain.DEFAULT_ACCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,12 +167,21 @@ class Settlement:
 
 @dataclass(frozen=True, slots=True)
 class StatusSummary:
-    counts: dict[tuple[str, str], int] = field(default_factory=dict)  # (provider, status) → n
-    oldest_pending: dict[str, datetime] = field(default_factory=dict)  # provider → sent_at
+    # (provider, account, status) → sends
+    counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (provider, account) → sent_at of its oldest pending send
+    oldest_pending: dict[tuple[str, str], datetime] = field(default_factory=dict)
     last_run_started: datetime | None = None
     last_run_finished: datetime | None = None
     dead_letters: int = 0
     inbound: int = 0
+
+    def by_provider(self) -> dict[tuple[str, str], int]:
+        """(provider, status) → sends, every account together."""
+        totals: dict[tuple[str, str], int] = {}
+        for (provider, _account, status), n in self.counts.items():
+            totals[provider, status] = totals.get((provider, status), 0) + n
+        return totals
 
 
 CLAIM_LEASE = timedelta(minutes=15)  # a claim not settled or released by then is free again
@@ -187,20 +201,40 @@ class SendStore(Protocol):
         ...
 
     def claim_due(
-        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+        self,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> list[PendingSend]:
-        """Lease up to ``limit`` due sends (pending, older than ``grace``, next check reached,
-        unclaimed), oldest first, to the caller alone."""
+        """Lease up to ``limit`` due sends of one account (pending, older than ``grace``, next
+        check reached, unclaimed), oldest first, to the caller alone."""
         ...
 
     def peek_due(
-        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+        self,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> list[PendingSend]:
         """The sends ``claim_due`` would claim now, without claiming them."""
         ...
 
-    def expire_outside_window(self, provider: domain.Provider, oldest: date, now: datetime) -> int:
-        """Settle as expired (``window``) every pending send dated before ``oldest``."""
+    def expire_outside_window(
+        self,
+        provider: domain.Provider,
+        oldest: date,
+        now: datetime,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
+    ) -> int:
+        """Settle as expired (``window``) every pending send of one account dated before
+        ``oldest``."""
         ...
 
     def settle(

@@ -1,6 +1,6 @@
 """The compensator: settle the sends whose receipts never came, by asking the provider.
 
-One cycle (``run_once``), per provider, in this order:
+One cycle (``run_once``), per provider account, in this order:
 1. expire pending sends older than the provider's query window — no API call (``window``);
 2. claim due sends in batches (grace period passed, ``next_check_at`` reached; row claims keep
    replicas apart), expire claimed ones that left the window meanwhile;
@@ -9,15 +9,19 @@ One cycle (``run_once``), per provider, in this order:
    back off the rest; repeat until nothing due is left;
 4. record the run (``compensator_run``) and refresh the gauges.
 
+Accounts take turns, one batch each (round robin): a backlog in one account delays another
+account's first query by at most one batch. Each account is asked only about its own sends,
+through its own lookup (its keys) and its own rate limiter (provider limits are per account).
+
 Provider-agnostic: it knows only ``ports.StatusLookup``. A failing lookup is logged, counted and
-its sends backed off; it never stops the cycle for the other providers.
+its sends backed off; it never stops the cycle for the other accounts.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -45,11 +49,27 @@ class WindowedLookup(Protocol):
     def oldest_send_date(self, now: datetime) -> date: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AccountLookup:
+    """One provider account as the compensator serves it: the lookup made with its keys,
+    its own rate limiter and status horizon (None: the compensator's shared ones)."""
+
+    lookup: ports.StatusLookup
+    account: str = domain.DEFAULT_ACCOUNT
+    limiter: ports.RateLimiter | None = None
+    horizon: timedelta | None = None
+
+    @property
+    def provider(self) -> domain.Provider:
+        return self.lookup.provider
+
+
 @dataclass(slots=True)
 class ProviderCycle:
-    """What one cycle did for one provider (filled in while it runs)."""
+    """What one cycle did for one provider account (filled in while it runs)."""
 
     provider: str
+    account: str = domain.DEFAULT_ACCOUNT
     claimed: int = 0
     calls: Counter[str] = field(default_factory=Counter)  # result → API calls
     settled: Counter[str] = field(default_factory=Counter)  # path (query|window|horizon) → sends
@@ -90,7 +110,7 @@ class Compensator:
     def __init__(
         self,
         sends: ports.SendStore,
-        lookups: Sequence[ports.StatusLookup],
+        lookups: Sequence[ports.StatusLookup | AccountLookup],
         limiter: ports.RateLimiter,
         *,
         grace: timedelta,
@@ -104,9 +124,10 @@ class Compensator:
     ) -> None:
         self._stopping = threading.Event()
         self.sends = sends
-        self.lookups = list(lookups)
-        self.limiter = ratelimit.Stoppable(limiter, self._stopping, heartbeat)
         self.heartbeat = heartbeat
+        self.limiter = self._stoppable(limiter)
+        self.accounts = [self._served(a) for a in lookups]
+        self.lookups = [a.lookup for a in self.accounts]
         self.grace = grace
         self.batch_size = batch_size
         self.base_backoff = base_backoff
@@ -115,6 +136,26 @@ class Compensator:
         self.clock = clock
         # Status horizon per provider; absent or zero: ask up to the provider's query window.
         self.horizons = {p: h for p, h in (horizons or {}).items() if h > timedelta(0)}
+
+    def _stoppable(self, limiter: ports.RateLimiter) -> ratelimit.Stoppable:
+        return ratelimit.Stoppable(limiter, self._stopping, self.heartbeat)
+
+    def _served(self, given: ports.StatusLookup | AccountLookup) -> AccountLookup:
+        """An account with its limiter made stoppable (a plain lookup: the default account
+        on the shared limiter)."""
+        served = given if isinstance(given, AccountLookup) else AccountLookup(given)
+        own = served.limiter
+        return AccountLookup(
+            served.lookup,
+            served.account,
+            self.limiter if own is None else self._stoppable(own),
+            served.horizon,
+        )
+
+    def _horizon(self, served: AccountLookup) -> timedelta | None:
+        if served.horizon is not None:
+            return served.horizon if served.horizon > timedelta(0) else None
+        return self.horizons.get(served.provider)
 
     def stop(self) -> None:
         """Make a running cycle end soon (idempotent, thread-safe, permanent): no further call
@@ -129,11 +170,7 @@ class Compensator:
         scheduler logs them and the next cycle retries; claims expire with their lease.
         """
         try:
-            results = tuple(
-                self._run_provider(lookup, progress)
-                for lookup in self.lookups
-                if not self._stopping.is_set()
-            )
+            results = self._run_accounts(progress)
         except Exception:
             metrics.COMPENSATOR_RUNS.labels("error").inc()
             raise
@@ -146,31 +183,64 @@ class Compensator:
         """The calls a cycle would make now, without claiming or calling anything."""
         now = self.clock()
         plans = []
-        for lookup in self.lookups:
-            due = self.sends.peek_due(lookup.provider, now, self.grace, limit or self.batch_size)
+        for served in self.accounts:
+            lookup = served.lookup
+            due = self.sends.peek_due(
+                lookup.provider, now, self.grace, limit or self.batch_size, account=served.account
+            )
             inside = [s for s in due if lookup.in_window(s, now)]
             queries = (
                 tuple(lookup.plan(inside)) if isinstance(lookup, planning.PlanningLookup) else ()
             )
             expire = len(due) - len(inside)
-            plans.append(planning.ProviderPlan(lookup.provider.value, len(due), expire, queries))
+            plans.append(
+                planning.ProviderPlan(
+                    lookup.provider.value, len(due), expire, queries, account=served.account
+                )
+            )
         return plans
 
-    # --- one provider ----------------------------------------------------------------------
+    # --- the accounts, one batch each in turn --------------------------------------------
 
-    def _run_provider(self, lookup: ports.StatusLookup, progress: Progress | None) -> ProviderCycle:
-        provider = lookup.provider
+    def _run_accounts(self, progress: Progress | None) -> tuple[ProviderCycle, ...]:
+        """Every account's cycle, interleaved a batch at a time (round robin) over one
+        database thread (see :meth:`_drain`)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="compensator-db") as db:
+            runs = [self._start(served) for served in self.accounts]
+            turns = {
+                i: self._drain(served, started, cycle, progress, db)
+                for i, (served, (cycle, started, _)) in enumerate(zip(self.accounts, runs))
+            }
+            while turns and not self._stopping.is_set():
+                for i, turn in list(turns.items()):
+                    if next(turn, None) is None:
+                        del turns[i]
+            for turn in turns.values():  # stopping: each releases what it holds
+                turn.close()
+        for served, (cycle, _, run_id) in zip(self.accounts, runs):
+            self._finish(served, cycle, run_id)
+        return tuple(cycle for cycle, _, _ in runs)
+
+    def _start(self, served: AccountLookup) -> tuple[ProviderCycle, datetime, int]:
+        provider, account = served.provider, served.account
         started = self.clock()
         run_id = self.sends.start_run(self.replica, started)
-        cycle = ProviderCycle(provider.value)
-        log.info("compensation_started", provider=provider.value, replica=self.replica)
+        cycle = ProviderCycle(provider.value, account)
+        log.info(
+            "compensation_started", provider=provider.value, account=account, replica=self.replica
+        )
+        lookup = served.lookup
         if isinstance(lookup, WindowedLookup):  # bulk expiry: no claim, no call
             oldest = lookup.oldest_send_date(started)
-            cycle.settled["window"] += self.sends.expire_outside_window(provider, oldest, started)
-        self._drain(lookup, started, cycle, progress)
+            cycle.settled["window"] += self.sends.expire_outside_window(
+                provider, oldest, started, account=account
+            )
+        return cycle, started, run_id
+
+    def _finish(self, served: AccountLookup, cycle: ProviderCycle, run_id: int) -> None:
         cycle.calls, cycle.settled = +cycle.calls, +cycle.settled
         for path, n in cycle.settled.items():
-            metrics.SETTLED.labels(provider.value, path).inc(n)
+            metrics.SETTLED.labels(cycle.provider, cycle.account, path).inc(n)
         self.sends.finish_run(
             run_id,
             self.clock(),
@@ -182,57 +252,72 @@ class Compensator:
         )
         log.info(
             "compensation_finished",
-            provider=provider.value,
+            provider=cycle.provider,
+            account=cycle.account,
             claimed=cycle.claimed,
             calls=dict(cycle.calls),
             settled=dict(cycle.settled),
             still_pending=cycle.still_pending,
             error=cycle.error,
         )
-        return cycle
 
     def _drain(
         self,
-        lookup: ports.StatusLookup,
+        served: AccountLookup,
         started: datetime,
         cycle: ProviderCycle,
         progress: Progress | None,
-    ) -> None:
-        """Claim, look up and settle batches until nothing due is left.
+        db: ThreadPoolExecutor,
+    ) -> Iterator[int]:
+        """Claim, look up and settle one account's batches until nothing due is left,
+        yielding after each batch (the other accounts' turn).
 
-        Database work runs on one helper thread so that it overlaps the rate-limited calls:
-        the next batch is claimed (leased to this run) while the current one is looked up, and
-        each batch is settled while the next is looked up. A single worker keeps the order
-        claim k+1 → settle k → claim k+2. Sends claimed at ``started`` and backed off past it
-        are not due again, so the loop ends; ``seen`` guards against a zero backoff.
+        Database work runs on the one helper thread so that it overlaps the rate-limited
+        calls: the account's next batch is claimed (leased to this run) while the current one
+        is looked up, and each batch is settled while the next is looked up. The single worker
+        keeps the order claim k+1 → settle k → claim k+2. Sends claimed at ``started`` and
+        backed off past it are not due again, so the loop ends; ``seen`` guards against a
+        zero backoff. Closed early (a stop), it releases the batch it had claimed ahead.
         """
         seen: set[int] = set()
         settles: list[tuple[str, Future[int]]] = []
-        claim = partial(self.sends.claim_due, lookup.provider, started, self.grace, self.batch_size)
-        with ThreadPoolExecutor(1, thread_name_prefix="compensator-db") as db:
-            upcoming = db.submit(claim)
+        limit = self._horizon(served)
+        claim = partial(
+            self.sends.claim_due,
+            served.provider,
+            started,
+            self.grace,
+            self.batch_size,
+            account=served.account,
+        )
+        upcoming = db.submit(claim)
+        try:
             while batch := upcoming.result():
                 fresh = [s for s in batch if s.id not in seen]
                 if not fresh or self._stopping.is_set():  # handled already, or stopping
-                    release = partial(self._settle, limit=self.horizons.get(lookup.provider))
-                    settles.append(("query", db.submit(release, [], batch)))
+                    settles.append(("query", db.submit(self._settle, [], batch, limit)))
                     break
                 seen.update(s.id for s in fresh)
                 upcoming = db.submit(claim)
-                settles.extend(self._process(lookup, fresh, cycle, db))
+                settles.extend(self._process(served, fresh, cycle, db))
                 self.heartbeat()
                 if progress is not None:
                     progress(len(fresh))
-        for path, done in settles:
-            cycle.settled[path] += done.result()
+                yield len(fresh)
+        except GeneratorExit:  # stopped between turns: hand the claimed-ahead batch back
+            settles.append(("query", db.submit(self._settle, [], upcoming.result(), limit)))
+        finally:
+            for path, done in settles:
+                cycle.settled[path] += done.result()
 
     def _process(
         self,
-        lookup: ports.StatusLookup,
+        served: AccountLookup,
         batch: list[ports.PendingSend],
         cycle: ProviderCycle,
         db: ThreadPoolExecutor,
     ) -> list[tuple[str, Future[int]]]:
+        lookup = served.lookup
         now = self.clock()
         cycle.claimed += len(batch)
         inside = [s for s in batch if lookup.in_window(s, now)]
@@ -242,9 +327,9 @@ class Compensator:
             for s in batch
             if s.id not in inside_ids
         ]
-        limit = self.horizons.get(lookup.provider)
+        limit = self._horizon(served)
         last_chance = [s for s in inside if horizon.reached(s, now, limit)]
-        result = self._lookup(lookup, inside, cycle)
+        result = self._lookup(served, inside, cycle)
         cycle.calls.update(result.calls)
         expired = horizon.verdicts(last_chance, result)
         gone = {s.send_id for s in expired}
@@ -279,14 +364,21 @@ class Compensator:
         )
 
     def _lookup(
-        self, lookup: ports.StatusLookup, sends: list[ports.PendingSend], cycle: ProviderCycle
+        self, served: AccountLookup, sends: list[ports.PendingSend], cycle: ProviderCycle
     ) -> ports.LookupResult:
         if not sends:
             return ports.LookupResult([], {})
+        lookup, account = served.lookup, served.account
+        assert served.limiter is not None  # _served() gives every account one
         try:
-            return lookup.lookup(sends, self.limiter)
+            return lookup.lookup(sends, served.limiter)
         except ratelimit.Stopped:
-            log.info("compensation_stopping", provider=lookup.provider.value, sends=len(sends))
+            log.info(
+                "compensation_stopping",
+                provider=lookup.provider.value,
+                account=account,
+                sends=len(sends),
+            )
             return ports.LookupResult([], {})
         except Exception as exc:  # one provider's failure must not stop the cycle
             kind = next((k for t, k in _LOOKUP_ERRORS.items() if isinstance(exc, t)), "error")
@@ -294,6 +386,7 @@ class Compensator:
             log.warning(
                 "compensation_lookup_failed",
                 provider=lookup.provider.value,
+                account=account,
                 kind=kind,
                 error=cycle.error,
                 sends=len(sends),
@@ -306,13 +399,14 @@ class Compensator:
         except ports.StoreUnavailable as exc:  # gauges are best effort
             log.warning("compensation_gauges_failed", error=str(exc))
             return
-        for (provider, status), n in summary.counts.items():
-            metrics.SENDS.labels(provider, status).set(n)
+        for (provider, account, status), n in summary.counts.items():
+            metrics.SENDS.labels(provider, account, status).set(n)
         now = self.clock()
-        for lookup in self.lookups:
-            oldest = summary.oldest_pending.get(lookup.provider.value)
+        for served in self.accounts:
+            scope = (served.provider.value, served.account)
+            oldest = summary.oldest_pending.get(scope)
             age = (now - _aware(oldest)).total_seconds() if oldest else 0.0
-            metrics.OLDEST_PENDING.labels(lookup.provider.value).set(max(age, 0.0))
+            metrics.OLDEST_PENDING.labels(*scope).set(max(age, 0.0))
 
 
 def _aware(moment: datetime) -> datetime:

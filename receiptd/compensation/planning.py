@@ -144,6 +144,7 @@ class ProviderPlan:
     due: int
     expire: int  # claimed but outside the provider's window: expired without a call
     queries: tuple[PlannedQuery, ...]
+    account: str = domain.DEFAULT_ACCOUNT
 
 
 @runtime_checkable

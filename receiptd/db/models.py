@@ -31,6 +31,9 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
+# Rows written before accounts existed (migration 0005) are the default account's.
+from receiptd.domain import DEFAULT_ACCOUNT
+
 # The migration also sets a binary NO PAD collation (chosen per server: MariaDB or MySQL 8).
 MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4"}
 
@@ -77,17 +80,19 @@ class SmsSend(Base):
 
     __tablename__ = "sms_send"
     __table_args__ = (
-        UniqueConstraint("provider", "biz_id", "phone_number"),
+        # 0005: the same (biz_id, phone_number) in two accounts are two sends.
+        UniqueConstraint("provider", "account", "biz_id", "phone_number"),
         Index(None, "status", "next_check_at"),
-        # 0002: claim/peek walk one provider's pending sends in sent_at order; the status
+        # 0002, 0005: claim/peek walk one account's pending sends in sent_at order; the status
         # summary counts from it (index-only); prune finds settled sends by settled_at.
-        Index(None, "status", "provider", "sent_at"),
+        Index(None, "status", "provider", "account", "sent_at"),
         Index(None, "settled_at"),
         MYSQL_TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
     biz_id: Mapped[str] = mapped_column(String(64))
     phone_number: Mapped[str] = mapped_column(String(32))
     out_id: Mapped[str | None] = mapped_column(String(128))
@@ -113,13 +118,14 @@ class SmsReportRow(Base):
 
     __tablename__ = "sms_report"
     __table_args__ = (
-        UniqueConstraint("biz_id", "phone_number"),
+        UniqueConstraint("account", "biz_id", "phone_number"),  # 0005
         Index(None, "received_at"),  # 0002: retention
         MYSQL_TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     mns_message_id: Mapped[str | None] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
     biz_id: Mapped[str] = mapped_column(String(64))
     phone_number: Mapped[str] = mapped_column(String(32))
     success: Mapped[bool] = mapped_column(Boolean())
@@ -144,13 +150,21 @@ class SmsInboundRow(Base):
 
     __tablename__ = "sms_inbound"
     __table_args__ = (
-        UniqueConstraint("phone_number", "sequence_id", "dest_code", "send_time"),
+        UniqueConstraint(  # 0005; named: the convention's name passes 64 characters
+            "account",
+            "phone_number",
+            "sequence_id",
+            "dest_code",
+            "send_time",
+            name="uq_sms_inbound_account_reply",
+        ),
         Index(None, "received_at"),  # 0002: retention
         MYSQL_TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     mns_message_id: Mapped[str | None] = mapped_column(String(64))
+    account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
     phone_number: Mapped[str] = mapped_column(String(32))
     content: Mapped[str] = mapped_column(BIG_TEXT)
     send_time: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -166,12 +180,13 @@ class DeadLetter(Base):
 
     __tablename__ = "dead_letter"
     __table_args__ = (
-        UniqueConstraint("queue", "mns_message_id"),
+        UniqueConstraint("account", "queue", "mns_message_id"),  # 0005
         Index(None, "last_seen"),  # 0002: retention
         MYSQL_TABLE_ARGS,
     )
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
     queue: Mapped[str] = mapped_column(String(128))
     mns_message_id: Mapped[str] = mapped_column(String(64))
     raw_body: Mapped[bytes] = mapped_column(RAW_BYTES)
@@ -208,6 +223,7 @@ class EventOutbox(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     type: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
     send_id: Mapped[int | None] = mapped_column(ID)
     inbound_id: Mapped[int | None] = mapped_column(ID)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

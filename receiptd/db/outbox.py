@@ -28,14 +28,17 @@ _IDS = postgresql.ARRAY(String())
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One webhook endpoint as the outbox sees it: a name, and the event types it wants
-    (empty: all)."""
+    """One webhook endpoint as the outbox sees it: a name, the event types it wants and the
+    accounts whose events it wants (each empty: all)."""
 
     endpoint: str
     types: frozenset[str] = frozenset()
+    accounts: frozenset[str] = frozenset()
 
-    def wants(self, event_type: str) -> bool:
-        return not self.types or event_type in self.types
+    def wants(self, event_type: str, account: str) -> bool:
+        return (not self.types or event_type in self.types) and (
+            not self.accounts or account in self.accounts
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +61,7 @@ class Outbox:
             {
                 "id": e.id,
                 "type": e.type.value,
+                "account": e.account,
                 "send_id": e.send_id,
                 "inbound_id": e.inbound_id,
                 "created_at": e.created_at,
@@ -70,7 +74,7 @@ class Outbox:
             _delivery_row(e.id, route.endpoint, now)
             for e in new
             for route in self.routes
-            if route.wants(e.type.value)
+            if route.wants(e.type.value, e.account)
         ]
         if deliveries:
             conn.execute(_INSERT_DELIVERIES, deliveries)
@@ -117,6 +121,7 @@ def replies_stored(
 class DeliveryView:
     event_id: str
     type: str
+    account: str
     created_at: datetime
     endpoint: str | None
     status: str | None
@@ -134,6 +139,7 @@ def deliveries(
     status: str | None = None,
     event_id: str | None = None,
     limit: int = 100,
+    account: str | None = None,
 ) -> list[DeliveryView]:
     """Events with their deliveries (an event no endpoint wanted is listed once, bare),
     newest first."""
@@ -143,6 +149,7 @@ def deliveries(
     query = select(
         EVENT.c.id.label("event_id"),
         EVENT.c.type,
+        EVENT.c.account,
         EVENT.c.created_at,
         DELIVERY.c.endpoint,
         DELIVERY.c.status,
@@ -160,6 +167,8 @@ def deliveries(
         query = query.where(DELIVERY.c.status == status)
     if event_id is not None:
         query = query.where(EVENT.c.id == event_id)
+    if account is not None:
+        query = query.where(EVENT.c.account == account)
     query = query.order_by(EVENT.c.created_at.desc(), EVENT.c.id, DELIVERY.c.endpoint)
     return [DeliveryView(**row._asdict()) for row in conn.execute(query.limit(limit))]
 
@@ -176,7 +185,8 @@ def replay(
     event_ids: Sequence[str] = (),
     since: datetime | None = None,
 ) -> int:
-    """Deliver these events again to these endpoints (each only the types it wants), from
+    """Deliver these events again to these endpoints (each only the types and accounts it
+    wants), from
     the first attempt with a fresh retry period; an endpoint added since gets its first
     delivery. Returns deliveries scheduled."""
     scheduled = 0
@@ -188,6 +198,8 @@ def replay(
             query = query.where(EVENT.c.created_at >= since)
         if route.types:
             query = query.where(EVENT.c.type.in_(sorted(route.types)))
+        if route.accounts:
+            query = query.where(EVENT.c.account.in_(sorted(route.accounts)))
         ids = list(conn.execute(query).scalars())
         for start in range(0, len(ids), _CHUNK):
             scheduled += _reschedule(conn, ids[start : start + _CHUNK], route.endpoint, now)

@@ -16,6 +16,7 @@ from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
 
 PENDING = domain.SendStatus.PENDING.value
+_SEND_KEY = ("provider", "account", "biz_id", "phone_number")  # its unique key (0005)
 
 
 class SendStore:
@@ -37,24 +38,33 @@ class SendStore:
 
     def _register(self, conn: Connection, sends: Sequence[ports.NewSend], now: datetime) -> int:
         rows = [self._send_row(s, now) for s in sends]
-        inserted = upsert.insert_ignore(conn, SEND, rows, ("provider", "biz_id", "phone_number"))
+        inserted = upsert.insert_ignore(conn, SEND, rows, _SEND_KEY)
+        for account in sorted({r["account"] for r in rows}):
+            self._settle_from_stored_reports(conn, rows, account, now)
+        return inserted
+
+    def _settle_from_stored_reports(
+        self, conn: Connection, rows: list[dict[str, Any]], account: str, now: datetime
+    ) -> None:
+        """A receipt can beat its send's registration: the account's stored receipts for
+        these Aliyun sends settle them now."""
         aliyun = {
             (r["biz_id"], r["phone_number"])
             for r in rows
-            if r["provider"] == domain.Provider.ALIYUN.value
+            if r["provider"] == domain.Provider.ALIYUN.value and r["account"] == account
         }
-        if aliyun:
-            biz_ids = sorted({biz for biz, _ in aliyun})
-            stored = conn.execute(select(REPORT).where(REPORT.c.biz_id.in_(biz_ids))).all()
-            reports = [
-                _report_of(r._mapping) for r in stored if (r.biz_id, r.phone_number) in aliyun
-            ]
-            settle_from_reports(conn, reports, now, self.store.events)
-        return inserted
+        if not aliyun:
+            return
+        biz_ids = sorted({biz for biz, _ in aliyun})
+        query = select(REPORT).where(REPORT.c.account == account, REPORT.c.biz_id.in_(biz_ids))
+        stored = conn.execute(query).all()
+        reports = [_report_of(r._mapping) for r in stored if (r.biz_id, r.phone_number) in aliyun]
+        settle_from_reports(conn, reports, now, self.store.events, account=account)
 
     def _send_row(self, send: ports.NewSend, now: datetime) -> dict[str, Any]:
         return {
             "provider": send.provider.value,
+            "account": send.account,
             "biz_id": send.biz_id,
             # Aliyun receipts carry 11 digits; a +86 form would never match its receipt.
             "phone_number": (
@@ -82,6 +92,8 @@ class SendStore:
         grace: timedelta,
         limit: int,
         lease: timedelta = ports.CLAIM_LEASE,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> list[ports.PendingSend]:
         """Claim up to ``limit`` due pending sends for this replica.
 
@@ -91,21 +103,21 @@ class SendStore:
         """
         token = uuid.uuid4().hex
         return self.store.run(
-            lambda conn: self._claim(conn, provider, now, grace, limit, now + lease, token)
+            lambda conn: self._claim(
+                conn, _due(provider, account, now, grace), now, limit, lease, token
+            )
         )
 
     def _claim(
         self,
         conn: Connection,
-        provider: domain.Provider,
+        due: Any,
         now: datetime,
-        grace: timedelta,
         limit: int,
-        until: datetime,
+        lease: timedelta,
         token: str,
     ) -> list[ports.PendingSend]:
-        free = _unclaimed(now)
-        due = _due(provider, now, grace)
+        free, until = _unclaimed(now), now + lease
         ids_query = select(SEND.c.id).where(due).order_by(SEND.c.sent_at).limit(limit)
         ids_query = ids_query.with_for_update(skip_locked=True)
         claim = update(SEND).values(claimed_by=token, claimed_until=until)
@@ -121,18 +133,33 @@ class SendStore:
         return _oldest_first(claimed)
 
     def peek_due(
-        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+        self,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> list[ports.PendingSend]:
         """The sends ``claim_due`` would claim now, read without claiming (``--dry-run``)."""
-        query = select(*_PENDING).where(_due(provider, now, grace)).order_by(SEND.c.sent_at)
+        due = _due(provider, account, now, grace)
+        query = select(*_PENDING).where(due).order_by(SEND.c.sent_at)
         return self.store.run(
             lambda conn: [_pending_of(r._mapping) for r in conn.execute(query.limit(limit))]
         )
 
-    def expire_outside_window(self, provider: domain.Provider, oldest: date, now: datetime) -> int:
-        """Settle as expired every pending send older than the provider's query window."""
+    def expire_outside_window(
+        self,
+        provider: domain.Provider,
+        oldest: date,
+        now: datetime,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
+    ) -> int:
+        """Settle as expired every pending send of the account older than the query window."""
         query = select(SEND.c.id).where(
             SEND.c.provider == provider.value,
+            SEND.c.account == account,
             SEND.c.status == PENDING,
             SEND.c.send_date < oldest,
         )
@@ -184,8 +211,12 @@ class SendStore:
     def summary(self) -> ports.StatusSummary:
         return self.store.run(_summary)
 
-    def by_biz_id(self, biz_id: str) -> list[dict[str, Any]]:
-        query = select(SEND).where(SEND.c.biz_id == biz_id).order_by(SEND.c.phone_number)
+    def by_biz_id(self, biz_id: str, account: str | None = None) -> list[dict[str, Any]]:
+        """Every send with this biz_id (each account's; ``account`` narrows to one)."""
+        query = select(SEND).where(SEND.c.biz_id == biz_id)
+        if account is not None:
+            query = query.where(SEND.c.account == account)
+        query = query.order_by(SEND.c.account, SEND.c.phone_number)
         return self.store.run(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
 
 
@@ -217,20 +248,19 @@ def _apply(
 
 
 def _summary(conn: Connection) -> ports.StatusSummary:
+    scope = (SEND.c.provider, SEND.c.account)
     counts = {
-        (row.provider, row.status): int(row.n)
+        (row.provider, row.account, row.status): int(row.n)
         for row in conn.execute(
-            select(SEND.c.provider, SEND.c.status, func.count().label("n")).group_by(
-                SEND.c.provider, SEND.c.status
-            )
+            select(*scope, SEND.c.status, func.count().label("n")).group_by(SEND.c.status, *scope)
         )
     }
     oldest = {
-        row.provider: row.oldest
+        (row.provider, row.account): row.oldest
         for row in conn.execute(
-            select(SEND.c.provider, func.min(SEND.c.sent_at).label("oldest"))
+            select(*scope, func.min(SEND.c.sent_at).label("oldest"))
             .where(SEND.c.status == PENDING)
-            .group_by(SEND.c.provider)
+            .group_by(*scope)
         )
     }
     last = conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(1)).first()
@@ -248,10 +278,12 @@ def _unclaimed(now: datetime) -> Any:
     return or_(SEND.c.claimed_until.is_(None), SEND.c.claimed_until < now)
 
 
-def _due(provider: domain.Provider, now: datetime, grace: timedelta) -> Any:
-    """Pending, past the grace period, next check reached, and not claimed by anyone."""
+def _due(provider: domain.Provider, account: str, now: datetime, grace: timedelta) -> Any:
+    """One account's sends that are pending, past the grace period, next check reached, and
+    not claimed by anyone."""
     return and_(
         SEND.c.provider == provider.value,
+        SEND.c.account == account,
         SEND.c.status == PENDING,
         SEND.c.sent_at <= now - grace,
         or_(SEND.c.next_check_at.is_(None), SEND.c.next_check_at <= now),
@@ -289,8 +321,8 @@ def _report_of(row: Any) -> domain.SmsReport:
 _PENDING = [  # the columns a PendingSend needs (claims read nothing else: 5,000 rows a time)
     SEND.c[name]
     for name in (
-        "id", "provider", "biz_id", "phone_number", "sent_at", "send_date", "out_id",
-        "template_code", "check_count",
+        "id", "provider", "account", "biz_id", "phone_number", "sent_at", "send_date",
+        "out_id", "template_code", "check_count",
     )
 ]  # fmt: skip
 
@@ -306,4 +338,5 @@ def _pending_of(row: Any) -> ports.PendingSend:
         out_id=row["out_id"],
         template_code=row["template_code"],
         check_count=row["check_count"],
+        account=row["account"],
     )

@@ -76,18 +76,14 @@ class SqlStore:
         self, conn: Connection, batch: ports.Batch, now: datetime
     ) -> ports.BatchResult:
         reports_new = upsert.insert_ignore(
-            conn, REPORT, [_report_row(r, now) for r in batch.reports], ("biz_id", "phone_number")
+            conn, REPORT, [_report_row(r, now) for r in batch.reports], REPORT_KEY
         )
-        reports = [r.report for r in batch.reports]
         settled = sum(
-            settle_from_reports(conn, [r for r in reports if r.provider is p], now, self.events, p)
-            for p in domain.Provider
+            settle_from_reports(conn, reports, now, self.events, provider, account=account)
+            for (provider, account), reports in _by_account(batch.reports).items()
         )
         inbound_ids = upsert.insert_ignore_ids(
-            conn,
-            INBOUND,
-            [_inbound_row(r, now) for r in batch.inbound],
-            ("phone_number", "sequence_id", "dest_code", "send_time"),
+            conn, INBOUND, [_inbound_row(r, now) for r in batch.inbound], INBOUND_KEY
         )
         outbox.replies_stored(conn, inbound_ids, now, self.events)
         inbound_new = len(inbound_ids)
@@ -100,6 +96,7 @@ class SqlStore:
         # PostgreSQL text cannot hold, no lone surrogate, which no driver can encode), so a
         # dead letter is never refused for what the body or the reason holds.
         row = {
+            "account": dead.account,
             "queue": domain.printable(dead.queue, 128),
             "mns_message_id": domain.printable(dead.message_id, 64),
             "raw_body": bytes(dead.raw_body),
@@ -109,7 +106,12 @@ class SqlStore:
             "seen_count": 1,
         }
         new = upsert.upsert_count(
-            conn, DEAD, row, ("queue", "mns_message_id"), "seen_count", ("last_seen", "error")
+            conn,
+            DEAD,
+            row,
+            ("account", "queue", "mns_message_id"),
+            "seen_count",
+            ("last_seen", "error"),
         )
         return int(new)
 
@@ -136,6 +138,7 @@ class SqlStore:
 @dataclass(frozen=True, slots=True)
 class DeadLetterView:
     id: int
+    account: str
     queue: str
     mns_message_id: str
     raw_body: bytes
@@ -149,6 +152,7 @@ class DeadLetterView:
 def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
     r = record.report
     return {
+        "account": record.account,
         "mns_message_id": _mns_id(record.message_id, record.channel),
         "biz_id": r.biz_id,
         "phone_number": r.phone_number,
@@ -168,6 +172,20 @@ def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
     }
 
 
+REPORT_KEY = ("account", "biz_id", "phone_number")  # the unique keys (migration 0005)
+INBOUND_KEY = ("account", "phone_number", "sequence_id", "dest_code", "send_time")
+
+
+def _by_account(
+    records: Sequence[ports.ReportRecord],
+) -> dict[tuple[domain.Provider, str], list[domain.SmsReport]]:
+    """The receipts of a batch per (provider, account): each settles its own sends only."""
+    groups: dict[tuple[domain.Provider, str], list[domain.SmsReport]] = {}
+    for record in records:
+        groups.setdefault((record.report.provider, record.account), []).append(record.report)
+    return groups
+
+
 def _mns_id(message_id: str, channel: domain.Channel) -> str | None:
     return message_id if channel is domain.Channel.MNS else None
 
@@ -175,6 +193,7 @@ def _mns_id(message_id: str, channel: domain.Channel) -> str | None:
 def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     u = record.reply
     return {
+        "account": record.account,
         "mns_message_id": _mns_id(record.message_id, record.channel),
         "phone_number": u.phone_number,
         "content": u.content,
@@ -187,8 +206,8 @@ def _inbound_row(record: ports.InboundRecord, now: datetime) -> dict[str, Any]:
     }
 
 
-# Which open send a receipt settles: the one registered under its provider, biz_id and
-# phone_number. A KooMessage receipt (AIM callback, HTTP push) arrives for a Huawei send
+# Which open send a receipt settles: the one registered under its provider, account, biz_id
+# and phone_number. A KooMessage receipt (AIM callback, HTTP push) arrives for a Huawei send
 # registered as biz_id = task id, phone_number = cust_flag, whose out_id, when set, is the
 # detail's msg_id and must match the receipt's too (the rule of providers/huawei/matching.py);
 # an Aliyun send's out_id is the caller's own OutId and takes no part.
@@ -201,8 +220,10 @@ def settle_from_reports(
     now: datetime,
     events: outbox.Outbox | None,
     provider: domain.Provider = domain.Provider.ALIYUN,
+    *,
+    account: str = domain.DEFAULT_ACCOUNT,
 ) -> int:
-    """Settle the pending (or expired) sends of ``provider`` these receipts describe;
+    """Settle the pending (or expired) sends of one account these receipts describe;
     delivered/failed never change (``domain.next_status``).
 
     One indexed SELECT finds which receipts have an open send (usually none: most receipts
@@ -214,7 +235,7 @@ def settle_from_reports(
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
-    rows, locked = _open_sends(conn, _biz_ids(provider, biz_ids), events)
+    rows, locked = _open_sends(conn, _biz_ids(provider, account, biz_ids), events)
     by_key = {(row["biz_id"], row["phone_number"]): (i, row["out_id"]) for i, row in rows.items()}
     match_message_id = provider in _MATCHES_MESSAGE_ID
     changes = []
@@ -228,8 +249,10 @@ def settle_from_reports(
     return settle.settle_sends(conn, changes, now, events, locked=locked)
 
 
-def _biz_ids(provider: domain.Provider, biz_ids: list[str]) -> Any:
-    return and_(SEND.c.provider == provider.value, SEND.c.biz_id.in_(biz_ids))
+def _biz_ids(provider: domain.Provider, account: str, biz_ids: list[str]) -> Any:
+    return and_(
+        SEND.c.provider == provider.value, SEND.c.account == account, SEND.c.biz_id.in_(biz_ids)
+    )
 
 
 def _open_sends(

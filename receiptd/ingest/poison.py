@@ -27,29 +27,40 @@ from receiptd.logs import get_logger
 log = get_logger(__name__)
 
 
-def dead_message(queue: str, message: ports.QueueMessage, reason: str) -> ports.DeadRecord:
-    """A queue message as a dead letter: its body's exact bytes and the reason."""
+def dead_message(
+    queue: str,
+    message: ports.QueueMessage,
+    reason: str,
+    account: str = domain.DEFAULT_ACCOUNT,
+) -> ports.DeadRecord:
+    """A queue message of one account as a dead letter: its body's exact bytes and the
+    reason."""
     raw = message.body.encode("utf-8", "surrogatepass")  # never raises, whatever the text
-    return ports.DeadRecord(queue, message.message_id, raw, reason)
+    return ports.DeadRecord(queue, message.message_id, raw, reason, account)
 
 
 def quarantine(
-    message: ports.QueueMessage, queue: str, label: str, max_dequeue: int
+    message: ports.QueueMessage,
+    queue: str,
+    label: str,
+    max_dequeue: int,
+    account: str = domain.DEFAULT_ACCOUNT,
 ) -> ports.DeadRecord:
     """A message delivered too often to be read again: its exact bytes, unread, as a dead
     letter (``receiptd dead-letters replay`` reads it once the cause is fixed)."""
     log.warning(
         "message_quarantined",
+        account=account,
         queue=queue,
         message_id=message.message_id,
         dequeue_count=message.dequeue_count,
     )
-    metrics.QUARANTINED.labels(label).inc()
+    metrics.QUARANTINED.labels(account, label).inc()
     reason = (
         f"quarantined unread: delivered {message.dequeue_count} times (consumer_max_dequeue"
         f" = {max_dequeue}) without being stored or dead-lettered"
     )
-    return dead_message(queue, message, reason)
+    return dead_message(queue, message, reason, account)
 
 
 def report_crash(

@@ -50,6 +50,7 @@ class SendRow:
             s.out_id,
             s.template_code,
             self.check_count,
+            s.account,
         )
 
 
@@ -71,7 +72,7 @@ class InMemorySendStore:
         self.unavailable = False
         self.rows: dict[int, SendRow] = {}
         self.runs: dict[int, RunRow] = {}
-        self._keys: dict[tuple[str, str, str], int] = {}
+        self._keys: dict[tuple[str, str, str, str], int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -81,7 +82,7 @@ class InMemorySendStore:
         with self._locked():
             inserted = 0
             for send in map(_normalized, sends):
-                key = (send.provider.value, send.biz_id, send.phone_number)
+                key = (send.provider.value, send.account, send.biz_id, send.phone_number)
                 if key not in self._keys:
                     row_id = next(self._ids)
                     send_date = domain.provider_send_date(send.sent_at, self.tz)
@@ -91,27 +92,47 @@ class InMemorySendStore:
             return inserted
 
     def claim_due(
-        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+        self,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> list[ports.PendingSend]:
         token = uuid.uuid4().hex
         with self._locked():
-            due = self._due(provider, now, grace)[:limit]
+            due = self._due(provider, account, now, grace)[:limit]
             for row in due:
                 self.rows[row.id] = replace(row, claimed_by=token, claimed_until=now + self.lease)
             return [row.pending() for row in due]
 
     def peek_due(
-        self, provider: domain.Provider, now: datetime, grace: timedelta, limit: int
+        self,
+        provider: domain.Provider,
+        now: datetime,
+        grace: timedelta,
+        limit: int,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> list[ports.PendingSend]:
         with self._locked():
-            return [row.pending() for row in self._due(provider, now, grace)[:limit]]
+            return [row.pending() for row in self._due(provider, account, now, grace)[:limit]]
 
-    def expire_outside_window(self, provider: domain.Provider, oldest: date, now: datetime) -> int:
+    def expire_outside_window(
+        self,
+        provider: domain.Provider,
+        oldest: date,
+        now: datetime,
+        *,
+        account: str = domain.DEFAULT_ACCOUNT,
+    ) -> int:
         with self._locked():
             old = [
                 row
                 for row in self.rows.values()
                 if row.send.provider is provider
+                and row.send.account == account
                 and row.status is PENDING
                 and row.send_date < oldest
             ]
@@ -168,10 +189,12 @@ class InMemorySendStore:
 
     def summary(self) -> ports.StatusSummary:
         with self._locked():
-            counts = Counter((r.send.provider.value, r.status.value) for r in self.rows.values())
-            oldest: dict[str, datetime] = {}
+            counts = Counter(
+                (r.send.provider.value, r.send.account, r.status.value) for r in self.rows.values()
+            )
+            oldest: dict[tuple[str, str], datetime] = {}
             for row in self.rows.values():
-                p = row.send.provider.value
+                p = (row.send.provider.value, row.send.account)
                 if row.status is PENDING and (p not in oldest or row.send.sent_at < oldest[p]):
                     oldest[p] = row.send.sent_at
             last = self.runs[max(self.runs)] if self.runs else None
@@ -184,11 +207,15 @@ class InMemorySendStore:
 
     # --- the status API's view, as the SQL store gives it ---------------------------------
 
-    def by_biz_id(self, biz_id: str) -> list[dict[str, Any]]:
+    def by_biz_id(self, biz_id: str, account: str | None = None) -> list[dict[str, Any]]:
         with self._locked():
             rows = sorted(
-                (r for r in self.rows.values() if r.send.biz_id == biz_id),
-                key=lambda r: r.send.phone_number,
+                (
+                    r
+                    for r in self.rows.values()
+                    if r.send.biz_id == biz_id and account in (None, r.send.account)
+                ),
+                key=lambda r: (r.send.account, r.send.phone_number),
             )
             return [_public(r) for r in rows]
 
@@ -199,11 +226,14 @@ class InMemorySendStore:
             raise ports.StoreUnavailable("in-memory send store made unavailable")
         return self._lock
 
-    def _due(self, provider: domain.Provider, now: datetime, grace: timedelta) -> list[SendRow]:
+    def _due(
+        self, provider: domain.Provider, account: str, now: datetime, grace: timedelta
+    ) -> list[SendRow]:
         due = [
             row
             for row in self.rows.values()
             if row.send.provider is provider
+            and row.send.account == account
             and row.status is PENDING
             and row.send.sent_at <= now - grace
             and (row.next_check_at is None or row.next_check_at <= now)
@@ -236,6 +266,7 @@ def _public(row: SendRow) -> dict[str, Any]:
     return {
         "id": row.id,
         "provider": s.provider.value,
+        "account": s.account,
         "biz_id": s.biz_id,
         "phone_number": s.phone_number,
         "out_id": s.out_id,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from receiptd import config, domain, ports
-from receiptd.compensation.cycle import Compensator
+from receiptd.compensation.cycle import AccountLookup, Compensator
 from receiptd.daemon.health import Health
 from receiptd.db import outbox, retention
 from receiptd.db.engine import create_db_engine
@@ -44,7 +44,9 @@ def event_outbox(settings: config.Settings) -> outbox.Outbox | None:
     part = settings.parts.webhooks
     if not part.endpoints:
         return None
-    routes = tuple(outbox.Route(e.name, frozenset(e.events)) for e in part.endpoints)
+    routes = tuple(
+        outbox.Route(e.name, frozenset(e.events), frozenset(e.accounts)) for e in part.endpoints
+    )
     return outbox.Outbox(routes, show_phone_numbers=part.show_phone_numbers, notify=part.notify)
 
 
@@ -53,14 +55,16 @@ def consumers(
     sink: ports.ReceiptSink,
     health: Health,
     kinds: Sequence[domain.MessageType] = (domain.MessageType.REPORT, domain.MessageType.UP),
+    account: config.AliyunAccount | None = None,
 ) -> list[Consumer]:
-    """One consumer per queue kind with the configured threads (at least one: a kind asked
-    for explicitly always gets a thread)."""
-    account, part = settings.parts.aliyun, settings.parts.consumer
+    """One consumer per queue kind of one Aliyun account (the default one without it) with
+    the account's threads (at least one: a kind asked for explicitly always gets a thread)."""
+    account = account or settings.parts.aliyun
+    part = settings.parts.consumer
     return [
         Consumer(
             kind,
-            providers.queue_factory(settings, kind),
+            providers.queue_factory(settings, kind, account),
             sink,
             health,
             threads=max(_threads(account, kind), 1),
@@ -68,6 +72,7 @@ def consumers(
             wait_seconds=part.wait_seconds,
             tz=account.timezone,
             max_dequeue=part.max_dequeue,
+            account=account.name,
         )
         for kind in kinds
     ]
@@ -80,12 +85,20 @@ def _threads(account: config.AliyunAccount, kind: domain.MessageType) -> int:
 def daemon_consumers(
     settings: config.Settings, sink: ports.ReceiptSink, health: Health
 ) -> list[Consumer]:
-    """The daemon's consumers: the kinds with threads configured, when Aliyun is."""
-    account = settings.parts.aliyun
-    if not account.configured:
-        return []
-    kinds = [kind for kind in domain.MessageType if _threads(account, kind)]
-    return consumers(settings, sink, health, kinds)
+    """The daemon's consumers: per Aliyun account this replica serves, the kinds with threads
+    configured."""
+    return [
+        consumer
+        for account in settings.parts.served_accounts
+        if isinstance(account, config.AliyunAccount)
+        for consumer in consumers(
+            settings,
+            sink,
+            health,
+            [kind for kind in domain.MessageType if _threads(account, kind)],
+            account,
+        )
+    ]
 
 
 def compensator(
@@ -93,25 +106,25 @@ def compensator(
     sends: ports.SendStore,
     grace: float | None = None,
     heartbeat: Callable[[], None] | None = None,
+    accounts: Sequence[config.Account] | None = None,
 ) -> Compensator | None:
-    """The configured compensator, or None when no provider is configured.
+    """The compensator of the accounts this replica serves (``accounts`` narrows them), or
+    None when there is none.
 
-    Rate, batch, grace and backoff come from the settings: a still-pending send is checked
-    again after one interval, doubling per check, capped. Raises config.ConfigError when a
-    provider is configured but unusable.
+    Each account is asked with its own keys and its own rate limiter (provider limits are per
+    account); rate, batch, grace and backoff come from the settings: a still-pending send is
+    checked again after one interval, doubling per check, capped. Raises config.ConfigError
+    when an account is configured but unusable.
     """
     parts = settings.parts
-    lookups = providers.status_lookups(settings)
-    if not lookups:
+    served = parts.served_accounts if accounts is None else tuple(accounts)
+    if not served:
         return None
-    # One limiter for every lookup: the strictest configured account's rate (today every
-    # account shares compensator_rate_limit).
-    rate = min(account.rate_limit for account in parts.configured_accounts)
     part = parts.compensator
     return Compensator(
         sends,
-        lookups,
-        TokenBucket(rate, default_burst(rate)),
+        [_account_lookup(account) for account in served],
+        _limiter(served[0].rate_limit),  # each account has its own; this one is unused
         grace=timedelta(seconds=part.grace if grace is None else grace),
         batch_size=part.batch_size,
         base_backoff=part.interval,
@@ -122,10 +135,25 @@ def compensator(
     )
 
 
+def _account_lookup(account: config.Account) -> AccountLookup:
+    return AccountLookup(
+        providers.account_lookup(account),
+        account.name,
+        _limiter(account.rate_limit),
+        account.horizon,
+    )
+
+
+def _limiter(rate: float) -> TokenBucket:
+    return TokenBucket(rate, default_burst(rate))
+
+
 def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, timedelta]:
-    """The status horizon per provider: its account's (``compensator_horizon_<provider>``
-    when set, else ``compensator_horizon``; zero means none: ask up to the query window)."""
-    return {domain.Provider(a.provider): a.horizon for a in settings.parts.accounts}
+    """The status horizon per provider: its default account's (``compensator_horizon_<provider>``
+    when set, else ``compensator_horizon``; zero means none: ask up to the query window).
+    Every account's own horizon (``accounts.<id>.compensator_horizon``) overrides it."""
+    parts = settings.parts
+    return {domain.Provider(a.provider): a.horizon for a in (parts.aliyun, parts.huawei)}
 
 
 # --- retention (receiptd prune, the daily prune job) -------------------------------------------

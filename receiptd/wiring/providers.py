@@ -1,7 +1,8 @@
 """The provider adapters built from Settings: API clients, queue factories, status lookups.
 
-Each adapter is built from one provider account (``settings.parts.accounts``; today the
-``default`` account of each provider). A third provider adds its account model to
+Each adapter is built from one provider account (``settings.parts.accounts``): its keys,
+endpoints and queues; an adapter never mixes two accounts' keys. Functions taking the
+settings and no account serve the ``default`` account. A third provider adds its account model to
 ``receiptd.config.accounts`` and its lookup to :func:`account_lookup`; the compensator does
 not change.
 """
@@ -34,9 +35,12 @@ def aliyun_access(account: config.AliyunAccount, endpoint: str) -> OpenApiAccess
     )
 
 
-def dysms_client(settings: config.Settings) -> DysmsClient:
-    """A Dysmsapi client (SendSms, QuerySendDetails) with the configured keys and timeouts."""
-    return _dysms_client(settings.parts.aliyun)
+def dysms_client(
+    settings: config.Settings, account: config.AliyunAccount | None = None
+) -> DysmsClient:
+    """A Dysmsapi client (SendSms, QuerySendDetails) with an account's keys and timeouts
+    (the default account's without one)."""
+    return _dysms_client(account or settings.parts.aliyun)
 
 
 def _dysms_client(account: config.AliyunAccount) -> DysmsClient:
@@ -65,21 +69,24 @@ def _queue_name(account: config.AliyunAccount, kind: domain.MessageType) -> str:
 
 
 def queue_factory(
-    settings: config.Settings, kind: domain.MessageType
+    settings: config.Settings,
+    kind: domain.MessageType,
+    account: config.AliyunAccount | None = None,
 ) -> Callable[[], ports.ReceiptQueue]:
-    """A factory of per-thread MNS adapters for one queue kind, in token or direct mode.
+    """A factory of per-thread MNS adapters for one account's queue kind, in token or direct
+    mode (the default account's without one).
 
-    Token mode shares one token cache between the threads of the kind (one token per message
-    type); every adapter rebuilds its SDK Account when that token changes.
+    Token mode shares one token cache between the threads of the kind (one token per account
+    and message type); every adapter rebuilds its SDK Account when that token changes.
     """
     from receiptd.providers.aliyun import credentials, mns, token
 
-    account = settings.parts.aliyun
+    account = account or settings.parts.aliyun
     name = _queue_name(account, kind)
     source: credentials.CredentialSource
     if account.token_mode:
         endpoint = account.alicom_mns_endpoint
-        source = token.TokenCache(_token_fetcher(account), kind, name)
+        source = token.TokenCache(_token_fetcher(account), kind, name, account=account.name)
     else:
         endpoint = str(account.mns_endpoint)
         source = credentials.StaticCredentials(
@@ -98,12 +105,13 @@ def queue_factory(
 
 
 def status_lookups(settings: config.Settings) -> list[ports.StatusLookup]:
-    """The status lookups of every configured provider account.
+    """The status lookups of every provider account this replica serves, each with its
+    account's keys (``serve_accounts``; all configured ones by default).
 
     Raises config.ConfigError when an account is configured but unusable (e.g. Huawei without
     the ``receiptd[huawei]`` extra): a daemon must not silently leave its sends unsettled.
     """
-    return [account_lookup(account) for account in settings.parts.configured_accounts]
+    return [account_lookup(account) for account in settings.parts.served_accounts]
 
 
 def account_lookup(account: config.Account) -> ports.StatusLookup:
@@ -116,6 +124,7 @@ def account_lookup(account: config.Account) -> ports.StatusLookup:
         _dysms_client(account),
         tz=account.timezone,
         concurrency=dysms.AliyunStatusLookup.concurrency_for(account.rate_limit),
+        account=account.name,
     )
 
 
@@ -128,11 +137,16 @@ def _koomessage_lookup(account: config.HuaweiAccount) -> ports.StatusLookup:
     from receiptd.providers.huawei import koomessage
 
     if not account.secret_access_key.get_secret_value():
-        raise config.ConfigError(
-            "invalid setting huawei_secret_access_key: required when huawei_access_key_id is set"
+        key = (
+            "huawei_secret_access_key"
+            if account.name == config.DEFAULT_ACCOUNT
+            else f"accounts.{account.name}.secret_access_key"
         )
+        raise config.ConfigError(f"invalid setting {key}: required when an access key is set")
     try:
-        return koomessage.connect_lookup(koomessage_access(account), tz=account.timezone)
+        return koomessage.connect_lookup(
+            koomessage_access(account), tz=account.timezone, account=account.name
+        )
     except koomessage.HuaweiSdkMissing as exc:
         raise config.ConfigError(str(exc)) from None
 

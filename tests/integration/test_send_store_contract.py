@@ -53,8 +53,10 @@ def store(
     engine.dispose()
 
 
-def send(biz_id: str, age: timedelta, phone: str = "13800000001", provider=ALIYUN) -> ports.NewSend:
-    return ports.NewSend(provider, biz_id, phone, NOW - age, out_id=f"o-{biz_id}")
+def send(
+    biz_id: str, age: timedelta, phone: str = "13800000001", provider=ALIYUN, account="default"
+) -> ports.NewSend:
+    return ports.NewSend(provider, biz_id, phone, NOW - age, out_id=f"o-{biz_id}", account=account)
 
 
 def claim(store: Store, limit: int = 100, now: datetime = NOW, provider=ALIYUN):
@@ -164,8 +166,12 @@ def test_runs_and_the_summary(store: Store) -> None:
     run = store.port.start_run("replica-1", NOW)
     store.port.finish_run(run, NOW + timedelta(seconds=2), claimed=2, calls=1)
     summary = store.port.summary()
-    assert summary.counts == {("aliyun", "expired"): 1, ("aliyun", "pending"): 2}
-    assert summary.oldest_pending == {"aliyun": NOW - timedelta(hours=1)}
+    assert summary.counts == {
+        ("aliyun", "default", "expired"): 1,
+        ("aliyun", "default", "pending"): 2,
+    }
+    assert summary.oldest_pending == {("aliyun", "default"): NOW - timedelta(hours=1)}
+    assert summary.by_provider() == {("aliyun", "expired"): 1, ("aliyun", "pending"): 2}
     assert summary.last_run_started == NOW
     assert summary.last_run_finished == NOW + timedelta(seconds=2)
 
@@ -193,3 +199,39 @@ def test_a_backoff_never_reaches_past_the_horizon(store: Store) -> None:
     (h,) = claim(store)
     store.port.settle([], [h], NOW, 6 * 3600.0, 6 * 3600.0, horizon=timedelta(hours=72))
     assert store.row("h")["next_check_at"] == NOW + timedelta(hours=1)
+
+
+# --- accounts (issue 23): the same key in two accounts is two sends, each its own -----------
+
+
+def test_the_same_key_in_two_accounts_is_two_sends_claimed_and_settled_apart(store: Store) -> None:
+    hour = timedelta(hours=1)
+    assert (
+        store.port.register([send("same", hour), send("same", hour, account="brand_b")], NOW) == 2
+    )
+    assert store.port.register([send("same", hour, account="brand_b")], NOW) == 0
+
+    (mine,) = store.port.claim_due(ALIYUN, NOW, GRACE, 10, account="brand_b")
+    assert mine.account == "brand_b" and mine.biz_id == "same"
+    assert store.port.claim_due(ALIYUN, NOW, GRACE, 10, account="brand_b") == []
+    (theirs,) = store.port.peek_due(ALIYUN, NOW, GRACE, 10)  # the default account's
+    assert theirs.account == "default" and theirs.id != mine.id
+
+    store.port.settle([ports.Settlement(mine.id, DELIVERED)], [mine], NOW, 1, 1)
+    rows = {r["account"]: r["status"] for r in store._view.by_biz_id("same")}  # type: ignore[attr-defined]
+    assert rows == {"brand_b": "delivered", "default": "pending"}
+    only = store._view.by_biz_id("same", account="default")  # type: ignore[attr-defined]
+    assert [(r["account"], r["status"]) for r in only] == [("default", "pending")]
+    assert store.port.summary().counts == {
+        ("aliyun", "brand_b", "delivered"): 1,
+        ("aliyun", "default", "pending"): 1,
+    }
+
+
+def test_expiry_outside_the_window_is_per_account(store: Store) -> None:
+    old = timedelta(days=40)
+    store.port.register([send("old", old), send("old", old, account="brand_b")], NOW)
+    assert store.port.expire_outside_window(ALIYUN, date(2026, 10, 26), NOW, account="brand_b") == 1
+    statuses = {r["account"]: r["status"] for r in store._view.by_biz_id("old")}  # type: ignore[attr-defined]
+    assert statuses == {"brand_b": "expired", "default": "pending"}
+    assert store.port.summary().oldest_pending == {("aliyun", "default"): NOW - old}

@@ -138,8 +138,11 @@ def test_expire_outside_window(engine: sa.Engine) -> None:
     oldest = (NOW - timedelta(days=30)).astimezone(domain.CHINA_TZ).date()
     assert sends.expire_outside_window(domain.Provider.ALIYUN, oldest, NOW) == 1
     summary = sends.summary()
-    assert summary.counts == {("aliyun", "expired"): 1, ("aliyun", "pending"): 1}
-    assert summary.oldest_pending["aliyun"] == NOW - timedelta(minutes=60)
+    assert summary.counts == {
+        ("aliyun", "default", "expired"): 1,
+        ("aliyun", "default", "pending"): 1,
+    }
+    assert summary.oldest_pending["aliyun", "default"] == NOW - timedelta(minutes=60)
 
 
 def test_prefixed_mainland_numbers_match_their_receipts(engine: sa.Engine) -> None:
@@ -157,14 +160,14 @@ def test_prefixed_mainland_numbers_match_their_receipts(engine: sa.Engine) -> No
 
 
 def test_receipt_settlement_is_counted_by_path(engine: sa.Engine) -> None:
-    """receiptd_sends_settled_total{provider="aliyun",path="receipt"} counts what receipts
+    """receiptd_sends_settled_total{provider="aliyun",account="default",path="receipt"} counts what receipts
     settled (the compensator counts the query and window paths)."""
     from receiptd import metrics
     from receiptd.daemon.health import Health
     from receiptd.ingest.mns.consumer import Consumer
     from receiptd.testing.queues import InMemoryQueue
 
-    labels = {"provider": "aliyun", "path": "receipt"}
+    labels = {"provider": "aliyun", "account": "default", "path": "receipt"}
     before = metrics.REGISTRY.get_sample_value("receiptd_sends_settled_total", labels) or 0.0
     store = SqlStore(engine)
     SendStore(store).register([send("m1", "13800000001"), send("m1", "13800000002")], NOW)

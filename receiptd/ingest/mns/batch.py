@@ -73,6 +73,7 @@ def decode_batch(
     queue: str,
     tz: tzinfo,
     max_dequeue: int = DEFAULT_MAX_DEQUEUE,
+    account: str = domain.DEFAULT_ACCOUNT,
 ) -> ports.Batch:
     """Typed records for the good bodies, dead records (raw bytes + reason) for the rest.
 
@@ -80,7 +81,8 @@ def decode_batch(
     body it crashed on (any other exception: a receiptd defect, logged as ``body_crashed``)
     are both dead-lettered. A message MNS has delivered more than ``max_dequeue`` times
     (0: no bound) without receiptd storing or dead-lettering it is quarantined before
-    decoding: whatever killed the process on it before cannot kill it again.
+    decoding: whatever killed the process on it before cannot kill it again. Every record
+    is ``account``'s: the queue is that account's.
     """
     reports: list[ports.ReportRecord] = []
     inbound: list[ports.InboundRecord] = []
@@ -88,18 +90,20 @@ def decode_batch(
     label = "report" if kind is domain.MessageType.REPORT else "up"
     for m in messages:
         if max_dequeue and m.dequeue_count > max_dequeue:
-            dead.append(poison.quarantine(m, queue, label, max_dequeue))
+            dead.append(poison.quarantine(m, queue, label, max_dequeue, account))
             continue
         try:
             if kind is domain.MessageType.REPORT:
-                reports.append(ports.ReportRecord(m.message_id, domain.parse_report(m.body, tz)))
+                report = domain.parse_report(m.body, tz)
+                reports.append(ports.ReportRecord(m.message_id, report, account=account))
             else:
-                inbound.append(ports.InboundRecord(m.message_id, domain.parse_up(m.body, tz)))
+                reply = domain.parse_up(m.body, tz)
+                inbound.append(ports.InboundRecord(m.message_id, reply, account=account))
         except domain.BodyError as exc:
-            dead.append(poison.dead_message(queue, m, str(exc)))
+            dead.append(poison.dead_message(queue, m, str(exc), account))
         except Exception as exc:  # a defect of receiptd's decoder: surfaced, never fatal
             poison.report_crash("decode", domain.Channel.MNS, queue, m.message_id, exc)
-            dead.append(poison.dead_message(queue, m, f"decoder crashed: {exc!r}"))
+            dead.append(poison.dead_message(queue, m, f"decoder crashed: {exc!r}", account))
     return ports.Batch(reports, inbound, dead)
 
 
@@ -115,27 +119,30 @@ class BatchContext:
 
 
 class _Meters:
-    """The metric children of one queue label, looked up once (``labels()`` takes a lock and
-    a dict lookup per call; a batch records several of them)."""
+    """The metric children of one account's queue label, looked up once (``labels()`` takes
+    a lock and a dict lookup per call; a batch records several of them)."""
 
-    def __init__(self, label: str) -> None:
-        self.stored = metrics.MESSAGES.labels(label, "stored")
-        self.duplicate = metrics.MESSAGES.labels(label, "duplicate")
-        self.dead_letter = metrics.MESSAGES.labels(label, "dead_letter")
-        self.delete_failed = metrics.MESSAGES.labels(label, "delete_failed")
-        self.duration = metrics.BATCH_DURATION.labels(label)
+    def __init__(self, label: str, account: str) -> None:
+        self.stored = metrics.MESSAGES.labels(account, label, "stored")
+        self.duplicate = metrics.MESSAGES.labels(account, label, "duplicate")
+        self.dead_letter = metrics.MESSAGES.labels(account, label, "dead_letter")
+        self.delete_failed = metrics.MESSAGES.labels(account, label, "delete_failed")
+        self.duration = metrics.BATCH_DURATION.labels(account, label)
         # Receipts are Aliyun's (KooMessage has no queue): sends they settled, by path.
-        self.settled = metrics.SETTLED.labels(domain.Provider.ALIYUN.value, "receipt")
-        self.channel = ChannelMeters(domain.Channel.MNS, label)
+        self.settled = metrics.SETTLED.labels(domain.Provider.ALIYUN.value, account, "receipt")
+        self.channel = ChannelMeters(domain.Channel.MNS, label, account)
 
 
 class ChannelMeters:
-    """``receiptd_receipts{channel,type,outcome}``: the MNS and push paths count alike."""
+    """``receiptd_receipts{account,channel,type,outcome}``: the MNS and push paths count
+    alike."""
 
-    def __init__(self, channel: domain.Channel, label: str) -> None:
-        self.stored = metrics.RECEIPTS.labels(channel.value, label, "stored")
-        self.duplicate = metrics.RECEIPTS.labels(channel.value, label, "duplicate")
-        self.dead_letter = metrics.RECEIPTS.labels(channel.value, label, "dead_letter")
+    def __init__(
+        self, channel: domain.Channel, label: str, account: str = domain.DEFAULT_ACCOUNT
+    ) -> None:
+        self.stored = metrics.RECEIPTS.labels(account, channel.value, label, "stored")
+        self.duplicate = metrics.RECEIPTS.labels(account, channel.value, label, "duplicate")
+        self.dead_letter = metrics.RECEIPTS.labels(account, channel.value, label, "dead_letter")
 
     def count(self, stored: int, duplicates: int, dead: int) -> None:
         self.stored.inc(stored)
@@ -154,12 +161,14 @@ class BatchWriter:
         label: str,
         clock: Callable[[], datetime],
         backoff: Backoff,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> None:
         self.sink = sink
         self.label = label
+        self.account = account
         self.clock = clock
         self.backoff = backoff
-        self._meters = _Meters(label)
+        self._meters = _Meters(label, account)
 
     def process(self, batch: ports.Batch, ctx: BatchContext) -> None:
         started = time.monotonic()
@@ -208,12 +217,11 @@ class BatchWriter:
             ),
         )
 
-    @staticmethod
-    def _dead_letter(ctx: BatchContext, single: ports.Batch, reason: str) -> ports.DeadRecord:
+    def _dead_letter(self, ctx: BatchContext, single: ports.Batch, reason: str) -> ports.DeadRecord:
         """A message the database refuses alone: its body's exact bytes, with the reason."""
         message_id = next(iter(poison.ids(single)))
         message = next(m for m in ctx.messages if m.message_id == message_id)
-        return poison.dead_message(ctx.queue.name, message, reason)
+        return poison.dead_message(ctx.queue.name, message, reason, self.account)
 
     def _count(self, batch: ports.Batch, result: ports.BatchResult, stats: ConsumeStats) -> None:
         stored = result.reports_new + result.inbound_new

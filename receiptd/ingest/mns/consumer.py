@@ -54,12 +54,21 @@ QueueFactory = Callable[[], ports.ReceiptQueue]
 _LABEL = {domain.MessageType.REPORT: "report", domain.MessageType.UP: "up"}
 
 
+def loop_prefix(account: str, kind: domain.MessageType) -> str:
+    """The loop names of one account's consumer: ``consumer.report`` for the default
+    account (as before accounts), ``consumer.<account>.report`` for another."""
+    if account == domain.DEFAULT_ACCOUNT:
+        return f"consumer.{_LABEL[kind]}"
+    return f"consumer.{account}.{_LABEL[kind]}"
+
+
 @dataclass
 class Crewing:
     """What every worker of one consumer shares; built by ``Consumer``, read by workers."""
 
     kind: domain.MessageType
     label: str
+    account: str
     factory: QueueFactory
     writer: BatchWriter
     health: ports.LoopHealth
@@ -98,14 +107,17 @@ class Consumer:
         refusal: RefusalBackoff | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         max_dequeue: int = DEFAULT_MAX_DEQUEUE,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> None:
         self.kind = kind
         self.label = _LABEL[kind]
+        self.account = account
         self.shared = Crewing(
             kind=kind,
             label=self.label,
+            account=account,
             factory=queue_factory,
-            writer=BatchWriter(sink, self.label, clock, backoff),
+            writer=BatchWriter(sink, self.label, clock, backoff, account),
             health=health,
             batch_size=batch_size,
             wait=wait_seconds,
@@ -119,7 +131,7 @@ class Consumer:
         # readiness ("every consumer loop has polled once", wiring.daemon.queues_check) is
         # asked by the ops port, which answers while the loops are still being started, and
         # must not pass on the loops that happen to be running already.
-        self._names = [f"consumer.{self.label}.{i}" for i in range(threads)]
+        self._names = [f"{loop_prefix(account, kind)}.{i}" for i in range(threads)]
         for name in self._names:
             health.register(name)
         self._threads: list[threading.Thread] = []
@@ -214,7 +226,9 @@ class _Worker:
         self._failures = 0
         self._polled = False
         self._in_long_poll = threading.Lock()  # held while a long poll is under way
-        self._refusals = RefusalTracker(shared.label, shared.refusal, shared.monotonic)
+        self._refusals = RefusalTracker(
+            shared.label, shared.refusal, shared.monotonic, shared.account
+        )
 
     def run(self, until_idle: bool) -> None:
         self.queue = self.s.factory()
@@ -231,7 +245,9 @@ class _Worker:
                 return  # idle (helper: stopped while asleep)
 
     def _process(self, queue: ports.ReceiptQueue, received: list[ports.QueueMessage]) -> None:
-        batch = decode_batch(received, self.s.kind, queue.name, self.s.tz, self.s.max_dequeue)
+        batch = decode_batch(
+            received, self.s.kind, queue.name, self.s.tz, self.s.max_dequeue, self.s.account
+        )
         ctx = BatchContext(self.name, queue, received, self.s.stop, self.stats)
         self.s.writer.process(batch, ctx)
         self.s.health.success(self.name)
@@ -287,7 +303,7 @@ class _Worker:
             if queue is not None:
                 self._in_long_poll.release()
             return  # no long poll under way; the stop event keeps a new one from starting
-        metrics.POLLS_ABANDONED.labels(self.s.label).inc()
+        metrics.POLLS_ABANDONED.labels(self.s.account, self.s.label).inc()
         queue.abort()
 
     def _error(self, kind: str, exc: Exception, immediate: bool = False) -> None:

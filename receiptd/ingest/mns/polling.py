@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from receiptd import metrics
+from receiptd.domain import DEFAULT_ACCOUNT
 from receiptd.logs import get_logger
 
 log = get_logger(__name__)
@@ -57,11 +58,12 @@ class RefusalTracker:
         label: str,
         backoff: RefusalBackoff,
         clock: Callable[[], float],
+        account: str = DEFAULT_ACCOUNT,
     ) -> None:
         self._label = label
         self._backoff = backoff
         self._clock = clock
-        self._counter = metrics.POLLS_REFUSED.labels(label)
+        self._counter = metrics.POLLS_REFUSED.labels(account, label)
         self._streak = 0
         self._since = 0.0
 

@@ -143,8 +143,10 @@ class AliyunStatusLookup:
         tz: tzinfo = domain.CHINA_TZ,
         retry: RetryPolicy = RetryPolicy(attempts=3, base=0.2, cap=2.0),
         concurrency: int = 1,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> None:
-        self.client = client
+        self.client = client  # signed with the account's keys: it sees that account's sends
+        self.account = account
         self.tz = tz
         self.retry = retry
         self.concurrency = max(1, concurrency)
@@ -250,9 +252,9 @@ class AliyunStatusLookup:
             try:
                 body = _call(lambda: self.client.query_send_details(request))
             except DysmsError as exc:
-                _count(calls, exc.kind)
+                _count(calls, exc.kind, self.account)
                 raise
-            _count(calls, "ok")
+            _count(calls, "ok", self.account)
             return body
 
         body = self.retry.run(attempt, _is_throttled)
@@ -269,6 +271,6 @@ def _is_throttled(exc: BaseException) -> bool:
     return isinstance(exc, DysmsError) and exc.kind == "throttled"
 
 
-def _count(calls: dict[str, int], result: str) -> None:
+def _count(calls: dict[str, int], result: str, account: str) -> None:
     calls[result] = calls.get(result, 0) + 1
-    metrics.COMPENSATOR_CALLS.labels(domain.Provider.ALIYUN.value, result).inc()
+    metrics.COMPENSATOR_CALLS.labels(domain.Provider.ALIYUN.value, account, result).inc()

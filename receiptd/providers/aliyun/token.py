@@ -108,8 +108,10 @@ class TokenCache:
         queue_name: str,
         refresh_ahead: timedelta = DEFAULT_REFRESH_AHEAD,
         clock: Clock = utc_now,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> None:
-        self._fetch = fetch
+        self._fetch = fetch  # with the account's keys: its own queues' tokens only
+        self._account = account
         self._type = message_type
         self._queue_name = queue_name
         self._ahead = refresh_ahead
@@ -146,17 +148,25 @@ class TokenCache:
         try:
             new = self._fetch(self._type, self._queue_name)
         except TokenError as exc:
-            metrics.TOKEN_REFRESHES.labels(self._type.value, "error").inc()
-            log.warning("token_refresh_failed", message_type=self._type.value, error=str(exc))
+            metrics.TOKEN_REFRESHES.labels(self._account, self._type.value, "error").inc()
+            log.warning(
+                "token_refresh_failed",
+                account=self._account,
+                message_type=self._type.value,
+                error=str(exc),
+            )
             if old is not None and now < old.expires_at:
                 return old  # still valid: use it, retry the refresh on the next call
             raise
         if new.expires_at <= now:
-            metrics.TOKEN_REFRESHES.labels(self._type.value, "expired").inc()
+            metrics.TOKEN_REFRESHES.labels(self._account, self._type.value, "expired").inc()
             raise TokenError(f"QueryTokenForMnsQueue {self._type}: token already expired")
-        metrics.TOKEN_REFRESHES.labels(self._type.value, "ok").inc()
+        metrics.TOKEN_REFRESHES.labels(self._account, self._type.value, "ok").inc()
         log.info(
-            "token_refreshed", message_type=self._type.value, expires_at=new.expires_at.isoformat()
+            "token_refreshed",
+            account=self._account,
+            message_type=self._type.value,
+            expires_at=new.expires_at.isoformat(),
         )
         self._token = new
         return new

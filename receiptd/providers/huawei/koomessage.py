@@ -132,8 +132,10 @@ class HuaweiLookup:
         after: timedelta = DEFAULT_AFTER,
         tz: tzinfo = domain.CHINA_TZ,
         clock: Callable[[], datetime] = utc_now,
+        account: str = domain.DEFAULT_ACCOUNT,
     ) -> None:
         self.api = api
+        self.account = account
         self.clock = clock
         self.before = before
         self.after = after
@@ -167,9 +169,9 @@ class HuaweiLookup:
             try:
                 page = self.api.fetch(query)
             except (ports.LookupThrottled, ports.LookupUnavailable, ports.LookupFailed) as exc:
-                _count(calls, _RESULTS[type(exc)])
+                _count(calls, _RESULTS[type(exc)], self.account)
                 raise
-            _count(calls, "ok")
+            _count(calls, "ok", self.account)
             return page
 
         now = self.clock()
@@ -193,9 +195,9 @@ _RESULTS: dict[type[Exception], str] = {
 }
 
 
-def _count(calls: Counter[str], result: str) -> None:
+def _count(calls: Counter[str], result: str, account: str) -> None:
     calls[result] += 1
-    metrics.COMPENSATOR_CALLS.labels(PROVIDER.value, result).inc()
+    metrics.COMPENSATOR_CALLS.labels(PROVIDER.value, account, result).inc()
 
 
 def _import_sdk() -> Any:
@@ -244,7 +246,10 @@ def build_client(access: KooMessageAccess, sdk: Any) -> Any:
     )
 
 
-def connect_lookup(access: KooMessageAccess, tz: tzinfo = domain.CHINA_TZ) -> HuaweiLookup:
-    """The Huawei lookup over a new SDK client; HuaweiSdkMissing without the extra."""
+def connect_lookup(
+    access: KooMessageAccess, tz: tzinfo = domain.CHINA_TZ, account: str = domain.DEFAULT_ACCOUNT
+) -> HuaweiLookup:
+    """The Huawei lookup of one account over a new SDK client; HuaweiSdkMissing without the
+    extra."""
     sdk = _import_sdk()
-    return HuaweiLookup(SdkSendDetails(build_client(access, sdk), sdk), tz=tz)
+    return HuaweiLookup(SdkSendDetails(build_client(access, sdk), sdk), tz=tz, account=account)

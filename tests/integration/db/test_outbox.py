@@ -33,8 +33,8 @@ def deliveries(engine: sa.Engine) -> list[tuple[str, str, str, int]]:
 
 
 def test_a_route_wants_its_types_or_everything_when_it_names_none() -> None:
-    assert APP.wants("send.failed") and APP.wants("reply.received")
-    assert REPLIES.wants("reply.received") and not REPLIES.wants("send.failed")
+    assert APP.wants("send.failed", "default") and APP.wants("reply.received", "default")
+    assert REPLIES.wants("reply.received", "default") and not REPLIES.wants("send.failed", "default")
 
 
 def test_emit_writes_the_events_and_one_delivery_per_interested_endpoint(engine: sa.Engine) -> None:

@@ -13,8 +13,8 @@ from receiptd.db import upsert
 from receiptd.db.models import DEAD, REPORT
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
-KEYS = ("queue", "mns_message_id")
-REPORT_KEYS = ("biz_id", "phone_number")
+KEYS = ("account", "queue", "mns_message_id")
+REPORT_KEYS = ("account", "biz_id", "phone_number")
 
 
 def dead(message_id: str, queue: str = "q", **extra: Any) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def test_window_edges_expire_without_a_call(sends: SendStore) -> None:
     register(sends, *[(biz, "13800000001", age) for biz, age in days.items()])
     truths = {(biz, "13800000001"): Truth(3, "DELIVERED") for biz in days}
     lookup = FakeLookup(truths)
-    window = {"provider": "aliyun", "path": "window"}
+    window = {"provider": "aliyun", "account": "default", "path": "window"}
     before = sample("receiptd_sends_settled_total", window)
 
     summary = compensator(sends, lookup).run_once()
@@ -185,9 +185,9 @@ def test_dry_run_plans_without_claiming(sends: SendStore) -> None:
 def test_gauges_follow_the_summary(sends: SendStore) -> None:
     register(sends, ("p^0", "13800000003", timedelta(hours=1)))
     compensator(sends, FakeLookup()).run_once()
-    pending = {"provider": "aliyun", "status": "pending"}
+    pending = {"provider": "aliyun", "account": "default", "status": "pending"}
     assert sample("receiptd_sends", pending) == 1
-    age = sample("receiptd_oldest_pending_seconds", {"provider": "aliyun"})
+    age = sample("receiptd_oldest_pending_seconds", {"provider": "aliyun", "account": "default"})
     assert age == pytest.approx(3600, abs=1)
 
 

@@ -160,7 +160,7 @@ def test_a_decoder_defect_is_dead_lettered_counted_and_logged(
 
 def test_a_message_delivered_too_often_is_quarantined_unread() -> None:
     good = b64(report_text())
-    quarantined = sample("receiptd_messages_quarantined_total", {"queue": "report"})
+    quarantined = sample("receiptd_messages_quarantined_total", {"account": "default", "queue": "report"})
     kinds = domain.MessageType.REPORT
     result = batch.decode_batch([message(good, 5)], kinds, "q", domain.CHINA_TZ, 5)
     assert len(result.reports) == 1 and not result.dead
@@ -168,7 +168,7 @@ def test_a_message_delivered_too_often_is_quarantined_unread() -> None:
     (dead,) = result.dead
     assert not result.reports and dead.raw_body == good.encode()
     assert dead.error.startswith("quarantined unread: delivered 6 times")
-    assert sample("receiptd_messages_quarantined_total", {"queue": "report"}) == quarantined + 1
+    assert sample("receiptd_messages_quarantined_total", {"account": "default", "queue": "report"}) == quarantined + 1
     unbounded = batch.decode_batch([message(good, 10**6)], kinds, "q", domain.CHINA_TZ, 0)
     assert len(unbounded.reports) == 1
 

@@ -22,7 +22,7 @@ FAST = Backoff(base=0.001, cap=0.002)
 
 
 def sample(name: str, queue: str = "report") -> float:
-    return metrics.REGISTRY.get_sample_value(name, {"queue": queue}) or 0.0
+    return metrics.REGISTRY.get_sample_value(name, {"account": "default", "queue": queue}) or 0.0
 
 
 def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
