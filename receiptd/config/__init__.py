@@ -8,6 +8,9 @@ systemd credentials (``$CREDENTIALS_DIRECTORY/<setting>``) < ``RECEIPTD_<SETTING
 - :mod:`~receiptd.config.settings`: :class:`Settings`, the flat fields (the public names).
 - :mod:`~receiptd.config.parts`: ``settings.parts``, one frozen part per flow.
 - :mod:`~receiptd.config.accounts`: the provider accounts (``settings.parts.accounts``).
+- :mod:`~receiptd.config.account_keys`: the keys of a named account (``[accounts.<id>]``).
+- :mod:`~receiptd.config.account_sources`: those keys from the environment, files and
+  credentials (``RECEIPTD_ACCOUNT_<ID>_<KEY>``).
 - :mod:`~receiptd.config.sources`, :mod:`~receiptd.config.loading`: the layers, stacked.
 - :mod:`~receiptd.config.values`: the value types and parsers they share.
 
@@ -20,7 +23,9 @@ already, with another meaning.
 
 from __future__ import annotations
 
-from receiptd.config.accounts import DEFAULT_ACCOUNT, Account, AliyunAccount, HuaweiAccount
+from receiptd.config.account_keys import AliyunKeys, HuaweiKeys
+from receiptd.config.accounts import Account, AliyunAccount, HuaweiAccount
+from receiptd.config.accounts import describe as describe_account
 from receiptd.config.loading import CONFIG_ENV, describe_validation_error, load_settings
 from receiptd.config.parts import (
     CompensatorPart,
@@ -36,7 +41,10 @@ from receiptd.config.parts import (
 from receiptd.config.settings import SUPPORTED_DATABASES, Settings
 from receiptd.config.sources import ENV_PREFIX
 from receiptd.config.values import (
+    ACCOUNT_ID,
+    DEFAULT_ACCOUNT,
     PUSH_TOKEN_CHARS,
+    RESERVED_ACCOUNT_IDS,
     WEBHOOK_EVENT_TYPES,
     ConfigError,
     IPNetwork,
@@ -51,20 +59,24 @@ from receiptd.config.values import (
 )
 
 __all__ = [
+    "ACCOUNT_ID",
     "CONFIG_ENV",
     "DEFAULT_ACCOUNT",
     "ENV_PREFIX",
     "PUSH_TOKEN_CHARS",
+    "RESERVED_ACCOUNT_IDS",
     "SUPPORTED_DATABASES",
     "WEBHOOK_EVENT_TYPES",
     "Account",
     "AliyunAccount",
+    "AliyunKeys",
     "CompensatorPart",
     "ConfigError",
     "ConsumerPart",
     "DaemonPart",
     "DatabasePart",
     "HuaweiAccount",
+    "HuaweiKeys",
     "IPNetwork",
     "LogFormat",
     "LogLevel",
@@ -77,6 +89,7 @@ __all__ = [
     "WebhooksPart",
     "check_webhook_secret",
     "check_webhook_url",
+    "describe_account",
     "describe_validation_error",
     "in_networks",
     "load_settings",

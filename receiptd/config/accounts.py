@@ -1,27 +1,35 @@
 """The provider accounts: everything receiptd holds for one account at one provider.
 
-An account is the unit the next step multiplies (several Aliyun or Huawei accounts, each
-with its own keys, queues, threads, rate limit, horizon and push token). Today there is one
-account per provider, named ``default``, built from the flat ``aliyun_*`` / ``huawei_*``
-settings and the provider settings every account shares (``provider_timezone``,
+Each account has its own keys, queues, threads, rate limit, horizon and push token. The two
+accounts named ``default`` (one per provider) are built from the flat ``aliyun_*`` /
+``huawei_*`` settings and the provider settings they share (``provider_timezone``,
 ``consumer_*_threads``, ``compensator_rate_limit``, ``compensator_horizon[_<provider>]``,
-``push_token``). Both accounts always exist; ``configured`` says whether its access key is
-set (an unconfigured account still names the push token and time zone of its pushes).
+``push_token``); both always exist, and ``configured`` says whether the access key is set (an
+unconfigured account still names the push token and time zone of its pushes).
+
+The named accounts (``[accounts.<id>]``, :mod:`receiptd.config.account_keys`) inherit from
+the ``default`` account of their provider what a site shares (endpoints but ``mns_endpoint``,
+region, timeouts, threads, rate limit, horizon, push token); keys, secrets, queues,
+``mns_endpoint`` and ``project_id`` belong to one account and are never inherited:
+an MNS endpoint names the account's own uid, so another account's would be wrong.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import SecretStr
 
+from receiptd.config.account_keys import AccountKeys, HuaweiKeys
+from receiptd.config.values import ACCOUNT_ID, DEFAULT_ACCOUNT, RESERVED_ACCOUNT_IDS, split_ids
+
 if TYPE_CHECKING:
     from receiptd.config.settings import Settings
-
-DEFAULT_ACCOUNT = "default"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,48 +103,197 @@ class HuaweiAccount(ProviderAccount):
 
 Account = AliyunAccount | HuaweiAccount
 
+# The flat field behind each key of the ``default`` accounts (compensator_horizon aside: its
+# provider's own ``compensator_horizon_<provider>``, else the shared one).
+_FLAT_FIELDS: Mapping[str, Mapping[str, str]] = {
+    "aliyun": {
+        **{
+            key: f"aliyun_{key}"
+            for key in (
+                "access_key_id", "access_key_secret", "security_token", "queue_prefix",
+                "report_queue", "up_queue", "mns_endpoint", "alicom_mns_endpoint",
+                "dysms_endpoint", "dybase_endpoint", "region", "request_timeout",
+            )
+        },
+        **{key: key for key in ("consumer_report_threads", "consumer_up_threads")},
+        **{key: key for key in ("compensator_rate_limit", "push_token")},
+    },
+    "huawei": {
+        **{key: f"huawei_{key}" for key in ("access_key_id", "secret_access_key")},
+        **{key: f"huawei_{key}" for key in ("project_id", "endpoint")},
+        "request_timeout": "aliyun_request_timeout",  # one setting for both providers today
+        **{key: key for key in ("compensator_rate_limit", "push_token")},
+    },
+}  # fmt: skip
+# What belongs to one account only: a named account never takes the default account's.
+NOT_INHERITED = frozenset(
+    {"access_key_id", "access_key_secret", "security_token", "secret_access_key", "project_id"}
+    | {"queue_prefix", "report_queue", "up_queue", "mns_endpoint"}
+)
+
 
 def accounts(flat: Settings) -> tuple[Account, ...]:
-    """Every provider account of ``flat``: today the ``default`` one of each provider."""
-    return aliyun(flat), huawei(flat)
+    """Every provider account of ``flat``: the two ``default`` ones, then the named ones by id."""
+    named = (_build(name, flat, inherited(flat, given)) for name, given in named_keys(flat))
+    return aliyun(flat), huawei(flat), *named
 
 
 def aliyun(flat: Settings) -> AliyunAccount:
-    return AliyunAccount(
-        access_key_id=flat.aliyun_access_key_id,
-        access_key_secret=flat.aliyun_access_key_secret,
-        security_token=flat.aliyun_security_token,
-        report_queue=flat.aliyun_report_queue or f"{flat.aliyun_queue_prefix}SmsReport",
-        up_queue=flat.aliyun_up_queue or f"{flat.aliyun_queue_prefix}SmsUp",
-        mns_endpoint=flat.aliyun_mns_endpoint,
-        alicom_mns_endpoint=flat.aliyun_alicom_mns_endpoint,
-        dysms_endpoint=flat.aliyun_dysms_endpoint,
-        dybase_endpoint=flat.aliyun_dybase_endpoint,
-        region=flat.aliyun_region,
-        request_timeout=flat.aliyun_request_timeout,
-        timezone=ZoneInfo(flat.provider_timezone),
-        report_threads=flat.consumer_report_threads,
-        up_threads=flat.consumer_up_threads,
-        rate_limit=flat.compensator_rate_limit,
-        horizon=horizon(flat.compensator_horizon_aliyun, flat.compensator_horizon),
-        push_token=flat.push_token,
-    )
+    """The ``default`` Aliyun account (the flat ``aliyun_*`` settings)."""
+    return _aliyun(DEFAULT_ACCOUNT, flat, default_keys(flat, "aliyun"))
 
 
 def huawei(flat: Settings) -> HuaweiAccount:
-    return HuaweiAccount(
-        access_key_id=flat.huawei_access_key_id,
-        secret_access_key=flat.huawei_secret_access_key,
-        project_id=flat.huawei_project_id,
-        endpoint=flat.huawei_endpoint,
-        request_timeout=flat.aliyun_request_timeout,
-        timezone=ZoneInfo(flat.provider_timezone),
-        rate_limit=flat.compensator_rate_limit,
-        horizon=horizon(flat.compensator_horizon_huawei, flat.compensator_horizon),
-        push_token=flat.push_token,
+    """The ``default`` Huawei account (the flat ``huawei_*`` settings)."""
+    return _huawei(DEFAULT_ACCOUNT, flat, default_keys(flat, "huawei"))
+
+
+def named_keys(flat: Settings) -> list[tuple[str, AccountKeys]]:
+    """The named accounts' keys as given, by id."""
+    return sorted(flat.accounts.items())
+
+
+def default_keys(flat: Settings, provider: str) -> dict[str, Any]:
+    """Every key of ``provider``'s ``default`` account, from the flat settings."""
+    keys = {key: getattr(flat, name) for key, name in _FLAT_FIELDS[provider].items()}
+    own = getattr(flat, f"compensator_horizon_{provider}")
+    keys["compensator_horizon"] = flat.compensator_horizon if own is None else own
+    keys["provider"] = provider
+    return keys
+
+
+def inherited(flat: Settings, given: AccountKeys) -> dict[str, Any]:
+    """A named account's keys: what it gives, over what it inherits from its provider's
+    ``default`` account."""
+    base = default_keys(flat, given.provider)
+    keys = {key: value for key, value in base.items() if key not in NOT_INHERITED}
+    return {**keys, **given.model_dump(exclude_none=True)}
+
+
+def _build(name: str, flat: Settings, keys: Mapping[str, Any]) -> Account:
+    return (_huawei if keys["provider"] == "huawei" else _aliyun)(name, flat, keys)
+
+
+def _common(name: str, flat: Settings, keys: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of :class:`ProviderAccount`."""
+    return {
+        "name": name,
+        "access_key_id": keys.get("access_key_id", ""),
+        "request_timeout": keys["request_timeout"],
+        "timezone": ZoneInfo(flat.provider_timezone),
+        "rate_limit": keys["compensator_rate_limit"],
+        "horizon": timedelta(seconds=keys["compensator_horizon"]),
+        "push_token": keys.get("push_token"),
+    }
+
+
+def _aliyun(name: str, flat: Settings, keys: Mapping[str, Any]) -> AliyunAccount:
+    prefix = keys.get("queue_prefix", "")
+    return AliyunAccount(
+        **_common(name, flat, keys),
+        access_key_secret=keys.get("access_key_secret", SecretStr("")),
+        security_token=keys.get("security_token", SecretStr("")),
+        report_queue=keys.get("report_queue") or f"{prefix}SmsReport",
+        up_queue=keys.get("up_queue") or f"{prefix}SmsUp",
+        mns_endpoint=keys.get("mns_endpoint"),
+        alicom_mns_endpoint=keys["alicom_mns_endpoint"],
+        dysms_endpoint=keys["dysms_endpoint"],
+        dybase_endpoint=keys["dybase_endpoint"],
+        region=keys["region"],
+        report_threads=keys["consumer_report_threads"],
+        up_threads=keys["consumer_up_threads"],
     )
 
 
-def horizon(own: float | None, shared: float) -> timedelta:
-    """An account's status horizon: its provider's own setting when set, else the shared one."""
-    return timedelta(seconds=shared if own is None else own)
+def _huawei(name: str, flat: Settings, keys: Mapping[str, Any]) -> HuaweiAccount:
+    return HuaweiAccount(
+        **_common(name, flat, keys),
+        secret_access_key=keys.get("secret_access_key", SecretStr("")),
+        project_id=keys.get("project_id", ""),
+        endpoint=keys["endpoint"],
+    )
+
+
+# --- Checks across settings (Settings' model validator calls check) --------------------------
+
+
+def check_id(name: object) -> None:
+    """Raise ValueError ``accounts.<id>: <reason>`` for an id that may not name an account."""
+    if not isinstance(name, str) or not ACCOUNT_ID.fullmatch(name):
+        raise ValueError(f"accounts.{name}: an account id is 1 to 32 of a-z 0-9 _")
+    if name == DEFAULT_ACCOUNT:
+        raise ValueError(
+            f"accounts.{name}: reserved: the default accounts are the flat settings "
+            "([aliyun] and [huawei], RECEIPTD_ALIYUN_* and RECEIPTD_HUAWEI_*)"
+        )
+    if name in RESERVED_ACCOUNT_IDS:
+        raise ValueError(f"accounts.{name}: reserved (a push path segment)")
+
+
+def check(flat: Settings) -> None:
+    """Raise ValueError ``<key>: <reason>`` for the first named account lacking a required key,
+    an unknown id in ``serve_accounts``, or an endpoint subscribed to an unknown account."""
+    known = {DEFAULT_ACCOUNT, *flat.accounts}
+    for name, given in named_keys(flat):
+        lacking = missing(given, inherited(flat, given))
+        if lacking:
+            raise ValueError(f"accounts.{name}.{lacking}: required")
+    unknown = [name for name in split_ids(flat.serve_accounts) if name not in known]
+    if unknown:
+        raise ValueError(f"serve_accounts: unknown account(s) {unknown}; known: {sorted(known)}")
+    for endpoint in flat.webhook_endpoints:
+        unknown = [name for name in endpoint.accounts if name not in known]
+        if unknown:
+            raise ValueError(
+                f"webhook_endpoints: endpoint {endpoint.name!r}: unknown account(s) {unknown}"
+            )
+
+
+def missing(given: AccountKeys, keys: Mapping[str, Any]) -> str | None:
+    """The first key a named account needs and lacks (``keys``: with what it inherits)."""
+    if isinstance(given, HuaweiKeys):
+        needed = ("access_key_id", "secret_access_key", "project_id")
+        return next((key for key in needed if not _given(keys, key)), None)
+    for key in ("access_key_id", "access_key_secret"):
+        if not _given(keys, key):
+            return key
+    prefix = _given(keys, "queue_prefix")
+    for kind, other in (("report", "up"), ("up", "report")):
+        if keys[f"consumer_{kind}_threads"] and not (prefix or _given(keys, f"{kind}_queue")):
+            # Name the one key that would do: the prefix, unless the other queue is explicit.
+            return f"{kind}_queue" if _given(keys, f"{other}_queue") else "queue_prefix"
+    return None
+
+
+def _given(keys: Mapping[str, Any], key: str) -> bool:
+    value = keys.get(key)
+    return bool(value.get_secret_value() if isinstance(value, SecretStr) else value)
+
+
+# --- Shown by ``config check`` ----------------------------------------------------------------
+
+
+def describe(account: Account, *, served: bool) -> dict[str, Any]:
+    """An account as ``config check`` shows it: every field, secrets masked."""
+    out: dict[str, Any] = {"name": account.name, "provider": account.provider}
+    out |= {"configured": account.configured, "served": served}
+    for f in dataclasses.fields(account):
+        out.setdefault(f.name, _shown(getattr(account, f.name)))
+    if isinstance(account, AliyunAccount):
+        out["mode"] = "token" if account.token_mode else "direct"
+    return out
+
+
+def masked(keys: AccountKeys) -> dict[str, Any]:
+    """A named account's keys as given, secrets masked."""
+    return {key: _shown(value) for key, value in keys.model_dump(exclude_none=True).items()}
+
+
+def _shown(value: object) -> object:
+    if isinstance(value, SecretStr):
+        return "**********" if value.get_secret_value() else ""
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, ZoneInfo):
+        return str(value)
+    return value

@@ -20,11 +20,13 @@ from pydantic import SecretStr
 from receiptd.config import accounts as _accounts
 from receiptd.config.accounts import Account, AliyunAccount, HuaweiAccount
 from receiptd.config.values import (
+    ConfigError,
     IPNetwork,
     LogFormat,
     LogLevel,
     WebhookEndpoint,
     parse_networks,
+    split_ids,
     split_urls,
 )
 
@@ -123,7 +125,9 @@ class RetentionPart:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Parts:
-    """Every part of the settings; ``accounts`` holds the provider accounts."""
+    """Every part of the settings; ``accounts`` holds the provider accounts (the two
+    ``default`` ones first, then the named ones by id) and ``serve`` the ids this replica
+    serves (``serve_accounts``; empty: every account)."""
 
     database: DatabasePart
     logging: LoggingPart
@@ -134,21 +138,47 @@ class Parts:
     webhooks: WebhooksPart
     retention: RetentionPart
     accounts: tuple[Account, ...]
+    serve: tuple[str, ...]
 
     @property
     def aliyun(self) -> AliyunAccount:
-        """Today's one Aliyun account (several accounts will be picked by name)."""
+        """The ``default`` Aliyun account (the flat ``aliyun_*`` settings)."""
         return next(a for a in self.accounts if isinstance(a, AliyunAccount))
 
     @property
     def huawei(self) -> HuaweiAccount:
-        """Today's one Huawei account."""
+        """The ``default`` Huawei account (the flat ``huawei_*`` settings)."""
         return next(a for a in self.accounts if isinstance(a, HuaweiAccount))
 
     @property
     def configured_accounts(self) -> tuple[Account, ...]:
-        """The accounts with an access key: the ones with queues to read and sends to ask."""
+        """The accounts with an access key, served here or not (sends, the status API and
+        pushes may name any of them)."""
         return tuple(a for a in self.accounts if a.configured)
+
+    @property
+    def served_accounts(self) -> tuple[Account, ...]:
+        """The configured accounts this replica consumes and compensates."""
+        return tuple(a for a in self.configured_accounts if self.serves(a.name))
+
+    def serves(self, name: str) -> bool:
+        """Whether this replica serves the account ``name`` (``serve_accounts``)."""
+        return not self.serve or name in self.serve
+
+    def account(self, name: str, provider: str | None = None) -> Account:
+        """The account ``name`` (of ``provider``; ``default`` without one: the Aliyun one),
+        configured or not; ConfigError if there is none."""
+        found = (a for a in self.accounts if a.name == name)
+        match = next((a for a in found if provider in (None, a.provider)), None)
+        if match is None:
+            which = f"{provider} account" if provider else "account"
+            raise ConfigError(f"unknown {which} {name!r}; known: {self.account_names}")
+        return match
+
+    @property
+    def account_names(self) -> list[str]:
+        """Every account id, ``default`` once."""
+        return list(dict.fromkeys(a.name for a in self.accounts))
 
 
 def parts(flat: Settings) -> Parts:
@@ -183,6 +213,7 @@ def parts(flat: Settings) -> Parts:
         webhooks=webhooks(flat),
         retention=retention(flat),
         accounts=_accounts.accounts(flat),
+        serve=split_ids(flat.serve_accounts),
     )
 
 

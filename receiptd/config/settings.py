@@ -19,16 +19,24 @@ from sqlalchemy.exc import ArgumentError
 
 from receiptd.config import accounts as _accounts
 from receiptd.config import parts as _parts
+from receiptd.config.account_keys import AccountKeys
 from receiptd.config.sources import ENV_PREFIX, DictSource
 from receiptd.config.values import (
-    PUSH_TOKEN_CHARS,
+    Endpoint,
+    Horizon,
     LogFormat,
     LogLevel,
+    PushToken,
+    RateLimit,
+    RequestTimeout,
+    ThreadCount,
     WebhookEndpoint,
+    check_account_ids,
     check_webhook_secret,
     check_webhook_url,
     parse_networks,
     split_host_port,
+    split_ids,
     split_urls,
 )
 
@@ -48,6 +56,7 @@ class Settings(BaseSettings):
     # Set by load_settings() on a per-call subclass so concurrent loads never share state.
     _toml_data: ClassVar[Mapping[str, Any]] = {}
     _secret_data: ClassVar[Mapping[str, str]] = {}
+    _account_data: ClassVar[Mapping[str, Any]] = {}  # every layer's [accounts.<id>], merged
 
     # --- parts.database ---------------------------------------------------------------------
     database_url: str = "sqlite:///receiptd.db"
@@ -130,29 +139,34 @@ class Settings(BaseSettings):
     aliyun_queue_prefix: str = ""
     aliyun_report_queue: str = ""
     aliyun_up_queue: str = ""
-    aliyun_mns_endpoint: str | None = None
+    aliyun_mns_endpoint: Endpoint | None = None
     # Token mode reads the Alicom-owned queues at the provider's fixed endpoint.
-    aliyun_alicom_mns_endpoint: str = "https://1943695596114318.mns.cn-hangzhou.aliyuncs.com"
-    aliyun_dysms_endpoint: str = "https://dysmsapi.aliyuncs.com"
-    aliyun_dybase_endpoint: str = "https://dybaseapi.aliyuncs.com"
+    aliyun_alicom_mns_endpoint: Endpoint = "https://1943695596114318.mns.cn-hangzhou.aliyuncs.com"
+    aliyun_dysms_endpoint: Endpoint = "https://dysmsapi.aliyuncs.com"
+    aliyun_dybase_endpoint: Endpoint = "https://dybaseapi.aliyuncs.com"
     aliyun_region: str = "cn-hangzhou"
-    aliyun_request_timeout: float = Field(10.0, gt=0, le=120)  # KooMessage's calls too
+    aliyun_request_timeout: RequestTimeout = 10.0  # KooMessage's calls too
     provider_timezone: str = "Asia/Shanghai"
 
     huawei_access_key_id: str = ""
     huawei_secret_access_key: SecretStr = SecretStr("")
     huawei_project_id: str = ""
-    huawei_endpoint: str = "https://koomessage.myhuaweicloud.cn"
+    huawei_endpoint: Endpoint = "https://koomessage.myhuaweicloud.cn"
 
-    consumer_report_threads: int = Field(8, ge=0, le=64)  # MNS round trips, not CPU, bound it
-    consumer_up_threads: int = Field(1, ge=0, le=64)
-    compensator_rate_limit: float = Field(50.0, gt=0, le=5000)
+    consumer_report_threads: ThreadCount = 8
+    consumer_up_threads: ThreadCount = 1
+    compensator_rate_limit: RateLimit = 50.0
     # Seconds a pending send is asked about (72 h: docs/providers/aliyun-sms.md); 0 = up to
     # the query window.
-    compensator_horizon: float = Field(72 * 3600.0, ge=0)
-    compensator_horizon_aliyun: float | None = Field(None, ge=0)  # None: compensator_horizon
-    compensator_horizon_huawei: float | None = Field(None, ge=0)
-    push_token: SecretStr | None = None
+    compensator_horizon: Horizon = 72 * 3600.0
+    compensator_horizon_aliyun: Horizon | None = None  # None: compensator_horizon
+    compensator_horizon_huawei: Horizon | None = None
+    push_token: PushToken | None = None
+
+    # The named accounts, [accounts.<id>] (receiptd.config.account_keys; RECEIPTD_ACCOUNT_<ID>_*
+    # by receiptd.config.account_sources), and the accounts this replica serves (empty: all).
+    accounts: dict[str, AccountKeys] = Field(default_factory=dict)
+    serve_accounts: str = ""  # comma-separated ids; `default`: the flat settings' accounts
 
     @classmethod
     def settings_customise_sources(
@@ -166,6 +180,7 @@ class Settings(BaseSettings):
         return (
             init_settings,
             env_settings,
+            DictSource(settings_cls, cls._account_data),
             DictSource(settings_cls, cls._secret_data),
             DictSource(settings_cls, cls._toml_data),
         )
@@ -204,19 +219,6 @@ class Settings(BaseSettings):
         split_host_port(value)
         return value
 
-    @field_validator(
-        "aliyun_mns_endpoint",
-        "aliyun_alicom_mns_endpoint",
-        "aliyun_dysms_endpoint",
-        "aliyun_dybase_endpoint",
-        "huawei_endpoint",
-    )
-    @classmethod
-    def _check_endpoint(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        return value.rstrip("/") if value else value
-
     @field_validator("push_addr")
     @classmethod
     def _check_push_addr(cls, value: str | None) -> str | None:
@@ -224,14 +226,29 @@ class Settings(BaseSettings):
             split_host_port(value)
         return value or None
 
-    @field_validator("push_token")
+    @field_validator("accounts", mode="before")
     @classmethod
-    def _check_push_token(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value():
-            token = value.get_secret_value()
-            if len(token) < 16 or not PUSH_TOKEN_CHARS.fullmatch(token):
-                raise ValueError("must be at least 16 characters of A-Z a-z 0-9 - _ . ~")
+    def _check_account_ids(cls, value: object) -> object:
+        for name in value if isinstance(value, Mapping) else ():
+            _accounts.check_id(name)
         return value
+
+    @field_validator("serve_accounts", mode="before")
+    @classmethod
+    def _join_serve_accounts(cls, value: object) -> object:
+        """TOML may list them: ``serve_accounts = ["a", "b"]``."""
+        return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+    @field_validator("serve_accounts")
+    @classmethod
+    def _check_serve_accounts(cls, value: str) -> str:
+        check_account_ids(split_ids(value))
+        return value
+
+    @model_validator(mode="after")
+    def _check_accounts(self) -> Settings:
+        _accounts.check(self)
+        return self
 
     @field_validator("push_allow_cidrs", "push_trusted_proxies")
     @classmethod
@@ -284,6 +301,15 @@ class Settings(BaseSettings):
             raise ValueError("webhook_endpoints: endpoint names must be unique")
         return self
 
+    def __hash__(self) -> int:
+        """Frozen settings stay hashable: the ``accounts`` table hashes as its sorted items."""
+        return hash(
+            tuple(
+                tuple(sorted(value.items())) if isinstance(value, dict) else value
+                for value in self.__dict__.values()
+            )
+        )
+
     @property
     def parts(self) -> _parts.Parts:
         """The settings as the flows read them: one frozen part per flow, and the accounts."""
@@ -332,5 +358,7 @@ class Settings(BaseSettings):
                 value = make_url(value).render_as_string(hide_password=True)
             elif name == "webhook_endpoints":
                 value = [{**e.model_dump(), "secret": "**********"} for e in value]
+            elif name == "accounts":
+                value = {key: _accounts.masked(keys) for key, keys in value.items()}
             out[name] = value
         return out

@@ -33,11 +33,16 @@ class DictSource(PydanticBaseSettingsSource):
         return dict(self._data)
 
 
+# Tables kept whole: one table per named account (``[accounts.<id>]``).
+NESTED = frozenset({"accounts"})
+
+
 def flatten_toml(data: Mapping[str, Any]) -> dict[str, Any]:
-    """``[aliyun] access_key_id = ...`` is the same as ``aliyun_access_key_id = ...``."""
+    """``[aliyun] access_key_id = ...`` is the same as ``aliyun_access_key_id = ...``
+    (``[accounts.<id>]`` stays a table of tables)."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict):
+        if isinstance(value, dict) and key not in NESTED:
             flat.update({f"{key}_{sub}": sub_value for sub, sub_value in value.items()})
         else:
             flat[key] = value

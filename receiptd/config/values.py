@@ -10,9 +10,9 @@ import base64
 import binascii
 import ipaddress
 import re
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 LogFormat = Literal["auto", "json", "console"]
@@ -22,6 +22,51 @@ PUSH_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")
 
 class ConfigError(Exception):
     """A setting is invalid; the message names the key and the reason (exit code 2)."""
+
+
+# --- Per-account values: the flat settings and every [accounts.<id>] share these bounds -------
+
+
+def check_endpoint(value: str) -> str:
+    """A provider endpoint: ``http(s)://…``, its trailing ``/`` dropped."""
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value.rstrip("/")
+
+
+def check_push_token(value: SecretStr) -> SecretStr:
+    """A push path token (empty: none): at least 16 URL-safe characters."""
+    token = value.get_secret_value()
+    if token and (len(token) < 16 or not PUSH_TOKEN_CHARS.fullmatch(token)):
+        raise ValueError("must be at least 16 characters of A-Z a-z 0-9 - _ . ~")
+    return value
+
+
+Endpoint = Annotated[str, AfterValidator(check_endpoint)]
+PushToken = Annotated[SecretStr, AfterValidator(check_push_token)]
+RequestTimeout = Annotated[float, Field(gt=0, le=120)]  # seconds per provider API call
+ThreadCount = Annotated[int, Field(ge=0, le=64)]  # MNS round trips, not CPU, bound it
+RateLimit = Annotated[float, Field(gt=0, le=5000)]  # status queries per second
+Horizon = Annotated[float, Field(ge=0)]  # seconds a pending send is asked about
+
+# An account id names the account in settings, push paths, rows and metric labels.
+ACCOUNT_ID = re.compile(r"[a-z0-9_]{1,32}")
+DEFAULT_ACCOUNT = "default"
+# Push path segments (``/push/<token>/<account>/aliyun/…``) and the flat settings' account.
+RESERVED_ACCOUNT_IDS = ("aliyun", "huawei", "v1", DEFAULT_ACCOUNT)
+
+
+def check_account_ids(value: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of account ids that may name ``default`` (the flat settings' accounts)."""
+    bad = [a for a in value if not ACCOUNT_ID.fullmatch(a)]
+    if bad:
+        raise ValueError(f"not account ids (1 to 32 of a-z 0-9 _): {bad}")
+    return value
+
+
+def split_ids(value: str) -> tuple[str, ...]:
+    """``a, b`` (a comma-separated setting) to ids, blanks ignored."""
+    return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
 # --- Webhooks (event outbox + Standard Webhooks dispatcher) ---------------------------------
@@ -40,6 +85,12 @@ class WebhookEndpoint(BaseModel):
     timeout: float = Field(10.0, gt=0, le=120)
     concurrency: int = Field(4, ge=1, le=64)
     retry_period: float | None = Field(None, gt=0)  # default: webhook_retry_period
+    accounts: tuple[str, ...] = ()  # empty: every account's events
+
+    @field_validator("accounts")
+    @classmethod
+    def _check_accounts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return check_account_ids(value)
 
     @field_validator("url")
     @classmethod

@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 
 from receiptd import cli
+from receiptd.config.account_keys import KNOWN_KEYS
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "receiptd.service"
@@ -49,6 +50,7 @@ ACCEPTED_EXPOSURES = {
 # The settings receiptd documents (receiptd.config); the example config may only use these.
 KNOWN_SETTINGS = {
     "database_url",
+    "serve_accounts",
     "aliyun_access_key_id",
     "aliyun_access_key_secret",
     "aliyun_queue_prefix",
@@ -260,17 +262,21 @@ def test_example_config_uses_known_settings_and_no_secrets() -> None:
 def test_commented_examples_use_known_settings() -> None:
     """`# key = value` lines are settings a reader will uncomment: they must exist too."""
     section = ""
-    names = set()
+    names, account_keys = set(), set()
     for line in EXAMPLE_CONFIG.read_text(encoding="utf-8").splitlines():
-        header = re.match(r"^#?\s*\[([a-z_]+)\]\s*$", line)
+        header = re.match(r"^#?\s*\[([a-z0-9_.]+)\]\s*$", line)
         if header:
             section = header.group(1) + "_"
             continue
         example = re.match(r"^#\s*([a-z_]+)\s*=\s*\S", line)
-        if example:
+        if example and section.startswith("accounts."):  # [accounts.<id>]: an account's keys
+            account_keys.add(example.group(1))
+        elif example:
             names.add(section + example.group(1))
     assert names, "the example config should show optional settings as comments"
     assert names <= KNOWN_SETTINGS, names - KNOWN_SETTINGS
+    assert account_keys, "the example config should show a further account"
+    assert account_keys <= {"provider", *KNOWN_KEYS}, account_keys - {"provider", *KNOWN_KEYS}
 
 
 # --- systemd-analyze ---------------------------------------------------------------------

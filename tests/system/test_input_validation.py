@@ -107,6 +107,9 @@ BAD_VALUES: dict[str, list[str]] = {
     "events_show_phone_numbers": ["maybe"],
     "events_retention_days": ["0", "-1"],
     "events_notify": ["loud"],
+    # Named accounts ([accounts.<id>]; RECEIPTD_ACCOUNT_<ID>_<KEY>: tests/unit/config)
+    "accounts": ["not json", '{"default": {"provider": "aliyun"}}', '{"a": {"provider": "gcp"}}'],
+    "serve_accounts": ["brand_c", "Brand-A"],
 }
 # Free text: no value is invalid in itself (the provider refuses a wrong key at run time).
 FREE_TEXT = {

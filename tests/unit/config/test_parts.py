@@ -24,6 +24,7 @@ TOKEN = "push-token-0123456789"
 # _concurrency shape it) and a push token (so push_addr may be set).
 BASE: dict[str, Any] = {"webhook_urls": "https://a.example/h", "webhook_secret": SECRET}
 BASE["push_token"] = TOKEN
+HUAWEI_KEYS = {"secret_access_key": "BSK", "project_id": "p2"}
 HOOK = config.WebhookEndpoint(name="app", url="https://app.example/h", secret=SecretStr(SECRET))
 
 # One valid value other than the default for every flat field. A field added to Settings and
@@ -105,6 +106,8 @@ CHANGED: dict[str, Any] = {
     "compensator_horizon_aliyun": 60.0,
     "compensator_horizon_huawei": 120.0,
     "push_token": "another-push-token-42",
+    "accounts": {"brand_a": {"provider": "huawei", "access_key_id": "B"} | HUAWEI_KEYS},
+    "serve_accounts": "default",
 }
 
 
