@@ -23,6 +23,9 @@ class RecordedCall:
     status: HTTP status sent, or 0 when the connection was reset.
     outcome: "OK", an error code, or "reset".
     fault: the injected fault kind ("none", "error", "throttle", "reset_before", "reset_after").
+    account: the name of the account whose key signed the call (its AccessKey, a token it was
+    issued, its direct MNS key, its KooMessage AK or IAM token); "" for Alicom's owner key and
+    for keys the emulator does not know.
     """
 
     api: str
@@ -34,6 +37,7 @@ class RecordedCall:
     access_key_id: str = ""
     fault: str = "none"
     duration: float = 0.0
+    account: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,7 @@ class RecordedCall:
             "access_key_id": self.access_key_id,
             "fault": self.fault,
             "duration": self.duration,
+            "account": self.account,
         }
 
 
@@ -57,10 +62,15 @@ class CallLog:
     def record(self, call: RecordedCall) -> None:
         self._calls.append(call)  # deque.append is atomic under the GIL
 
-    def calls(self, api: str | None = None) -> list[RecordedCall]:
+    def calls(self, api: str | None = None, account: str | None = None) -> list[RecordedCall]:
+        """Calls in arrival order, optionally of one API and/or one account ("" for none)."""
         with self._lock:
             snapshot = list(self._calls)
-        return snapshot if api is None else [c for c in snapshot if c.api == api]
+        return [
+            c
+            for c in snapshot
+            if (api is None or c.api == api) and (account is None or c.account == account)
+        ]
 
     def reset(self) -> None:
         with self._lock:

@@ -1,6 +1,8 @@
 """The control API: the Emulator's Python controls as JSON over HTTP under `/_emulator/`.
 
 Unauthenticated (the emulator is a local test tool), never faulted, throttled or recorded.
+Endpoints about one account's queues, sends, receipts, pushes or calls take an optional
+``account`` (a JSON field, or a query parameter for GET); without it, the default account.
 """
 
 from __future__ import annotations
@@ -66,13 +68,28 @@ def _set_push(emu: Emulator, body: Body) -> Body:
     """``{"type": "SmsReport", "url": ..., "batch": 100, "schedule": "long", ...}``;
     ``"url": null`` turns push mode off for that type."""
     kind = body.pop("type")
-    emu.set_push(kind, None if body.get("url") is None else PushSpec(**body))
+    account = body.pop("account", None)
+    emu.set_push(kind, None if body.get("url") is None else PushSpec(**body), account)
     return {}
 
 
 def _push_elements(emu: Emulator, body: Body) -> Body:
-    emu.push_elements(body["type"], body["elements"])
+    emu.push_elements(body["type"], body["elements"], body.get("account"))
     return {}
+
+
+def _add_account(emu: Emulator, body: Body) -> Body:
+    """``{"name": "brand_b", "uid": "...", "push": {"SmsReport": {"url": ...}}}``."""
+    unknown = set(body) - {"name", "uid", "push"}
+    if unknown:
+        raise ValueError(f"unknown account fields: {sorted(unknown)}")
+    push = {kind: PushSpec(**spec) for kind, spec in body.get("push", {}).items()}
+    return emu.add_account(body["name"], body.get("uid"), push_specs=push).as_dict()
+
+
+def _calls(emu: Emulator, body: Body) -> Body:
+    calls = emu.calls(body.get("api"), body.get("account"))
+    return {"calls": [c.as_dict() for c in calls]}
 
 
 def _set_long_poll_cap(emu: Emulator, body: Body) -> Body:
@@ -85,30 +102,36 @@ def _set_long_poll_cap(emu: Emulator, body: Body) -> Body:
 
 ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "info"): lambda emu, b: emu.info.as_dict(),
+    ("GET", "accounts"): lambda emu, b: {"accounts": [a.as_dict() for a in emu.info.accounts]},
+    ("POST", "accounts"): _add_account,
     ("POST", "enqueue"): lambda emu, b: {
-        "message_id": emu.enqueue(b["queue"], b["body"], float(b.get("delay", 0)))
+        "message_id": emu.enqueue(b["queue"], b["body"], float(b.get("delay", 0)), b.get("account"))
     },
     ("POST", "enqueue_report"): lambda emu, b: {
-        "message_id": emu.enqueue_report(b["fields"], float(b.get("delay", 0)))
+        "message_id": emu.enqueue_report(b["fields"], float(b.get("delay", 0)), b.get("account"))
     },
     ("POST", "enqueue_up"): lambda emu, b: {
-        "message_id": emu.enqueue_up(b["fields"], float(b.get("delay", 0)))
+        "message_id": emu.enqueue_up(b["fields"], float(b.get("delay", 0)), b.get("account"))
     },
     ("POST", "inject_malformed"): lambda emu, b: {
-        "body": emu.inject_malformed(b.get("queue", "report"), b.get("body"))
+        "body": emu.inject_malformed(b.get("queue", "report"), b.get("body"), b.get("account"))
     },
     ("POST", "seed_sends"): lambda emu, b: {
-        "biz_ids": emu.seed_sends([_seed(item) for item in b["sends"]])
+        "biz_ids": emu.seed_sends([_seed(item) for item in b["sends"]], b.get("account"))
     },
-    ("GET", "records"): lambda emu, b: {"records": [asdict(r) for r in emu.records()]},
-    ("GET", "queue_depth"): lambda emu, b: emu.queue_depth(b.get("queue", "report")),
-    ("GET", "calls"): lambda emu, b: {"calls": [c.as_dict() for c in emu.calls(b.get("api"))]},
+    ("GET", "records"): lambda emu, b: {
+        "records": [asdict(r) for r in emu.records(b.get("account"))]
+    },
+    ("GET", "queue_depth"): lambda emu, b: emu.queue_depth(
+        b.get("queue", "report"), b.get("account")
+    ),
+    ("GET", "calls"): _calls,
     ("POST", "reset_calls"): _reset_calls,
     ("POST", "faults"): _set_faults,
     ("POST", "expire_tokens"): lambda emu, b: {"expired": emu.expire_tokens()},
     ("POST", "qps_limit"): _set_qps_limit,
     ("POST", "push"): _set_push,
-    ("GET", "push_stats"): lambda emu, b: emu.push_stats(),
+    ("GET", "push_stats"): lambda emu, b: emu.push_stats(b.get("account")),
     ("POST", "push_elements"): _push_elements,
     ("GET", "long_polls"): lambda emu, b: emu.long_polls(),
     ("POST", "long_polls"): _set_long_poll_cap,

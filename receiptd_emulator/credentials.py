@@ -1,5 +1,8 @@
-"""Access keys the emulator knows: the customer's account key, Alicom's MNS owner key, and the
-temporary (STS) credentials that QueryTokenForMnsQueue hands out.
+"""Access keys the emulator knows: each customer account's key, Alicom's MNS owner key, each
+account's direct MNS key, and the temporary (STS) credentials that QueryTokenForMnsQueue hands out.
+
+Every key but Alicom's owner key belongs to one account (`Credential.account`, its name), which
+is what keeps one account's key off another account's sends, tokens and queues.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class KeyKind(enum.Enum):
     ACCOUNT = "account"  # the customer's AccessKey: Dysmsapi + Dybaseapi, not Alicom's queues
     MNS_OWNER = "mns_owner"  # Alicom's own MNS account key: every MNS operation (tests, tools)
     STS = "sts"  # temporary: consume one Alicom queue until ExpireTime
+    MNS_ACCOUNT = "mns_account"  # emulator-only direct MNS key: its own account's queues only
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +33,8 @@ class Credential:
     access_key_secret: str = dataclasses.field(repr=False)
     kind: KeyKind
     security_token: str = dataclasses.field(default="", repr=False)
-    queue: str = ""  # STS only: the one queue the token may read
+    queue: str = ""  # STS: the one queue the token may read; MNS_ACCOUNT: the queue prefix
+    account: str = ""  # the owning account's name ("" for Alicom's owner key)
     created_at: float = 0.0
     expires_at: float = math.inf
 
@@ -49,7 +54,12 @@ class CredentialStore:
     def get(self, access_key_id: str) -> Credential | None:
         return self._keys.get(access_key_id)
 
-    def issue_sts(self, queue: str, lifetime: float) -> Credential:
+    def account_of(self, access_key_id: str) -> str:
+        """The name of the account that owns ``access_key_id`` ("" if none or unknown)."""
+        credential = self._keys.get(access_key_id)
+        return "" if credential is None else credential.account
+
+    def issue_sts(self, queue: str, lifetime: float, account: str = "") -> Credential:
         """A new temporary credential for `queue`, valid `lifetime` seconds.
 
         Times are whole seconds, because ExpireTime is printed to the second: a client that
@@ -62,6 +72,7 @@ class CredentialStore:
             kind=KeyKind.STS,
             security_token="CAIS" + secrets.token_urlsafe(240).replace("-", "+").replace("_", "/"),
             queue=queue,
+            account=account,
             created_at=created,
             expires_at=created + max(1, math.ceil(lifetime)),
         )

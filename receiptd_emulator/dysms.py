@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from receiptd_emulator import timeutil
+from receiptd_emulator.credentials import Credential
 from receiptd_emulator.pop import PopCall, PopGateway, business_error, require
 from receiptd_emulator.provider import MissingTemplateVariable, SmsProvider
 from receiptd_emulator.sms_records import Send
@@ -33,8 +34,15 @@ def normalize_phone(text: str) -> str | None:
 
 
 class Dysms:
-    def __init__(self, provider: SmsProvider, clock: Callable[[], float] = time.time) -> None:
-        self._provider = provider
+    """`providers` maps the caller's key to its account's provider: an account sends, and
+    queries, only its own sends (another account's BizId is "no record")."""
+
+    def __init__(
+        self,
+        providers: Callable[[Credential], SmsProvider],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._providers = providers
         self._clock = clock
 
     def register(self, gateway: PopGateway) -> None:
@@ -52,7 +60,8 @@ class Dysms:
         phones = [normalize_phone(n) for n in numbers]
         if None in phones:
             return business_error("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
-        profile = self._provider.profile
+        provider = self._providers(call.credential)
+        profile = provider.profile
         if sign_name not in profile.sign_names:
             return business_error("isv.SMS_SIGNATURE_ILLEGAL", "签名不合法(不存在或被拉黑)")
         if template_code not in profile.templates:
@@ -61,10 +70,10 @@ class Dysms:
         if variables is None:
             return business_error("isv.INVALID_JSON_PARAM", "JSON参数不合法，只接受字符串值")
         try:
-            content = self._provider.render(sign_name, template_code, variables)
+            content = provider.render(sign_name, template_code, variables)
         except MissingTemplateVariable as missing:
             return business_error("isv.TEMPLATE_MISSING_PARAMETERS", f"模板缺少变量: {missing}")
-        biz_id = self._provider.send(
+        biz_id = provider.send(
             [p for p in phones if p is not None],
             sign_name,
             template_code,
@@ -92,7 +101,8 @@ class Dysms:
             return business_error(
                 "isv.INVALID_PARAMETERS", "SendDate must be yyyyMMdd within the last 30 days"
             )
-        matches = self._provider.records.query(phone, send_date, params.get("BizId", ""))
+        records = self._providers(call.credential).records
+        matches = records.query(phone, send_date, params.get("BizId", ""))
         start = (current_page - 1) * page_size
         now = self._clock()
         rows = [_detail(send, now) for send in matches[start : start + page_size]]

@@ -7,18 +7,31 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from receiptd_emulator import push, receipts
+from receiptd_emulator.accounts import AccountInfo, Accounts, Services, derive_info
 from receiptd_emulator.calls import CallLog, RecordedCall
 from receiptd_emulator.clock import Clock
 from receiptd_emulator.credentials import Credential, CredentialStore, KeyKind
 from receiptd_emulator.dybase import Dybase
 from receiptd_emulator.dysms import Dysms
 from receiptd_emulator.faults import Faults, FaultSpec, QpsLimiter
+from receiptd_emulator.info import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    HUAWEI_ACCESS_KEY_ID,
+    HUAWEI_AUTH_TOKEN,
+    HUAWEI_SECRET_ACCESS_KEY,
+    MNS_ACCESS_KEY_ID,
+    MNS_ACCESS_KEY_SECRET,
+    MNS_OWNER_KEY_ID,
+    MNS_OWNER_KEY_SECRET,
+    EmulatorInfo,
+    default_account,
+)
 from receiptd_emulator.koomessage import KooMessageApi, KooMessageAuth
 from receiptd_emulator.koomessage_store import SendDetail
 from receiptd_emulator.mns import MnsService
@@ -27,67 +40,40 @@ from receiptd_emulator.mns_queue import QueueMeta
 from receiptd_emulator.mns_xml import INVALID_XML_CHARS
 from receiptd_emulator.pop import PopGateway
 from receiptd_emulator.pop_signing import PopVerifier
-from receiptd_emulator.profiles import Profile
-from receiptd_emulator.provider import SeedSend, SmsProvider
+from receiptd_emulator.profiles import AccountSpec, Profile
+from receiptd_emulator.provider import SeedSend
 from receiptd_emulator.router import Route, Router
 from receiptd_emulator.scheduler import Scheduler
 from receiptd_emulator.server import Dispatcher, ServerThread
-from receiptd_emulator.sms_records import SendRecord, SmsRecords
+from receiptd_emulator.sms_records import SendRecord
 
-#: Fixed fake keys, so a long-running emulator can be configured once. Never real secrets.
-ACCESS_KEY_ID = "LTAI5tReceiptdEmulator01"
-ACCESS_KEY_SECRET = "EmulatorSecretForReceiptd00001"  # noqa: S105 - fake, emulator-only
-MNS_OWNER_KEY_ID = "LTAI5tAlicomMnsOwner0001"
-MNS_OWNER_KEY_SECRET = "AlicomMnsOwnerSecretEmulator01"  # noqa: S105 - fake, emulator-only
-HUAWEI_ACCESS_KEY_ID = "HuaweiReceiptdEmulatorAK01"
-HUAWEI_SECRET_ACCESS_KEY = "HuaweiEmulatorSecretForReceiptd01"  # noqa: S105 - fake, emulator-only
-HUAWEI_AUTH_TOKEN = "MIIReceiptdEmulatorIamToken01"  # noqa: S105 - fake, emulator-only
-
-
-@dataclass(frozen=True, slots=True)
-class EmulatorInfo:
-    """Everything a client needs to talk to a running emulator (the CLI's JSON line)."""
-
-    mns_endpoint: str
-    dysms_endpoint: str
-    dybase_endpoint: str
-    koomessage_endpoint: str
-    control_endpoint: str
-    access_key_id: str
-    access_key_secret: str
-    account_uid: str
-    queue_prefix: str
-    report_queue: str
-    up_queue: str
-    sign_name: str
-    template_code: str
-    mns_owner_access_key_id: str
-    mns_owner_access_key_secret: str
-    host: str
-    port: int
-    profile: str
-    token_lifetime: float
-    huawei_access_key_id: str = HUAWEI_ACCESS_KEY_ID
-    huawei_secret_access_key: str = HUAWEI_SECRET_ACCESS_KEY
-    huawei_auth_token: str = HUAWEI_AUTH_TOKEN
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @property
-    def pop_endpoint(self) -> str:
-        """`host:port`, the form `alibabacloud_tea_openapi` Config(endpoint=...) expects."""
-        return f"{self.host}:{self.port}"
+__all__ = [
+    "ACCESS_KEY_ID",
+    "ACCESS_KEY_SECRET",
+    "HUAWEI_ACCESS_KEY_ID",
+    "HUAWEI_AUTH_TOKEN",
+    "HUAWEI_SECRET_ACCESS_KEY",
+    "MNS_ACCESS_KEY_ID",
+    "MNS_ACCESS_KEY_SECRET",
+    "MNS_OWNER_KEY_ID",
+    "MNS_OWNER_KEY_SECRET",
+    "AccountInfo",
+    "Emulator",
+    "EmulatorInfo",
+]
 
 
 class Emulator:
     """Strict local providers on one port: Alibaba Cloud MNS, Dybaseapi and Dysmsapi, and
-    Huawei KooMessage's send-details API.
+    Huawei KooMessage's send-details API, for one or several customer accounts.
 
     Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port.
     `clock` (epoch seconds) is the provider's time: sends, receipt arrival, token expiry and
     push retries follow it (a `clock.ManualClock` lets a test move it); signatures, queue
     visibility and long polls keep the real time.
+
+    Methods taking `account` act on that account (a name from `add_account` or the profile's
+    `[[accounts]]`); None is the `default` account, the one `info` describes.
     """
 
     def __init__(
@@ -109,7 +95,6 @@ class Emulator:
         self._stopped = False
         self._rng = random.Random(self.profile.seed)
         self.credentials = CredentialStore(clock)
-        self.credentials.add(Credential(ACCESS_KEY_ID, ACCESS_KEY_SECRET, KeyKind.ACCOUNT))
         self.credentials.add(Credential(MNS_OWNER_KEY_ID, MNS_OWNER_KEY_SECRET, KeyKind.MNS_OWNER))
         self.mns = MnsService(
             self.credentials,
@@ -117,37 +102,45 @@ class Emulator:
                 self.profile.long_polls_per_queue, self.profile.long_polls_per_key
             ),
         )
-        for queue in (self.profile.report_queue, self.profile.up_queue):
-            self.mns.create_queue(queue)
-        self.sms_records = SmsRecords(seed=self.profile.seed)
         self.scheduler = Scheduler(clock)
-        self.provider = SmsProvider(
-            self.profile, self.sms_records, self.mns, self.scheduler, clock=clock
+        huawei_auth = KooMessageAuth(clock=clock)
+        self.accounts = Accounts(
+            Services(self.profile, self.mns, self.scheduler, clock, self.credentials, huawei_auth)
         )
-        self.pushers: dict[str, push.Pusher] = {}
-        for kind, push_spec in self.profile.push.items():
-            self.set_push(kind, push_spec)
-        self.provider.divert = self._divert
-        huawei_keys = {HUAWEI_ACCESS_KEY_ID: HUAWEI_SECRET_ACCESS_KEY}
-        self.koomessage = KooMessageApi(auth=KooMessageAuth(huawei_keys, [HUAWEI_AUTH_TOKEN]))
+        self.koomessage = KooMessageApi(auth=huawei_auth, stores=self.accounts.details_for)
+        default_info = default_account(self.profile)
+        default = self.accounts.open(default_info, self.profile.push, self.koomessage.store)
+        self.sms_records, self.provider, self.pushers = (
+            default.records,
+            default.provider,
+            default.pushers,
+        )
+        for spec in self.profile.accounts:
+            self.accounts.open(derive_info(spec.name, spec.uid, self.profile), spec.push)
         self.router = self._build_router()
         self.faults = Faults()
-        for group, spec in self.profile.faults.items():
-            self.faults.set(group, spec)
+        for group, fault_spec in self.profile.faults.items():
+            self.faults.set(group, fault_spec)
         self.limiter = QpsLimiter()
         for api, qps in self.profile.qps.items():
             self.limiter.set_limit(api, qps)
         self.call_log = CallLog()
-        self.dispatcher = Dispatcher(self.router, self.faults, self.limiter, self.call_log)
+        self.dispatcher = Dispatcher(
+            self.router, self.faults, self.limiter, self.call_log, self.accounts.account_of
+        )
 
     def _build_router(self) -> Router:
         from receiptd_emulator import control  # control needs Emulator: import late
 
         gateway = PopGateway(PopVerifier(self.credentials))
-        Dysms(self.provider, clock=self.clock).register(gateway)
-        Dybase(self.credentials, self.profile.queue_prefix, lambda: self.token_lifetime).register(
+        Dysms(lambda cred: self.accounts.get(cred.account).provider, clock=self.clock).register(
             gateway
         )
+        Dybase(
+            self.credentials,
+            lambda cred: self.accounts.get(cred.account).info.queue_prefix,
+            lambda: self.token_lifetime,
+        ).register(gateway)
         router = Router()
         router.add(control.route(self))
         router.add(self.mns.route())
@@ -155,6 +148,25 @@ class Emulator:
         router.add(gateway.route("dysms", fallback=True))
         router.add(self.koomessage.route())
         return router
+
+    # -- accounts ------------------------------------------------------------------------
+    def add_account(
+        self,
+        name: str,
+        uid: str | None = None,
+        *,
+        push_specs: Mapping[str, push.PushSpec] | None = None,
+    ) -> AccountInfo:
+        """Another customer account on the same port, before or after `start()`: its keys
+        are derived from `name` (the same name gives the same keys), its uid too unless given;
+        its SmsReport/SmsUp queues are created; `push_specs` are its own push targets per
+        message type (SmsReport, SmsUp, koomessage), as `set_push(..., account=name)` sets."""
+        spec = AccountSpec(name, uid, push_specs or {})  # validates
+        return self.accounts.open(derive_info(spec.name, spec.uid, self.profile), spec.push).info
+
+    def account(self, name: str | None = None) -> AccountInfo:
+        """One account's info (None: the default account's)."""
+        return self.accounts.get(name).info
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Emulator:
@@ -169,15 +181,16 @@ class Emulator:
         return self
 
     def stop(self) -> None:
-        """Idempotent. Order: stop accepting, wake long polls, drop connections, stop timers."""
+        """Idempotent. Order: stop accepting, wake long polls, drop connections, stop timers,
+        then every account's pushers."""
         with self._lock:
             server, self._server, self._stopped = self._server, None, True
         if server is not None:
             self.mns.close()
             server.stop()
         self.scheduler.stop()
-        for kind in list(self.pushers):
-            self.set_push(kind, None)
+        for account in self.accounts.all():
+            account.stop_push()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -200,7 +213,7 @@ class Emulator:
     def info(self) -> EmulatorInfo:
         port = self.port
         base = f"http://{self._host}:{port}"
-        profile = self.profile
+        default = self.accounts.get().info
         return EmulatorInfo(
             mns_endpoint=base,
             dysms_endpoint=base,
@@ -209,18 +222,19 @@ class Emulator:
             control_endpoint=f"{base}/_emulator",
             access_key_id=ACCESS_KEY_ID,
             access_key_secret=ACCESS_KEY_SECRET,
-            account_uid=profile.account_uid,
-            queue_prefix=profile.queue_prefix,
-            report_queue=profile.report_queue,
-            up_queue=profile.up_queue,
-            sign_name=profile.sign_names[0],
-            template_code=next(iter(profile.templates)),
+            account_uid=default.uid,
+            queue_prefix=default.queue_prefix,
+            report_queue=default.report_queue,
+            up_queue=default.up_queue,
+            sign_name=default.sign_name,
+            template_code=default.template_code,
             mns_owner_access_key_id=MNS_OWNER_KEY_ID,
             mns_owner_access_key_secret=MNS_OWNER_KEY_SECRET,
             host=self._host,
             port=port,
-            profile=profile.name,
+            profile=self.profile.name,
             token_lifetime=self.token_lifetime,
+            accounts=self.accounts.infos(),
         )
 
     def add_route(self, route: Route, *, replace: str | None = None) -> None:
@@ -231,34 +245,40 @@ class Emulator:
             self.router.replace(replace, route)
 
     # -- queues --------------------------------------------------------------------------
-    def queue_name(self, queue: str) -> str:
-        aliases = {"report": self.profile.report_queue, "up": self.profile.up_queue}
-        return aliases.get(queue, queue)
+    def queue_name(self, queue: str, account: str | None = None) -> str:
+        """``report`` / ``up``: the account's queue; any other name is itself."""
+        return self.accounts.get(account).queue_name(queue)
 
-    def enqueue(self, queue: str, body: str, delay: float = 0) -> str:
+    def enqueue(self, queue: str, body: str, delay: float = 0, account: str | None = None) -> str:
         """Put a raw MNS body (already base64 etc.) into a queue; returns the MessageId."""
-        target = self.mns.queue(self.queue_name(queue))
+        target = self.mns.queue(self.queue_name(queue, account))
         size = len(body.encode())
         if not 1 <= size <= target.meta.maximum_message_size or INVALID_XML_CHARS.search(body):
             raise ValueError("body must be 1..MaximumMessageSize bytes of XML-safe text")
         return target.send(body, delay or None).message_id
 
-    def enqueue_report(self, fields: Mapping[str, Any], delay: float = 0) -> str:
+    def enqueue_report(
+        self, fields: Mapping[str, Any], delay: float = 0, account: str | None = None
+    ) -> str:
         """An SmsReport message as Alicom sends it: base64 of the JSON of `fields`."""
-        return self.enqueue("report", receipts.encode(fields), delay)
+        return self.enqueue("report", receipts.encode(fields), delay, account)
 
-    def enqueue_up(self, fields: Mapping[str, Any], delay: float = 0) -> str:
-        return self.enqueue("up", receipts.encode(fields), delay)
+    def enqueue_up(
+        self, fields: Mapping[str, Any], delay: float = 0, account: str | None = None
+    ) -> str:
+        return self.enqueue("up", receipts.encode(fields), delay, account)
 
-    def inject_malformed(self, queue: str = "report", body: str | None = None) -> str:
+    def inject_malformed(
+        self, queue: str = "report", body: str | None = None, account: str | None = None
+    ) -> str:
         """Enqueue a realistic broken body (bad base64 / not JSON / missing field); returns it."""
         with self._lock:
             body = body if body is not None else receipts.malformed_body(self._rng)
-        self.enqueue(queue, body)
+        self.enqueue(queue, body, account=account)
         return body
 
-    def queue_depth(self, queue: str) -> dict[str, int]:
-        return self.mns.queue(self.queue_name(queue)).depth()
+    def queue_depth(self, queue: str, account: str | None = None) -> dict[str, int]:
+        return self.mns.queue(self.queue_name(queue, account)).depth()
 
     def set_queue_attributes(self, queue: str, **changes: Any) -> QueueMeta:
         """Change a queue's attributes (QueueMeta field names, e.g. visibility_timeout=2)."""
@@ -278,83 +298,74 @@ class Emulator:
         """Wait until ``holding`` long polls are held on ``queue`` (a name or report/up)."""
         return self.mns.long_polls.wait_holding(self.queue_name(queue), holding, timeout)
 
-    def issue_token(self, message_type: str = "SmsReport") -> Credential:
-        """A temporary credential for an Alicom queue, as QueryTokenForMnsQueue would issue."""
-        queue = self.profile.queue_prefix + message_type
+    def issue_token(
+        self, message_type: str = "SmsReport", account: str | None = None
+    ) -> Credential:
+        """A temporary credential for an account's Alicom queue, as QueryTokenForMnsQueue
+        would issue it."""
+        info = self.accounts.get(account).info
+        queue = info.queue_prefix + message_type
         self.mns.queue(queue)
-        return self.credentials.issue_sts(queue, self.token_lifetime)
+        return self.credentials.issue_sts(queue, self.token_lifetime, account=info.name)
 
     def expire_tokens(self) -> int:
         """Every temporary credential issued so far is expired from now on."""
         return self.credentials.expire_sts()
 
     # -- SMS truth -----------------------------------------------------------------------
-    def seed_sends(self, sends: Iterable[SeedSend]) -> list[str]:
-        return self.provider.seed(sends)
+    def seed_sends(self, sends: Iterable[SeedSend], account: str | None = None) -> list[str]:
+        return self.accounts.get(account).provider.seed(sends)
 
-    def records(self) -> list[SendRecord]:
-        return self.sms_records.snapshot()
+    def records(self, account: str | None = None) -> list[SendRecord]:
+        return self.accounts.get(account).records.snapshot()
 
-    def seed_koomessage(self, details: Iterable[SendDetail]) -> int:
+    def seed_koomessage(self, details: Iterable[SendDetail], account: str | None = None) -> int:
         """Add KooMessage send details (a known msg_id is replaced); returns how many were new.
         In push mode a final detail is also called back."""
+        target = self.accounts.get(account)
         details = list(details)
-        added = self.koomessage.store.add(details)
-        pusher = self.pushers.get("koomessage")
+        added = target.details.add(details)
+        pusher = target.pushers.get("koomessage")
         if pusher is not None:
             elements = [push.koomessage_element(d) for d in details]
             pusher.submit([e for e in elements if e is not None])
         return added
 
+    def koomessage_details(self, account: str | None = None) -> list[SendDetail]:
+        return self.accounts.get(account).details.snapshot()
+
     # -- push mode -----------------------------------------------------------------------
-    def set_push(self, kind: str, spec: push.PushSpec | None) -> None:
+    def set_push(self, kind: str, spec: push.PushSpec | None, account: str | None = None) -> None:
         """Deliver ``kind`` (SmsReport, SmsUp, koomessage) by HTTP push; None: back to MNS
         (for koomessage: no callbacks). Receipts still retrying in the old pusher are dropped."""
-        new = None if spec is None else push.build(kind, spec, self.scheduler)
-        with self._lock:
-            old = self.pushers.pop(kind, None)
-            if new is not None:
-                self.pushers[kind] = new
-        if old is not None:
-            old.stop()
+        self.accounts.get(account).set_push(kind, spec)
 
-    def push_elements(self, kind: str, elements: Iterable[Any]) -> None:
+    def push_elements(self, kind: str, elements: Iterable[Any], account: str | None = None) -> None:
         """Push these elements (receipt field dicts, or anything malformed) as the provider."""
-        pusher = self.pushers.get(kind)
-        if pusher is None:
-            raise ValueError(f"{kind} is not in push mode")
-        pusher.submit(list(elements))
+        self.accounts.get(account).pusher(kind).submit(list(elements))
 
     def wait_push(
-        self, kind: str, until: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+        self,
+        kind: str,
+        until: Callable[[dict[str, Any]], bool],
+        timeout: float = 30.0,
+        account: str | None = None,
     ) -> bool:
         """Wait until ``until(push_stats()[kind])`` holds (True), or ``timeout`` passes."""
-        pusher = self.pushers.get(kind)
-        if pusher is None:
-            raise ValueError(f"{kind} is not in push mode")
-        return pusher.wait_until(until, timeout)
+        return self.accounts.get(account).pusher(kind).wait_until(until, timeout)
 
-    def wait_push_idle(self, kind: str, timeout: float = 30.0) -> bool:
+    def wait_push_idle(self, kind: str, timeout: float = 30.0, account: str | None = None) -> bool:
         """Wait until every receipt of ``kind`` was accepted or given up (True), or timeout."""
-        return self.wait_push(kind, lambda stats: stats["pending"] == 0, timeout)
+        return self.wait_push(kind, lambda stats: stats["pending"] == 0, timeout, account)
 
-    def push_stats(self) -> dict[str, dict[str, Any]]:
-        return {kind: p.snapshot() for kind, p in list(self.pushers.items())}
-
-    def _divert(self, queue: str, bodies: list[str]) -> bool:
-        kinds = {self.profile.report_queue: "SmsReport", self.profile.up_queue: "SmsUp"}
-        pusher = self.pushers.get(kinds.get(queue, ""))
-        if pusher is None:
-            return False
-        pusher.submit([push.queue_element(body) for body in bodies])
-        return True
-
-    def koomessage_details(self) -> list[SendDetail]:
-        return self.koomessage.store.snapshot()
+    def push_stats(self, account: str | None = None) -> dict[str, dict[str, Any]]:
+        return self.accounts.get(account).push_stats()
 
     # -- calls, faults, limits -----------------------------------------------------------
-    def calls(self, api: str | None = None) -> list[RecordedCall]:
-        return self.call_log.calls(api)
+    def calls(self, api: str | None = None, account: str | None = None) -> list[RecordedCall]:
+        """Recorded calls, optionally of one API and/or one account (by name; "" for calls
+        no account signed: Alicom's owner key, unknown keys)."""
+        return self.call_log.calls(api, account)
 
     def reset_calls(self) -> None:
         self.call_log.reset()

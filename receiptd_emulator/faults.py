@@ -113,37 +113,40 @@ def _kind_for(spec: FaultSpec, draw: float, after: bool) -> FaultKind:
 
 
 class QpsLimiter:
-    """Per-API token buckets (capacity = one second's worth), like a per-account gateway limit."""
+    """Per-API token buckets (capacity = one second's worth), one per account, like Alibaba's
+    per-account gateway limits: one account's traffic never spends another's allowance."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._buckets: dict[str, list[float]] = {}  # api -> [qps, tokens, last refill]
+        self._qps: dict[str, float] = {}  # api -> limit
+        self._buckets: dict[tuple[str, str], list[float]] = {}  # (api, account) -> [tokens, t]
 
     def set_limit(self, api: str, qps: float | None) -> None:
         with self._lock:
-            if qps is None:
-                self._buckets.pop(api, None)
-                return
-            if qps <= 0:
+            if qps is not None and qps <= 0:
                 raise ValueError("qps must be > 0 (use None to remove a limit)")
-            self._buckets[api] = [float(qps), float(qps), self._clock()]
+            self._buckets = {k: b for k, b in self._buckets.items() if k[0] != api}
+            if qps is None:
+                self._qps.pop(api, None)
+            else:
+                self._qps[api] = float(qps)
 
     def limits(self) -> dict[str, float]:
         with self._lock:
-            return {api: bucket[0] for api, bucket in self._buckets.items()}
+            return dict(self._qps)
 
-    def allow(self, api: str) -> bool:
-        if api not in self._buckets:
+    def allow(self, api: str, account: str = "") -> bool:
+        if api not in self._qps:
             return True
         with self._lock:
-            bucket = self._buckets.get(api)
-            if bucket is None:
+            qps = self._qps.get(api)
+            if qps is None:
                 return True
-            qps, tokens, last = bucket
             now = self._clock()
-            tokens = min(qps, tokens + (now - last) * qps)
+            bucket = self._buckets.setdefault((api, account), [qps, now])
+            tokens = min(qps, bucket[0] + (now - bucket[1]) * qps)
             allowed = tokens >= 1.0
-            bucket[1] = tokens - 1.0 if allowed else tokens
-            bucket[2] = now
+            bucket[0] = tokens - 1.0 if allowed else tokens
+            bucket[1] = now
             return allowed

@@ -189,10 +189,14 @@ class KooMessageApi:
         store: DetailStore | None = None,
         auth: KooMessageAuth | None = None,
         clock: Callable[[], float] = time.time,
+        stores: Callable[[str], DetailStore] | None = None,
     ) -> None:
+        """`stores` maps the caller (its AK, or its IAM token) to the details it may read
+        (its own account's); without it every caller reads `store`."""
         self.store = store or DetailStore()
         self.auth = auth or KooMessageAuth(clock=clock)
         self._clock = clock
+        self._stores = stores
 
     def route(self) -> Route:
         return path_route(
@@ -201,15 +205,16 @@ class KooMessageApi:
 
     def handle(self, request: Request, api: str = API) -> Response:
         try:
-            self.auth.verify(request)
+            caller = self.auth.verify(request)
             params = parse_params(request.raw_params(), self._clock())
         except (AuthError, KooMessageError) as error:
             return error_response(error.status, error.code, error.message)
+        if caller == "token":
+            caller = request.header("x-auth-token")
+        store = self.store if self._stores is None else self._stores(caller)
         # Past the cap the answer is an empty list; the total is still the real one.
         readable = params.limit if params.offset + params.limit <= RESULT_CAP else 0
-        page, total = self.store.page(
-            params.filters, params.begin, params.end, params.offset, readable
-        )
+        page, total = store.page(params.filters, params.begin, params.end, params.offset, readable)
         body = {
             "send_details": [d.as_json() for d in page],
             "page_info": {"offset": params.offset, "limit": params.limit, "total": total},

@@ -171,8 +171,13 @@ class MnsService:
 
     @staticmethod
     def _authorize(credential: Credential, op: str, queue: str) -> None:
+        """A token reaches its one queue; an account's direct key its account's queues only."""
         if credential.kind is KeyKind.STS and (
             op not in STS_OPERATIONS or queue != credential.queue
+        ):
+            raise MnsError(403, "AccessDenied", _ACCESS_DENIED)
+        if credential.kind is KeyKind.MNS_ACCOUNT and not (
+            queue and queue.startswith(credential.queue)
         ):
             raise MnsError(403, "AccessDenied", _ACCESS_DENIED)
 

@@ -7,6 +7,7 @@ unknown keys are errors, so a typo in a profile cannot silently change nothing.
 from __future__ import annotations
 
 import random
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -23,6 +24,41 @@ OUTCOMES = ("delivered", "failed", "pending")
 #: duplicate: the same receipt twice; late: one receipt long after others (out of order);
 #: malformed: a broken body instead of the receipt.
 FATES = ("queue", "lost", "duplicate", "late", "malformed")
+
+
+#: An account's name: a stable id, as receiptd names its accounts.
+ACCOUNT_NAME = re.compile(r"[a-z0-9_]{1,32}")
+DEFAULT_ACCOUNT = "default"
+
+
+@dataclass(frozen=True)
+class AccountSpec:
+    """An account besides the default one (`[[accounts]]` in a profile).
+
+    uid: the Alibaba account id in the queue names (derived from the name when not given);
+    push: per message type, this account's push target (like the profile's `[push.<type>]`).
+    """
+
+    name: str
+    uid: str | None = None
+    push: Mapping[str, PushSpec] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not ACCOUNT_NAME.fullmatch(self.name):
+            raise ValueError(f"account name {self.name!r} must match [a-z0-9_]{{1,32}}")
+        if self.uid is not None and not re.fullmatch(r"[1-9][0-9]{0,19}", self.uid):
+            raise ValueError(f"account uid {self.uid!r} must be 1..20 digits")
+        if set(self.push) - set(PUSH_KINDS):
+            raise ValueError(f"push types must be among {PUSH_KINDS}")
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> AccountSpec:
+        unknown = set(data) - {"name", "uid", "push"}
+        if unknown:
+            raise ValueError(f"unknown account keys: {sorted(unknown)}")
+        push = {k: PushSpec(**spec) for k, spec in data.get("push", {}).items()}
+        uid = data.get("uid")
+        return cls(str(data["name"]), None if uid is None else str(uid), push)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +114,8 @@ class Profile:
     # receive with a wait answers MessageNotExist at once.
     long_polls_per_queue: int = 0
     long_polls_per_key: int = 0
+    # Accounts besides the default one (whose uid is `account_uid`).
+    accounts: tuple[AccountSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.delivered, self.failed, self.pending) < 0 or (
@@ -99,6 +137,9 @@ class Profile:
             raise ValueError(f"unknown fault groups: {sorted(unknown)}")
         if set(self.push) - set(PUSH_KINDS):
             raise ValueError(f"push types must be among {PUSH_KINDS}")
+        names = [DEFAULT_ACCOUNT, *(a.name for a in self.accounts)]
+        if len(set(names)) != len(names):
+            raise ValueError(f"account names must be unique and not {DEFAULT_ACCOUNT!r}")
 
     # -- derived names -------------------------------------------------------------------
     @property
@@ -157,6 +198,8 @@ class Profile:
             kwargs["faults"] = {g: FaultSpec(**spec) for g, spec in data.pop("faults").items()}
         if "push" in data:
             kwargs["push"] = {k: PushSpec(**spec) for k, spec in data.pop("push").items()}
+        if "accounts" in data:
+            kwargs["accounts"] = tuple(AccountSpec.from_mapping(a) for a in data.pop("accounts"))
         kwargs.update(data)
         allowed = {f.name for f in fields(cls)}
         unknown = set(kwargs) - allowed

@@ -59,13 +59,19 @@ class SmsProvider:
         mns: MnsService,
         scheduler: Scheduler,
         clock: Callable[[], float] = time.time,
+        *,
+        queues: tuple[str, str] | None = None,
+        seed: int | None = None,
     ) -> None:
+        """`queues`: the account's (SmsReport, SmsUp) queues, the profile's by default;
+        `seed`: the draws' seed, the profile's by default."""
         self.profile = profile
         self.records = records
         self._mns = mns
         self._scheduler = scheduler
         self._clock = clock
-        self._rng = random.Random(profile.seed)
+        self.report_queue, self.up_queue = queues or (profile.report_queue, profile.up_queue)
+        self._rng = random.Random(profile.seed if seed is None else seed)
         self._lock = threading.Lock()
         # Push mode: takes a queue's bodies instead of MNS when that type is pushed.
         self.divert: Callable[[str, list[str]], bool] | None = None
@@ -198,8 +204,8 @@ class SmsProvider:
             reports = [
                 d for send in sends for d in receipts.deliveries(send, self.profile, self._rng)
             ]
-        self._route(self.profile.report_queue, reports, now)
-        self._route(self.profile.up_queue, replies, now)
+        self._route(self.report_queue, reports, now)
+        self._route(self.up_queue, replies, now)
 
     def _route(self, queue: str, items: list[tuple[float, str]], now: float) -> None:
         due_now = [body for due, body in items if due <= now]

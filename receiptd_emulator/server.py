@@ -15,6 +15,7 @@ import socketserver
 import struct
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -33,13 +34,23 @@ _RESET = Response(0, outcome="reset", reset=True)
 
 
 class Dispatcher:
-    """Routes a request, applying injected faults and QPS limits, and logs the call."""
+    """Routes a request, applying injected faults and QPS limits (per account), and logs the
+    call with the account it came from (`account_of`: a key id or IAM token -> its account's
+    name, "" if none)."""
 
-    def __init__(self, router: Router, faults: Faults, limiter: QpsLimiter, calls: CallLog) -> None:
+    def __init__(
+        self,
+        router: Router,
+        faults: Faults,
+        limiter: QpsLimiter,
+        calls: CallLog,
+        account_of: Callable[[str], str] = lambda key: "",
+    ) -> None:
         self.router = router
         self.faults = faults
         self.limiter = limiter
         self.calls = calls
+        self.account_of = account_of
 
     def handle(self, request: Request) -> Response:
         route = self.router.resolve(request)
@@ -49,8 +60,10 @@ class Dispatcher:
         if not route.recorded:
             return route.handle(request, api)
         started = time.monotonic()
+        key = _access_key_id(request, params)
+        account = self.account_of(key or request.header("x-auth-token"))
         decision = self.faults.decide(route.group)
-        response = self._answer(route, request, api, decision)
+        response = self._answer(route, request, api, decision, account)
         self.calls.record(
             RecordedCall(
                 api=api,
@@ -59,15 +72,16 @@ class Dispatcher:
                 wall=timeutil.now_utc(),
                 status=response.status,
                 outcome=response.outcome,
-                access_key_id=_access_key_id(request, params),
+                access_key_id=key,
                 fault=decision.kind.value,
                 duration=time.monotonic() - started,
+                account=account,
             )
         )
         return response
 
     def _answer(
-        self, route: Route, request: Request, api: str, decision: FaultDecision
+        self, route: Route, request: Request, api: str, decision: FaultDecision, account: str
     ) -> Response:
         if decision.delay:
             time.sleep(decision.delay)
@@ -76,7 +90,7 @@ class Dispatcher:
             return _RESET
         if kind in (FaultKind.ERROR, FaultKind.THROTTLE):
             return route.fault_response(kind, request, api)
-        if not self.limiter.allow(api):
+        if not self.limiter.allow(api, account):
             return route.fault_response(FaultKind.THROTTLE, request, api)
         response = route.handle(request, api)
         return _RESET if kind is FaultKind.RESET_AFTER else response
@@ -88,6 +102,8 @@ def _access_key_id(request: Request, params: dict[str, Any]) -> str:
         return auth[4:].partition(":")[0]
     if "Credential=" in auth:
         return auth.partition("Credential=")[2].partition(",")[0]
+    if auth.startswith("SDK-HMAC-SHA256 Access="):  # Huawei's AK/SK signature
+        return auth.partition("Access=")[2].partition(",")[0]
     return str(params.get("AccessKeyId", ""))
 
 

@@ -38,3 +38,15 @@ def test_qps_limiter_refills() -> None:
     assert limiter.allow("B")
     limiter.set_limit("A", None)
     assert all(limiter.allow("A") for _ in range(10))
+
+
+def test_qps_limits_hold_per_account() -> None:
+    now = [0.0]
+    limiter = QpsLimiter(clock=lambda: now[0])
+    limiter.set_limit("A", 1)
+    assert [limiter.allow("A", "x"), limiter.allow("A", "x")] == [True, False]
+    assert limiter.allow("A", "y") and not limiter.allow("A", "y")
+    now[0] = 1.0
+    assert limiter.allow("A", "x")
+    limiter.set_limit("A", 1)  # a new limit starts every account's bucket afresh
+    assert limiter.allow("A", "y") and limiter.limits() == {"A": 1.0}

@@ -47,11 +47,32 @@ def test_profile_sections_and_files(tmp_path: Path) -> None:
         {"outcomes": {"delivered": 0, "failed": 0, "pending": 0}},
         {"receipts": {"delay": [3.0, 1.0]}},
         {"faults": {"nope": {}}},
+        {"accounts": [{"name": "default"}]},
+        {"accounts": [{"name": "b"}, {"name": "b"}]},
+        {"accounts": [{"name": "Brand-B"}]},
+        {"accounts": [{"name": "b", "uid": "12a"}]},
+        {"accounts": [{"name": "b", "colour": "red"}]},
+        {"accounts": [{"name": "b", "push": {"Nope": {"url": "http://x"}}}]},
     ],
 )
 def test_invalid_profiles_are_rejected(data: dict[str, object]) -> None:
     with pytest.raises((ValueError, TypeError)):
         Profile.from_mapping(data)
+
+
+def test_profile_accounts() -> None:
+    profile = Profile.from_toml(
+        '[[accounts]]\nname = "brand_b"\nuid = 1092397003988387\n'
+        '[accounts.push.SmsReport]\nurl = "http://127.0.0.1:1/p"\n'
+        '[[accounts]]\nname = "brand_c"\n'
+    )
+    brand_b, brand_c = profile.accounts
+    assert (brand_b.name, brand_b.uid, brand_b.push["SmsReport"].url) == (
+        "brand_b",
+        "1092397003988387",
+        "http://127.0.0.1:1/p",
+    )
+    assert (brand_c.name, brand_c.uid, dict(brand_c.push)) == ("brand_c", None, {})
 
 
 def test_unknown_profile_name() -> None:
