@@ -24,6 +24,7 @@ from receiptd.db.models import DEAD, DELIVERY, REPORT
 from receiptd.db.store import SqlStore
 from receiptd.ingest.mns.consumer import Backoff, Consumer
 from receiptd.ingest.push import listener as push
+from receiptd.ingest.push import routes as push_routes
 from receiptd.providers.aliyun import dysms, token
 from receiptd.providers.aliyun.credentials import MnsCredentials, OpenApiAccess, StaticCredentials
 from receiptd.providers.aliyun.mns import MnsReceiptQueue
@@ -172,7 +173,7 @@ def test_push_listener_serves_beside_misbehaving_clients_and_stores_nothing_torn
     engine: sa.Engine,
 ) -> None:
     store = SqlStore(engine)
-    app = push.PushApp(store, push.PushConfig(token="t0ken"))
+    app = push.PushApp(store, push.PushConfig(push_routes.default_accounts("t0ken")))
     listener = push.PushListener(app, "127.0.0.1", 0, threads=2, limits=SHORT_LIMITS)
     listener.start()
     path = "/push/t0ken/aliyun/SmsReport"

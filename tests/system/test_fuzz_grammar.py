@@ -42,6 +42,7 @@ from receiptd.db.store import SqlStore
 from receiptd.ingest.mns import batch
 from receiptd.ingest.push import formats as push_formats
 from receiptd.ingest.push import listener as push
+from receiptd.ingest.push import routes as push_routes
 from receiptd.testing.queues import InMemoryQueue
 from tests.fuzz.grammar import SHAPES, Body
 
@@ -221,7 +222,7 @@ def _post(app: push.PushApp, route: str, data: bytes) -> int:
 
 
 def check_push(shape: str, body: Body, engine: sa.Engine) -> None:
-    cfg = push.PushConfig(token=TOKEN)
+    cfg = push.PushConfig(push_routes.default_accounts(TOKEN))
     app = push.PushApp(SqlStore(engine), cfg, clock=lambda: NOW)
     status = _post(app, PUSH_PATH[shape], body.raw)
     reports, inbound, dead = _rows(engine)

@@ -6,7 +6,9 @@ The emulator pushes (merged arrays, a documented retry schedule scaled 50-100x d
 * kill -9 during pushes: nothing lost, nothing duplicated after a restart;
 * the same receipt by push and by MNS is one row; a Huawei callback settles a Huawei send;
 * hostile bodies get a clear 4xx or a dead letter, never a 5xx; wrong token → 404; over the
-  body limit → 413; a slow client holds no worker.
+  body limit → 413; a slow client holds no worker;
+* pushes per account: each account's path and token, into that account's rows, whichever
+  accounts the replica serves.
 """
 
 from __future__ import annotations
@@ -42,10 +44,13 @@ from tests.system.reliability import (
     receipt_key,
     wait_for,
 )
+from tests.unit.ingest.push.test_formats import SMS
 
 pytestmark = pytest.mark.system
 
 TOKEN = "push-token-0123456789abcdef"
+TOKEN_A = "brand-a-push-token-0123456789"
+TOKEN_HW = "hw-push-token-0123456789ab"
 SCALE = 0.01  # the long schedule's 1, 5, 10, 30 min become 0.6, 3, 6, 18 s
 
 
@@ -286,6 +291,78 @@ def test_hostile_requests_get_4xx_or_dead_letters_never_5xx(
     assert {d["queue"] for d in dead} == {"push:aliyun/SmsReport", "push:huawei/send-status"}
     assert closed_after is not None and closed_after < 8  # an idle slow client is dropped
     assert TOKEN not in daemon.log()  # the path token is a secret: never logged
+
+
+def test_pushes_per_account_settle_that_accounts_sends(
+    server_url: str, db: Db, tmp_path: Path
+) -> None:
+    """brand_a and hw are configured but not served here (``serve_accounts = default``): their
+    pushes are still taken. The same receipt for brand_a settles brand_a's send only."""
+    port = free_port()
+    fields = receipt_fields(7)
+    biz, phone = str(fields["biz_id"]), str(fields["phone_number"])
+    now = datetime.now(UTC)
+    aliyun = domain.Provider.ALIYUN
+    SendStore(SqlStore(db.engine), domain.CHINA_TZ).register(
+        [
+            ports.NewSend(aliyun, biz, phone, now, account="brand_a"),
+            ports.NewSend(aliyun, biz, phone, now),
+            ports.NewSend(domain.Provider.HUAWEI, "task-7", "13100000007", now, account="hw"),
+        ],
+        now,
+    )
+    accounts = {
+        "RECEIPTD_SERVE_ACCOUNTS": "default",
+        **_account_env("brand_a", provider="aliyun", access_key_secret="s", push_token=TOKEN_A),
+        **_account_env("brand_a", queue_prefix="Alicom-Queue-2-"),
+        **_account_env("hw", provider="huawei", secret_access_key="s", project_id="p"),
+        **_account_env("hw", push_token=TOKEN_HW),
+    }
+    with Emulator() as emu:
+        daemon = start_daemon(emu, server_url, tmp_path, port, **accounts)
+        try:
+            url = f"http://127.0.0.1:{port}/push/{TOKEN_A}/brand_a/aliyun/SmsReport"
+            emu.set_push("SmsReport", PushSpec(url=url, time_scale=SCALE, batch=10))
+            emu.push_elements("SmsReport", [fields])
+            callback = {"callback_type": "sms", "body": json.dumps([_hw_status()])}
+            huawei = _post(port, f"/push/{TOKEN_HW}/hw/v1/aim/send-status", js(callback))
+            refused = [
+                _post(port, path, js([fields]))[0]
+                for path in (
+                    f"/push/{TOKEN}/brand_a/aliyun/SmsReport",  # another account's token
+                    f"/push/{TOKEN_A}/aliyun/SmsReport",  # brand_a's token, default path
+                    f"/push/{TOKEN_HW}/hw/aliyun/SmsReport",  # the other provider's path
+                    f"/push/{TOKEN_A}/brand_z/aliyun/SmsReport",  # no such account
+                )
+            ]
+            wait_for(lambda: drained(emu), 30, "the push accepted", alive=_alive(daemon))
+            sends = {(s["account"], s["biz_id"]): s["status"] for s in db.sends()}
+        finally:
+            daemon.kill()
+    assert huawei[0] == 200 and refused == [404] * 4
+    assert sends == {
+        ("brand_a", biz): "delivered",
+        ("default", biz): "pending",
+        ("hw", "task-7"): "delivered",
+    }
+    with db.engine.connect() as conn:
+        rows = conn.execute(sa.select(REPORT.c.account, REPORT.c.biz_id)).all()
+    assert sorted(tuple(r) for r in rows) == [("brand_a", biz), ("hw", "task-7")]
+    assert TOKEN_A not in daemon.log() and TOKEN_HW not in daemon.log()
+
+
+def _account_env(name: str, **keys: str) -> dict[str, str]:
+    """``RECEIPTD_ACCOUNT_<ID>_<KEY>`` (docs/configuration.md); an access key id by default."""
+    keys.setdefault("access_key_id", f"{name}-key")
+    return {f"RECEIPTD_ACCOUNT_{name.upper()}_{k.upper()}": v for k, v in keys.items()}
+
+
+def _hw_status() -> dict[str, Any]:
+    return {**SMS, "task_id": "task-7", "cust_flag": "13100000007", "msg_id": "msg-7"}
+
+
+def js(value: Any) -> bytes:
+    return json.dumps(value).encode()
 
 
 def _closed_within(sock: socket.socket, timeout: float) -> float | None:

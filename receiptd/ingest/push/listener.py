@@ -1,7 +1,8 @@
 """The HTTP push listener: receipts pushed by Alibaba (HTTP batch push) and KooMessage.
 
-``POST /push/{token}/aliyun/SmsReport``, ``/aliyun/SmsUp`` and ``/v1/aim/send-status``
-(docs/push.md). Parsing is pure (``receiptd.ingest.push.formats``); the records go
+``POST /push/{token}[/{account}]/aliyun/SmsReport``, ``/aliyun/SmsUp`` and
+``/v1/aim/send-status`` (docs/push.md; the paths: ``receiptd.ingest.push.routes``). Parsing is
+pure (``receiptd.ingest.push.formats``); the records, which carry the path's account, go
 through the same ``ports.ReceiptSink.write_batch`` as the MNS path, one transaction per request.
 
 Answers (the providers retry anything but ``200`` + ``{"code": 0}``):
@@ -11,7 +12,8 @@ Answers (the providers retry anything but ``200`` + ``{"code": 0}``):
   dead-lettered first (keyed by its SHA-256, so the provider's bounded retries only count up
   ``seen_count``), then refused, so a misconfigured sender sees it was not accepted.
 * 503 when the database is unavailable: nothing was stored, the provider retries.
-* 404 for a wrong token or path, 403 for a source outside the allowlist, 405, 415: no detail.
+* 404 for a wrong token, an unknown account or path, 403 for a source outside the allowlist,
+  405, 415: no detail.
 """
 
 from __future__ import annotations
@@ -19,11 +21,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import hmac
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -35,50 +36,22 @@ from receiptd.ingest import poison
 from receiptd.ingest.mns import batch as batches
 from receiptd.ingest.push import formats as push_formats
 from receiptd.ingest.push import group_commit
+from receiptd.ingest.push.routes import CHANNELS, Channel, PushAccount, Route, Router
 from receiptd.logs import get_logger
 from receiptd.web import connections
 from receiptd.web.server import HttpServer, StartResponse, json_response
 
 log = get_logger(__name__)
-Parser = Callable[[bytes, "PushConfig"], push_formats.Parsed]
+UNKNOWN = "unknown"  # the metric labels of a request not routed (bounded: never the path's)
 
 
 @dataclass(frozen=True)
 class PushConfig:
-    token: str
-    tz: tzinfo = domain.CHINA_TZ
+    accounts: tuple[PushAccount, ...]  # who may push (routes.default_accounts: today's paths)
     allow: tuple[IPNetwork, ...] = ()
     trusted_proxies: tuple[IPNetwork, ...] = ()
     max_body: int = 1024 * 1024
     max_elements: int = push_formats.DEFAULT_MAX_ELEMENTS
-
-
-@dataclass(frozen=True)
-class Channel:
-    """One push URL: what it carries and how its body is read."""
-
-    provider: str
-    type: str  # metric label: report | up | send_status
-    queue: str  # dead_letter.queue: the push channel
-    parse: Parser
-
-
-def _aliyun(kind: domain.MessageType) -> Parser:
-    return lambda raw, cfg: push_formats.parse_aliyun(raw, kind, cfg.tz, cfg.max_elements)
-
-
-CHANNELS: Mapping[str, Channel] = {
-    "aliyun/SmsReport": Channel(
-        "aliyun", "report", "push:aliyun/SmsReport", _aliyun(domain.MessageType.REPORT)
-    ),
-    "aliyun/SmsUp": Channel("aliyun", "up", "push:aliyun/SmsUp", _aliyun(domain.MessageType.UP)),
-    "v1/aim/send-status": Channel(
-        "huawei",
-        "send_status",
-        "push:huawei/send-status",
-        lambda raw, cfg: push_formats.parse_koomessage(raw, cfg.max_elements),
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -105,41 +78,31 @@ class PushApp:
         self.sink = sink
         self.cfg = cfg
         self.clock = clock
-        self._token = cfg.token.encode()
-        # One group commit per channel: concurrent requests share a transaction.
+        self.router = Router(cfg.accounts)
+        # One group commit per account and channel: concurrent requests share a transaction
+        # (and its counts, which are per account).
         self._groups = {
-            c.queue: group_commit.GroupCommit(
-                functools.partial(self._commit, c), max(cfg.max_elements, 1)
+            _key(r): group_commit.GroupCommit(
+                functools.partial(self._commit, r), max(cfg.max_elements, 1)
             )
-            for c in CHANNELS.values()
+            for r in self.router.routes()
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
-        channel = self._channel(environ.get("PATH_INFO", ""))
-        answer = self._answer(environ, channel)
-        provider, kind = (channel.provider, channel.type) if channel else ("unknown", "unknown")
-        metrics.PUSH_REQUESTS.labels(provider, kind, answer.result).inc()
-        if channel is not None and answer.status != 404:
-            metrics.PUSH_DURATION.labels(provider, kind).observe(time.monotonic() - started)
+        route = self.router.route(environ.get("PATH_INFO", ""))
+        answer = self._answer(environ, route) if route else _NOT_FOUND
+        labels = _labels(route)
+        metrics.PUSH_REQUESTS.labels(*labels, answer.result).inc()
+        if route is not None:
+            metrics.PUSH_DURATION.labels(*labels).observe(time.monotonic() - started)
         headers = [("Retry-After", "60")] if answer.status == 503 else []
         return json_response(start_response, answer.status, answer.body, headers)
 
-    def _channel(self, path: str) -> Channel | None:
-        """The channel of ``/push/{token}/{route}`` when the token is right, else None."""
-        prefix, _, rest = path.lstrip("/").partition("/")
-        token, _, route = rest.partition("/")
-        channel = CHANNELS.get(route)
-        # compare_digest on bytes: constant time over the token whatever the route was.
-        good = hmac.compare_digest(token.encode("utf-8", "replace"), self._token)
-        return channel if prefix == "push" and good and channel is not None else None
-
-    def _answer(self, environ: dict[str, Any], channel: Channel | None) -> Answer:
-        if channel is None:
-            return _NOT_FOUND
+    def _answer(self, environ: dict[str, Any], route: Route) -> Answer:
         source = client_address(environ, self.cfg.trusted_proxies)
         if self.cfg.allow and not _allowed(source, self.cfg.allow):
-            log.warning("push_refused", reason="source", source=source, queue=channel.queue)
+            log.warning("push_refused", reason="source", source=source, **_fields(route))
             return _FORBIDDEN
         if environ.get("REQUEST_METHOD") != "POST":
             return Answer(405, "rejected", {"code": 405, "msg": "use POST"})
@@ -149,60 +112,60 @@ class PushApp:
         raw = _read_body(environ, self.cfg.max_body)
         if raw is None:
             return Answer(413, "too_large", {"code": 413, "msg": "body too large"})
-        return self._store(channel, raw)
+        return self._store(route, raw)
 
-    def _store(self, channel: Channel, raw: bytes) -> Answer:
+    def _store(self, route: Route, raw: bytes) -> Answer:
         """Parse and write one body. Nothing it holds makes the answer a 5xx: a body the
         listener crashes on (a receiptd defect, ``body_crashed``) is kept as a dead letter
         and answered 400; 503 means the database is unavailable, nothing else."""
         try:
-            return self._parse_and_write(channel, raw)
+            return self._parse_and_write(route, raw)
         except Exception as exc:  # e.g. a parser defect past push_formats' own isolation
-            poison.report_crash("listener", domain.Channel.PUSH, channel.queue, _sha(raw), exc)
+            queue = route.channel.queue
+            poison.report_crash("listener", domain.Channel.PUSH, queue, _sha(raw), exc)
             crashed = domain.BodyError(f"listener crashed: {exc!r}")
             answer = Answer(400, "rejected", {"code": 400, "msg": "body kept as a dead letter"})
-            return self._refuse(channel, raw, crashed, answer)
+            return self._refuse(route, raw, crashed, answer)
 
-    def _parse_and_write(self, channel: Channel, raw: bytes) -> Answer:
+    def _parse_and_write(self, route: Route, raw: bytes) -> Answer:
         try:
-            parsed = channel.parse(raw, self.cfg)
+            parsed = route.channel.parse(raw, route.account.tz, self.cfg.max_elements)
         except push_formats.TooManyElements as exc:
-            return self._refuse(channel, raw, exc, Answer(413, "too_large", _error(413, exc)))
+            return self._refuse(route, raw, exc, Answer(413, "too_large", _error(413, exc)))
         except domain.BodyError as exc:
-            return self._refuse(channel, raw, exc, Answer(400, "rejected", _error(400, exc)))
-        _report_crashes(channel, parsed)
-        batch = to_batch(channel, parsed, uuid.uuid4().hex[:16])
+            return self._refuse(route, raw, exc, Answer(400, "rejected", _error(400, exc)))
+        _report_crashes(route.channel, parsed)
+        batch = to_batch(route.channel, parsed, uuid.uuid4().hex[:16], route.account.name)
         try:
-            result = self._groups[channel.queue].write(batch)
+            result = self._groups[_key(route)].write(batch)
         except ports.StoreError as exc:
-            log.warning("push_store_unavailable", queue=channel.queue, error=str(exc))
+            log.warning("push_store_unavailable", **_fields(route), error=str(exc))
             return _UNAVAILABLE
-        _log_stored(channel, parsed, batch, result)
-        label = "up" if channel.type == "up" else "report"
-        metrics.RECEIPTS.labels(domain.Channel.PUSH.value, label, "ignored").inc(parsed.ignored)
+        _log_stored(route, parsed, batch, result)
+        label = "up" if route.channel.type == "up" else "report"
+        push = domain.Channel.PUSH.value
+        metrics.RECEIPTS.labels(route.account.name, push, label, "ignored").inc(parsed.ignored)
         result_label = "dead_letter" if batch.dead else "stored"
         return Answer(200, result_label, push_formats.SUCCESS_ANSWER)
 
-    def _commit(self, channel: Channel, batch: ports.Batch) -> ports.BatchResult:
+    def _commit(self, route: Route, batch: ports.Batch) -> ports.BatchResult:
         """One transaction for the records of one or more requests (group commit)."""
-        result = self._write(batch, channel)
-        _count(channel, batch, result)
+        result = self._write(batch, route)
+        _count(route, batch, result)
         return result
 
-    def _refuse(
-        self, channel: Channel, raw: bytes, exc: domain.BodyError, answer: Answer
-    ) -> Answer:
+    def _refuse(self, route: Route, raw: bytes, exc: domain.BodyError, answer: Answer) -> Answer:
         """The whole body is unreadable: keep it as a dead letter, then refuse it."""
-        dead = dead_record(channel, raw, f"{answer.status}: {exc}")
+        dead = dead_record(route.channel, raw, f"{answer.status}: {exc}", route.account.name)
         try:
-            self._groups[channel.queue].write(ports.Batch(dead=[dead]))
+            self._groups[_key(route)].write(ports.Batch(dead=[dead]))
         except ports.StoreError as error:
-            log.warning("push_store_unavailable", queue=channel.queue, error=str(error))
+            log.warning("push_store_unavailable", **_fields(route), error=str(error))
             return _UNAVAILABLE
-        log.warning("push_rejected", queue=channel.queue, status=answer.status, error=str(exc))
+        log.warning("push_rejected", **_fields(route), status=answer.status, error=str(exc))
         return answer
 
-    def _write(self, batch: ports.Batch, channel: Channel) -> ports.BatchResult:
+    def _write(self, batch: ports.Batch, route: Route) -> ports.BatchResult:
         """One transaction; if the database refuses the data itself (while reachable) or the
         store raises anything else, one record per transaction (``poison.write_isolating``), a
         refused record becoming a dead letter with the reason."""
@@ -210,57 +173,85 @@ class PushApp:
         writes = poison.Writes(
             self.sink,
             self.clock,
-            functools.partial(_refused, channel),
+            functools.partial(_refused, route),
             lambda _single, result: results.append(result),
-            channel.queue,
+            route.channel.queue,
             domain.Channel.PUSH,
         )
         written = poison.write_isolating(  # StoreUnavailable propagates: the caller answers 503
             writes,
             batch,
-            lambda error: log.warning("push_isolating", records=len(batch), error=error),
+            lambda error: log.warning(
+                "push_isolating", **_fields(route), records=len(batch), error=error
+            ),
         )
         if written != poison.ids(batch):  # even a dead letter refused: the provider retries
             raise ports.StoreWriteError("a record could be neither stored nor dead-lettered")
         return functools.reduce(_add, results, ports.BatchResult())
 
 
-def replay_batch(queue: str, raw: bytes, tz: tzinfo) -> ports.Batch:
+def replay_batch(
+    queue: str, raw: bytes, tz: tzinfo, account: str = domain.DEFAULT_ACCOUNT
+) -> ports.Batch:
     """A push dead letter parsed again (``receiptd dead-letters replay``, after a parser fix):
-    the records it now yields; BodyError (or ValueError for an unknown queue) otherwise."""
+    the records it now yields, the dead letter's ``account``'s; BodyError (or ValueError for
+    an unknown queue) otherwise."""
     channel = next((c for c in CHANNELS.values() if c.queue == queue), None)
     if channel is None:
         raise ValueError(f"{queue!r} is not a push channel")
     if channel.provider == "huawei" and b'"callback_type"' not in raw:
         raw = json.dumps({"callback_type": "sms", "body": [push_formats.decode_json(raw)]}).encode()
-    parsed = channel.parse(raw, PushConfig(token="", tz=tz))
+    parsed = channel.parse(raw, tz, push_formats.DEFAULT_MAX_ELEMENTS)
     if parsed.rejected:
         raise domain.BodyError(parsed.rejected[0].error)
-    return to_batch(channel, parsed, "replay")
+    return to_batch(channel, parsed, "replay", account)
 
 
-def to_batch(channel: Channel, parsed: push_formats.Parsed, request_id: str) -> ports.Batch:
+def to_batch(
+    channel: Channel, parsed: push_formats.Parsed, request_id: str, account: str
+) -> ports.Batch:
     push = domain.Channel.PUSH
     reports = [
-        ports.ReportRecord(f"{request_id}/{i}", r, push) for i, r in enumerate(parsed.reports)
+        ports.ReportRecord(f"{request_id}/{i}", r, push, account)
+        for i, r in enumerate(parsed.reports)
     ]
     inbound = [
-        ports.InboundRecord(f"{request_id}/{i}", u, push) for i, u in enumerate(parsed.inbound)
+        ports.InboundRecord(f"{request_id}/{i}", u, push, account)
+        for i, u in enumerate(parsed.inbound)
     ]
-    dead = [dead_record(channel, r.raw, r.error) for r in parsed.rejected]
+    dead = [dead_record(channel, r.raw, r.error, account) for r in parsed.rejected]
     return ports.Batch(reports, inbound, dead)
 
 
-def dead_record(channel: Channel, raw: bytes, error: str) -> ports.DeadRecord:
-    """Keyed by the content's SHA-256: a retried poison request is one row, counted up."""
-    return ports.DeadRecord(channel.queue, _sha(raw), raw, error)
+def dead_record(channel: Channel, raw: bytes, error: str, account: str) -> ports.DeadRecord:
+    """Keyed by the content's SHA-256: a retried poison request is one row, counted up. The
+    queue names the channel, the same for every account; ``account`` tells them apart."""
+    return ports.DeadRecord(channel.queue, _sha(raw), raw, error, account)
 
 
-def _refused(channel: Channel, single: ports.Batch, reason: str) -> ports.DeadRecord:
+def _refused(route: Route, single: ports.Batch, reason: str) -> ports.DeadRecord:
     """A record the database refuses alone, as a dead letter (its parsed fields as JSON)."""
     value = single.reports[0].report if single.reports else single.inbound[0].reply
     text = json.dumps(dataclasses.asdict(value), default=str, ensure_ascii=False)
-    return dead_record(channel, text.encode("utf-8", "backslashreplace"), reason)
+    raw = text.encode("utf-8", "backslashreplace")
+    return dead_record(route.channel, raw, reason, route.account.name)
+
+
+def _key(route: Route) -> tuple[str, str]:
+    return route.account.name, route.channel.queue
+
+
+def _labels(route: Route | None) -> tuple[str, str, str]:
+    """provider, account, type: a request not routed is unknown in all three, whatever its
+    path named (a scan of guessed account ids adds no series)."""
+    if route is None:
+        return UNKNOWN, UNKNOWN, UNKNOWN
+    return route.channel.provider, route.account.name, route.channel.type
+
+
+def _fields(route: Route) -> dict[str, str]:
+    """What every push log line names."""
+    return {"account": route.account.name, "queue": route.channel.queue}
 
 
 def _report_crashes(channel: Channel, parsed: push_formats.Parsed) -> None:
@@ -285,13 +276,13 @@ def _add(a: ports.BatchResult, b: ports.BatchResult) -> ports.BatchResult:
 
 
 def _log_stored(
-    channel: Channel, parsed: push_formats.Parsed, batch: ports.Batch, result: ports.BatchResult
+    route: Route, parsed: push_formats.Parsed, batch: ports.Batch, result: ports.BatchResult
 ) -> None:
     """``push_stored``: one line per request. ``new`` and ``settled`` are the transaction's,
-    which concurrent requests may share (group commit)."""
+    which concurrent requests of the same account and channel may share (group commit)."""
     log.debug(
         "push_stored",
-        queue=channel.queue,
+        **_fields(route),
         elements=parsed.elements,
         new=result.reports_new + result.inbound_new,
         dead_letters=len(batch.dead),
@@ -300,13 +291,13 @@ def _log_stored(
     )
 
 
-def _count(channel: Channel, batch: ports.Batch, result: ports.BatchResult) -> None:
-    label = "up" if channel.type == "up" else "report"
-    meters = batches.ChannelMeters(domain.Channel.PUSH, label)
+def _count(route: Route, batch: ports.Batch, result: ports.BatchResult) -> None:
+    label = "up" if route.channel.type == "up" else "report"
+    meters = batches.ChannelMeters(domain.Channel.PUSH, label, route.account.name)
     stored = result.reports_new + result.inbound_new
     meters.count(stored, len(batch.reports) + len(batch.inbound) - stored, len(batch.dead))
-    provider = domain.Provider.HUAWEI if channel.provider == "huawei" else domain.Provider.ALIYUN
-    metrics.SETTLED.labels(provider.value, "receipt").inc(result.sends_settled)
+    settled = metrics.SETTLED.labels(route.channel.provider, route.account.name, "receipt")
+    settled.inc(result.sends_settled)
 
 
 def _error(status: int, exc: Exception) -> dict[str, Any]:

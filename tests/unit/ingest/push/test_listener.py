@@ -11,6 +11,7 @@ import structlog
 
 from receiptd import config, ports
 from receiptd.ingest.push import listener as push
+from receiptd.ingest.push import routes
 from receiptd.testing.queues import InMemorySink
 from receiptd.wiring import daemon
 from tests.unit.ingest.push.test_formats import REPORT_OLD, SMS, UP, envelope
@@ -40,9 +41,15 @@ def call(
     return int(seen[0].split()[0]), json.loads(out)
 
 
-def make(sink: InMemorySink | None = None, **cfg: Any) -> tuple[push.PushApp, InMemorySink]:
+def make(
+    sink: InMemorySink | None = None,
+    accounts: tuple[routes.PushAccount, ...] = (),
+    **cfg: Any,
+) -> tuple[push.PushApp, InMemorySink]:
+    """The app with the ``default`` accounts (token TOKEN) and ``accounts``."""
     sink = sink or InMemorySink()
-    return push.PushApp(sink, push.PushConfig(token=TOKEN, **cfg)), sink
+    everyone = (*routes.default_accounts(TOKEN), *accounts)
+    return push.PushApp(sink, push.PushConfig(everyone, **cfg)), sink
 
 
 def js(value: Any) -> bytes:
@@ -105,14 +112,15 @@ def test_malformed_element_dead_lettered_rest_stored() -> None:
 
 
 def test_push_stored_logs_the_documented_fields_per_request() -> None:
-    """docs/operations.md: push_stored with queue, elements, new, dead_letters, ignored,
-    settled."""
+    """docs/operations.md: push_stored with account, queue, elements, new, dead_letters,
+    ignored, settled."""
     app, _ = make()
     data = envelope([SMS, {**SMS, "send_status": "sending"}, {**SMS, "send_status": "Weird"}])
     with structlog.testing.capture_logs() as logs:
         assert call(app, f"/push/{TOKEN}/v1/aim/send-status", data)[0] == 200
     (stored,) = [e for e in logs if e["event"] == "push_stored"]
     assert {k: v for k, v in stored.items() if k not in ("event", "log_level")} == {
+        "account": "default",
         "queue": "push:huawei/send-status",
         "elements": 3,
         "new": 1,
@@ -192,12 +200,14 @@ def test_settings() -> None:
 
 
 def test_push_dead_letters_replay_after_a_fix() -> None:
-    tz = push.PushConfig(token="x").tz
+    tz = routes.PushAccount("default", "aliyun", "x").tz
     element = js({**REPORT_OLD, "sms_size": "1"})
     (record,) = push.replay_batch("push:aliyun/SmsReport", element, tz).reports
     assert record.report.biz_id == REPORT_OLD["biz_id"] and record.channel.value == "push"
     (huawei,) = push.replay_batch("push:huawei/send-status", js(SMS), tz).reports
-    assert huawei.report.provider.value == "huawei"
+    assert huawei.report.provider.value == "huawei" and huawei.account == "default"
+    (named,) = push.replay_batch("push:aliyun/SmsReport", element, tz, "brand_a").reports
+    assert named.account == "brand_a"  # the dead letter's account
     with pytest.raises(ValueError, match="boolean"):
         push.replay_batch("push:aliyun/SmsReport", js({**REPORT_OLD, "success": "x"}), tz)
     with pytest.raises(ValueError, match="not a push channel"):
