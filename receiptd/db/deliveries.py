@@ -79,6 +79,7 @@ def claim(
             DELIVERY.c.attempts,
             DELIVERY.c.pending_since,
             EVENT.c.payload,
+            EVENT.c.account,
         )
         .join(EVENT, EVENT.c.id == DELIVERY.c.event_id)
         .where(DELIVERY.c.id.in_(ids))

@@ -3,7 +3,7 @@
 It keeps the SQL outbox's rules (claims as leases, an outcome recorded only on a pending
 delivery, prune only of events no endpoint waits for), so the same contract suite
 (tests/integration/test_event_outbox_contract.py) passes over both. :meth:`publish` stands in
-for what settling a send writes: the event and one delivery per endpoint.
+for what settling a send writes: the event and one delivery per endpoint that wants it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,31 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from receiptd import domain, events, ports
 
 PENDING = domain.DeliveryStatus.PENDING
+
+
+class Subscription(Protocol):
+    """An endpoint and the events it wants: ``receiptd.db.outbox.Route`` is one (the twin
+    cannot import it: ``db`` and ``testing`` are sibling layers)."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def wants(self, event_type: str, account: str) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Everything:
+    """An endpoint given by its bare name: it wants every event."""
+
+    endpoint: str
+
+    def wants(self, event_type: str, account: str) -> bool:
+        return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,16 +59,25 @@ class DeliveryRow:
     def claimed(self) -> ports.ClaimedDelivery:
         e = self.event
         return ports.ClaimedDelivery(
-            self.id, e.id, e.type.value, e.created_at, self.attempts, self.pending_since, e.body
+            self.id,
+            e.id,
+            e.type.value,
+            e.created_at,
+            self.attempts,
+            self.pending_since,
+            e.body,
+            e.account,
         )
 
 
 class InMemoryEventOutbox:
     """A thread-safe ``ports.EventOutbox``; ``unavailable`` makes every port call fail as a
-    database outage would."""
+    database outage would. ``endpoints`` are names (every event) or subscriptions (the
+    types and accounts a ``Route`` names)."""
 
-    def __init__(self, endpoints: Iterable[str] = ("app",)) -> None:
-        self.endpoints = tuple(endpoints)
+    def __init__(self, endpoints: Iterable[str | Subscription] = ("app",)) -> None:
+        self.routes = tuple(Everything(e) if isinstance(e, str) else e for e in endpoints)
+        self.endpoints = tuple(r.endpoint for r in self.routes)
         self.unavailable = False
         self.events: dict[str, events.Event] = {}
         self.rows: dict[int, DeliveryRow] = {}
@@ -55,13 +85,14 @@ class InMemoryEventOutbox:
         self._lock = threading.Lock()
 
     def publish(self, new: Sequence[events.Event], now: datetime) -> None:
-        """Store these events with one delivery per endpoint, due at ``now``."""
+        """Store these events with one delivery per endpoint that wants it, due at ``now``."""
         with self._lock:
             for e in new:
                 self.events[e.id] = e
-                for endpoint in self.endpoints:
-                    row_id = next(self._ids)
-                    self.rows[row_id] = DeliveryRow(row_id, e, endpoint, now, now)
+                for route in self.routes:
+                    if route.wants(e.type.value, e.account):
+                        row_id = next(self._ids)
+                        self.rows[row_id] = DeliveryRow(row_id, e, route.endpoint, now, now)
 
     def delivery(self, event_id: str, endpoint: str = "app") -> DeliveryRow:
         """The delivery of one event to one endpoint (for assertions)."""

@@ -201,14 +201,14 @@ class EndpointWorker:
         for a in attempts:
             c = by_id[a.delivery_id]
             if a.result is events.DeliveryStatus.DELIVERED:
-                metrics.EVENTS.labels(c.event_type, "delivered").inc()
+                metrics.EVENTS.labels(c.account, c.event_type, "delivered").inc()
                 metrics.EVENT_DELIVERY_SECONDS.labels(self.name).observe(
                     max((now - c.created_at).total_seconds(), 0.0)
                 )
             elif a.result is DEAD:
-                metrics.EVENTS.labels(c.event_type, "dead").inc()
+                metrics.EVENTS.labels(c.account, c.event_type, "dead").inc()
             else:
-                metrics.EVENTS.labels(c.event_type, "failed").inc()
+                metrics.EVENTS.labels(c.account, c.event_type, "failed").inc()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

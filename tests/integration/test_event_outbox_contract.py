@@ -27,6 +27,10 @@ from tests.conftest import BACKENDS, emptied_database
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 LEASE = timedelta(seconds=60)
 ENDPOINTS = ("app", "other")
+# An endpoint subscribed to one account ([[webhook.endpoints]] accounts = ["brand_a"]): it
+# gets none of the "default" account's events the other tests publish.
+BRAND_A = Route("brand_a_app", accounts=frozenset({"brand_a"}))
+ROUTES = (*(Route(e) for e in ENDPOINTS), BRAND_A)
 DELIVERED, DEAD, PENDING = (
     events.DeliveryStatus.DELIVERED,
     events.DeliveryStatus.DEAD,
@@ -52,7 +56,7 @@ COLUMNS = (
 
 
 def _memory() -> Harness:
-    memory = InMemoryEventOutbox(ENDPOINTS)
+    memory = InMemoryEventOutbox(ROUTES)
 
     def row(event_id: str, endpoint: str) -> dict[str, Any]:
         found = memory.delivery(event_id, endpoint)
@@ -63,7 +67,7 @@ def _memory() -> Harness:
 
 def _sql(engine: sa.Engine) -> Harness:
     store = SqlStore(engine)
-    writer = Outbox(tuple(Route(e) for e in ENDPOINTS))
+    writer = Outbox(ROUTES)
 
     def publish(new: Sequence[events.Event], now: datetime) -> None:
         store.run(lambda conn: writer.emit(conn, new, now))
@@ -92,13 +96,14 @@ def box(
     engine.dispose()
 
 
-def event(name: str, created_at: datetime = NOW) -> events.Event:
-    body = json.dumps({"id": name, "type": "send.delivered", "data": {"text": "退订 TD 🙂"}})
-    return events.Event(name, events.EventType.SEND_DELIVERED, created_at, body)
+def event(name: str, created_at: datetime = NOW, account: str = "default") -> events.Event:
+    data = {"account": account, "text": "退订 TD 🙂"}
+    body = json.dumps({"id": name, "type": "send.delivered", "data": data})
+    return events.Event(name, events.EventType.SEND_DELIVERED, created_at, body, account=account)
 
 
-def publish(box: Harness, *names: str, at: datetime = NOW) -> None:
-    box.publish([event(n, at) for n in names], at)
+def publish(box: Harness, *names: str, at: datetime = NOW, account: str = "default") -> None:
+    box.publish([event(n, at, account) for n in names], at)
 
 
 def claimed_ids(claimed: Sequence[ports.ClaimedDelivery]) -> list[str]:
@@ -121,7 +126,7 @@ def test_claim_takes_due_deliveries_of_one_endpoint_earliest_first(box: Harness)
     first = box.outbox.claim("app", NOW, 2, LEASE)
     assert claimed_ids(first) == ["e1", "e2"]
     c = first[0]
-    assert (c.event_type, c.attempts) == ("send.delivered", 0)
+    assert (c.event_type, c.attempts, c.account) == ("send.delivered", 0, "default")
     assert c.created_at == c.pending_since == NOW - timedelta(minutes=3)
     assert json.loads(c.body)["data"]["text"] == "退订 TD 🙂"  # the stored bytes, verbatim
     assert claimed_ids(box.outbox.claim("app", NOW, 2, LEASE)) == ["e3"]
@@ -222,3 +227,23 @@ def test_prune_deletes_only_old_events_nobody_waits_for(box: Harness) -> None:
     assert box.outbox.prune(before, 2) == 0
     assert claimed_ids(box.outbox.claim("other", NOW, 10, LEASE)) == ["old-waiting", "young"]
     assert box.row("young", "app")["status"] == "delivered"
+
+
+def test_an_endpoint_naming_accounts_gets_only_their_events(box: Harness) -> None:
+    publish(box, "a1", account="brand_a")
+    publish(box, "b1", account="brand_b")
+    publish(box, "d1")
+    (only,) = box.outbox.claim(BRAND_A.endpoint, NOW, 10, LEASE)
+    assert (only.event_id, only.account) == ("a1", "brand_a")
+    everything = box.outbox.claim("app", NOW, 10, LEASE)  # no accounts named: all of them
+    assert {c.event_id: c.account for c in everything} == {
+        "a1": "brand_a",
+        "b1": "brand_b",
+        "d1": "default",
+    }
+    assert json.loads(everything[0].body)["data"]["account"] == "brand_a"
+    assert box.outbox.backlog() == {
+        "app": ports.DeliveryBacklog(3, NOW),
+        "other": ports.DeliveryBacklog(3, NOW),
+        BRAND_A.endpoint: ports.DeliveryBacklog(1, NOW),
+    }

@@ -111,6 +111,7 @@ def test_events_exactly_for_committed_changes(engine: sa.Engine) -> None:
     failed = next(p for p in payloads if p["type"] == "send.failed")
     assert failed["data"] == {
         "provider": "aliyun",
+        "account": "default",  # whose send: the single-account settings' account
         "biz_id": "b1",
         "phone_number": "138****0002",  # masked by default
         "out_id": "o-b1",
@@ -122,7 +123,7 @@ def test_events_exactly_for_committed_changes(engine: sa.Engine) -> None:
         "settled_by": "receipt",
     }
     reply = next(p for p in payloads if p["type"] == "reply.received")
-    assert reply["data"]["content"] == "退订 TD"
+    assert (reply["data"]["content"], reply["data"]["account"]) == ("退订 TD", "default")
     assert len(delivery_rows(engine)) == 3
 
 
@@ -176,6 +177,45 @@ def test_endpoint_filters_and_fan_out(engine: sa.Engine) -> None:
     assert by_endpoint == {"all": 3, "failures": 1}
 
 
+def test_events_carry_their_account_to_the_endpoints_that_want_it(
+    engine: sa.Engine, receiver: Receiver
+) -> None:
+    """[[webhook.endpoints]] accounts = ["brand_a"] gets brand_a's sends and replies only; an
+    endpoint naming no accounts gets every account's; the attempts are counted per account."""
+    routes = (outbox.Route("all"), outbox.Route("brand_a", accounts=frozenset({"brand_a"})))
+    store = SqlStore(engine, outbox.Outbox(routes))
+    # The same (biz_id, phone_number) in two accounts: two sends, two events.
+    brand_a = replace(send("b1", "13800000001"), account="brand_a")
+    SendStore(store).register([send("b1", "13800000001"), brand_a], NOW)
+    reply = ports.InboundRecord(
+        "up-a",
+        domain.SmsUp("13800000009", "TD", NOW - timedelta(minutes=1), "1234", "s-1"),
+        account="brand_a",
+    )
+    receipts = [
+        report("b1", "13800000001"),
+        replace(report("b1", "13800000001"), account="brand_a"),
+    ]
+    assert store.write_batch(ports.Batch(reports=receipts, inbound=[reply]), NOW).sends_settled == 2
+    accounts = sorted((p["type"], p["data"]["account"]) for p in event_rows(engine))
+    assert accounts == [
+        ("reply.received", "brand_a"),
+        ("send.delivered", "brand_a"),
+        ("send.delivered", "default"),
+    ]
+    with engine.connect() as conn:
+        assert {v.account for v in outbox.deliveries(conn, endpoint="all")} == {
+            "brand_a",
+            "default",
+        }
+    labels = ("brand_a", "send.delivered", "delivered")
+    before = metrics.EVENTS.labels(*labels)._value.get()
+    assert worker(store, receiver.url, Clock(), name="brand_a").run_once() == 2
+    assert {e["data"]["account"] for e in receiver.events.values()} == {"brand_a"}
+    assert receiver.by_type() == {"send.delivered": 1, "reply.received": 1}
+    assert metrics.EVENTS.labels(*labels)._value.get() == before + 1
+
+
 # --- delivery -------------------------------------------------------------------------------
 
 
@@ -183,14 +223,16 @@ def test_delivered_signed_and_verified(engine: sa.Engine, receiver: Receiver) ->
     store = settled_world(engine)
     clock = Clock()
     w = worker(store, receiver.url, clock)
-    before = metrics.EVENTS.labels("send.delivered", "delivered")._value.get()
+    before = metrics.EVENTS.labels("default", "send.delivered", "delivered")._value.get()
     assert w.run_once() == 3
     assert w.run_once() == 0
     assert receiver.rejected == 0 and receiver.unique() == 3 and receiver.duplicates() == 0
     assert receiver.by_type() == {"send.delivered": 1, "send.failed": 1, "reply.received": 1}
     assert set(receiver.events) == {p["id"] for p in event_rows(engine)}  # webhook-id = id
     assert {r.status for r in delivery_rows(engine)} == {"delivered"}
-    assert metrics.EVENTS.labels("send.delivered", "delivered")._value.get() == before + 1
+    assert (
+        metrics.EVENTS.labels("default", "send.delivered", "delivered")._value.get() == before + 1
+    )
 
 
 def test_wrong_secret_is_rejected_by_the_receiver(engine: sa.Engine) -> None:

@@ -242,5 +242,7 @@ def _alive(daemon: Daemon):  # type: ignore[no-untyped-def]
 
 def _dead(daemon: Daemon) -> int:
     _, body = daemon.get("/metrics")
-    found = re.findall(r'^receiptd_events_total{[^}]*result="dead"[^}]*} (\S+)$', body.decode(), re.M)
+    found = re.findall(
+        r'^receiptd_events_total{[^}]*result="dead"[^}]*} (\S+)$', body.decode(), re.M
+    )
     return int(sum(float(v) for v in found))

@@ -16,12 +16,16 @@ from receiptd.db.models import DELIVERY, EVENT, INBOUND
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 APP = outbox.Route("app")
 REPLIES = outbox.Route("replies", frozenset({"reply.received"}))
+BRAND_A = outbox.Route("brand_a_app", accounts=frozenset({"brand_a"}))
 
 
 def event(
-    event_id: str, kind: events.EventType = events.EventType.SEND_DELIVERED, at: datetime = NOW
+    event_id: str,
+    kind: events.EventType = events.EventType.SEND_DELIVERED,
+    at: datetime = NOW,
+    account: str = "default",
 ) -> events.Event:
-    return events.Event(event_id, kind, at, json.dumps({"id": event_id}))
+    return events.Event(event_id, kind, at, json.dumps({"id": event_id}), account=account)
 
 
 def deliveries(engine: sa.Engine) -> list[tuple[str, str, str, int]]:
@@ -34,7 +38,18 @@ def deliveries(engine: sa.Engine) -> list[tuple[str, str, str, int]]:
 
 def test_a_route_wants_its_types_or_everything_when_it_names_none() -> None:
     assert APP.wants("send.failed", "default") and APP.wants("reply.received", "default")
-    assert REPLIES.wants("reply.received", "default") and not REPLIES.wants("send.failed", "default")
+    assert REPLIES.wants("reply.received", "default") and not REPLIES.wants(
+        "send.failed", "default"
+    )
+
+
+def test_a_route_naming_accounts_wants_only_their_events() -> None:
+    assert BRAND_A.wants("send.failed", "brand_a") and BRAND_A.wants("reply.received", "brand_a")
+    assert not BRAND_A.wants("send.failed", "default")
+    both = outbox.Route("x", frozenset({"send.failed"}), frozenset({"brand_a", "brand_b"}))
+    assert both.wants("send.failed", "brand_b")
+    assert not both.wants("send.delivered", "brand_b") and not both.wants("send.failed", "c")
+    assert APP.wants("send.failed", "brand_b")  # no accounts named: every account
 
 
 def test_emit_writes_the_events_and_one_delivery_per_interested_endpoint(engine: sa.Engine) -> None:
@@ -120,6 +135,39 @@ def test_replay_since_touches_only_newer_events(engine: sa.Engine) -> None:
     assert deliveries(engine) == [("new", "app", "pending", 0)]
 
 
+def test_replay_gives_each_endpoint_only_the_accounts_it_wants(engine: sa.Engine) -> None:
+    with engine.begin() as conn:
+        outbox.Outbox(()).emit(
+            conn, [event("a1", account="brand_a"), event("b1", account="brand_b"), event("d1")], NOW
+        )
+        assert outbox.replay(conn, [APP, BRAND_A], NOW, since=NOW) == 4
+    assert deliveries(engine) == [
+        ("a1", "app", "pending", 0),
+        ("a1", "brand_a_app", "pending", 0),
+        ("b1", "app", "pending", 0),
+        ("d1", "app", "pending", 0),
+    ]
+    with engine.begin() as conn:  # named events too: an account's event it does not want stays
+        assert outbox.replay(conn, [BRAND_A], NOW, event_ids=["b1", "d1"]) == 0
+
+
+def test_deliveries_are_listed_per_account(engine: sa.Engine) -> None:
+    box = outbox.Outbox((APP, BRAND_A))
+    with engine.begin() as conn:
+        box.emit(conn, [event("a1", account="brand_a"), event("d1")], NOW)
+    with engine.connect() as conn:
+        listed = [(v.event_id, v.account, v.endpoint) for v in outbox.deliveries(conn)]
+        assert sorted(listed) == [
+            ("a1", "brand_a", "app"),
+            ("a1", "brand_a", "brand_a_app"),
+            ("d1", "default", "app"),
+        ]
+        assert [(v.event_id, v.endpoint) for v in outbox.deliveries(conn, account="default")] == [
+            ("d1", "app")
+        ]
+        assert outbox.deliveries(conn, account="brand_b") == []
+
+
 def test_replies_stored_emits_one_reply_event_per_row_masked_by_default(engine: sa.Engine) -> None:
     row = {
         "mns_message_id": "M1",
@@ -137,6 +185,14 @@ def test_replies_stored_emits_one_reply_event_per_row_masked_by_default(engine: 
         assert conn.execute(sa.select(sa.func.count()).select_from(EVENT)).scalar() == 0
         outbox.replies_stored(conn, [inbound_id], NOW, outbox.Outbox((APP,)))
         (stored,) = conn.execute(sa.select(EVENT)).mappings()
-    assert (stored["type"], stored["inbound_id"]) == ("reply.received", inbound_id)
+    assert (stored["type"], stored["inbound_id"], stored["account"]) == (
+        "reply.received",
+        inbound_id,
+        "default",  # a row stored without one is the default account's
+    )
     data = json.loads(stored["payload"])["data"]
-    assert (data["phone_number"], data["content"]) == ("138****5678", "TD")
+    assert (data["phone_number"], data["content"], data["account"]) == (
+        "138****5678",
+        "TD",
+        "default",
+    )

@@ -92,12 +92,35 @@ def statuses(box: InMemoryEventOutbox) -> set[str]:
 def test_delivered_once_and_counted() -> None:
     box, post = outbox_with(3), Endpoint(204)
     w = worker(box, post, Clock())
-    before = metrics.EVENTS.labels("send.delivered", "delivered")._value.get()
+    before = metrics.EVENTS.labels("default", "send.delivered", "delivered")._value.get()
     assert w.run_once() == 3
     assert w.run_once() == 0
     assert sorted(post.posted) == ["e0", "e1", "e2"]
     assert statuses(box) == {"delivered"}
-    assert metrics.EVENTS.labels("send.delivered", "delivered")._value.get() == before + 2
+    assert (
+        metrics.EVENTS.labels("default", "send.delivered", "delivered")._value.get() == before + 2
+    )
+
+
+def test_attempts_are_counted_under_their_events_account() -> None:
+    box = InMemoryEventOutbox()
+    sent = events.EventType.SEND_DELIVERED
+    box.publish(
+        [
+            events.Event("a1", sent, NOW, "{}", account="brand_a"),
+            events.Event("a2", sent, NOW, "{}", account="brand_a"),
+            events.Event("b1", sent, NOW, "{}", account="brand_b"),
+        ],
+        NOW,
+    )
+
+    def counted(account: str) -> float:
+        return float(metrics.EVENTS.labels(account, "send.delivered", "failed")._value.get())
+
+    before = {a: counted(a) for a in ("brand_a", "brand_b", "default")}
+    assert worker(box, Endpoint(503), Clock()).run_once() == 3
+    after = {a: counted(a) - n for a, n in before.items()}
+    assert after == {"brand_a": 2, "brand_b": 1, "default": 0}
 
 
 def test_unreachable_endpoint_backs_off_and_shows_in_the_backlog() -> None:
@@ -126,7 +149,7 @@ def test_unreachable_endpoint_backs_off_and_shows_in_the_backlog() -> None:
 def test_500_forever_is_dead_after_the_retry_period() -> None:
     box, clock = outbox_with(3), Clock()
     w = worker(box, Endpoint(500), clock)
-    before = metrics.EVENTS.labels("send.failed", "dead")._value.get()
+    before = metrics.EVENTS.labels("default", "send.failed", "dead")._value.get()
     tries = 0
     while statuses(box) != {"dead"}:
         w.run_once()
@@ -137,7 +160,7 @@ def test_500_forever_is_dead_after_the_retry_period() -> None:
     assert 6 <= tries <= 12
     rows = box.rows.values()
     assert all(r.last_status_code == 500 and r.last_error == "HTTP 500" for r in rows)
-    assert metrics.EVENTS.labels("send.failed", "dead")._value.get() == before + 1
+    assert metrics.EVENTS.labels("default", "send.failed", "dead")._value.get() == before + 1
 
 
 def test_bounded_concurrency_per_endpoint() -> None:
