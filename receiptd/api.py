@@ -4,8 +4,14 @@ elsewhere, so that receiptd settles it (receipt first, compensator otherwise).
     from receiptd import api
     result = api.send_sms(settings, ["13800000000"], "MySign", "SMS_1", {"code": "1234"})
     result.biz_id
+    api.send_sms(settings, "13800000000", "BrandB", "SMS_2", account="brand_b")  # its keys
 
-Errors: ``dysms.DysmsError`` when the provider refuses the send (``.code``, ``.message``);
+Every send belongs to a provider account (``default``: the flat ``aliyun_*`` / ``huawei_*``
+settings; ``[accounts.<id>]`` the named ones): only that account's keys can ask about it, so
+the compensator asks that account and no other.
+
+Errors: ``config.ConfigError`` when ``account`` names no configured Aliyun account;
+``dysms.DysmsError`` when the provider refuses the send (``.code``, ``.message``);
 :class:`RegistrationFailed` when the SMS went out but its row could not be written (it carries
 the result, so the caller can retry ``register_send``).
 """
@@ -63,13 +69,14 @@ def send_sms(
     template_param: Mapping[str, Any] | str | None = None,
     out_id: str | None = None,
     *,
+    account: str = domain.DEFAULT_ACCOUNT,
     clock: Clock = utc_now,
 ) -> SendResult:
-    """SendSms with the configured keys, then register one pending ``sms_send`` row per
-    recipient in the configured database."""
+    """SendSms with the keys of the Aliyun ``account``, then register one pending ``sms_send``
+    row per recipient under that account in the configured database."""
     from receiptd import wiring
 
-    client = wiring.dysms_client(settings)
+    client = wiring.dysms_client(settings, aliyun_account(settings, account))
     store, sends = wiring.stores(settings)
     try:
         return send_and_register(
@@ -80,10 +87,20 @@ def send_sms(
             template_code,
             template_param,
             out_id,
+            account=account,
             clock=clock,
         )
     finally:
         store.engine.dispose()
+
+
+def aliyun_account(settings: config.Settings, name: str) -> config.AliyunAccount:
+    """The configured Aliyun account ``name``; ConfigError naming it when there is none (or
+    it is a Huawei account, or has no access key)."""
+    account = settings.parts.account(name, "aliyun")
+    if not isinstance(account, config.AliyunAccount) or not account.configured:
+        raise config.ConfigError(f"Aliyun account {name!r} has no access key configured")
+    return account
 
 
 def send_and_register(
@@ -95,9 +112,11 @@ def send_and_register(
     template_param: Mapping[str, Any] | str | None = None,
     out_id: str | None = None,
     *,
+    account: str = domain.DEFAULT_ACCOUNT,
     clock: Clock = utc_now,
 ) -> SendResult:
-    """SendSms through ``client`` (a Dysmsapi client), then register the send in ``sends``."""
+    """SendSms through ``client`` (a Dysmsapi client with ``account``'s keys), then register
+    the send in ``sends`` under ``account``."""
     numbers = split_numbers(phone_numbers)
     param = (
         json.dumps(template_param, ensure_ascii=False)
@@ -116,6 +135,7 @@ def send_and_register(
             out_id=out_id,
             template_code=template_code,
             sign_name=sign_name,
+            account=account,
             now=clock(),
         )
     except ports.StoreError as exc:
@@ -133,13 +153,20 @@ def register_send(
     out_id: str | None = None,
     template_code: str | None = None,
     sign_name: str | None = None,
+    account: str = domain.DEFAULT_ACCOUNT,
     now: datetime | None = None,
 ) -> int:
-    """Register a send made elsewhere (idempotent); returns rows inserted."""
+    """Register a send made elsewhere by ``account`` (idempotent); returns rows inserted.
+
+    The account is the one whose keys made the send: only it can be asked about it. Its id is
+    checked for form (``[a-z0-9_]{1,32}``), not against the settings, which ``store`` lacks.
+    """
     if sent_at.tzinfo is None:
         raise ValueError("sent_at must be timezone-aware")
+    if not config.ACCOUNT_ID.fullmatch(account):
+        raise ValueError(f"{account!r} is not an account id (1 to 32 of a-z 0-9 _)")
     sends = [
-        ports.NewSend(provider, biz_id, number, sent_at, out_id, template_code, sign_name)
+        ports.NewSend(provider, biz_id, number, sent_at, out_id, template_code, sign_name, account)
         for number in split_numbers(phone_numbers)
     ]
     return store.register(sends, now or utc_now())

@@ -225,7 +225,7 @@ def _settle(
 
 def _counts(sends: SendStore) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for (_provider, status), n in sends.summary().counts.items():
+    for (_provider, status), n in sends.summary().by_provider().items():
         counts[status] += n
     return counts
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -73,14 +73,49 @@ def stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
 
 
 def compensator(
-    s: config.Settings, sends: SendStore, grace: float | None = None
+    s: config.Settings,
+    sends: SendStore,
+    grace: float | None = None,
+    accounts: Sequence[config.Account] | None = None,
 ) -> Compensator | None:
-    """The configured compensator (None without any provider); a provider configured but
-    unusable (e.g. Huawei without its SDK) exits 2 naming the setting."""
+    """The compensator of ``accounts`` (default: the served ones; None without any); an
+    account configured but unusable (e.g. Huawei without its SDK) exits 2 naming it."""
     try:
-        return wiring.compensator(s, sends, grace)
+        return wiring.compensator(s, sends, grace, accounts=accounts)
     except config.ConfigError as exc:
         fail(str(exc), EXIT_CONFIG)
+
+
+def account_option(help_text: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``--account ID``: a provider account id (``[a-z0-9_]{1,32}``; checked, not looked up)."""
+    return click.option(
+        "--account", "account", default=None, callback=_check_account_id, help=help_text
+    )
+
+
+def _check_account_id(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    if value is not None and not config.ACCOUNT_ID.fullmatch(value):
+        raise click.BadParameter(f"{value!r} is not an account id (1 to 32 of a-z 0-9 _)")
+    return value
+
+
+def configured_accounts(
+    s: config.Settings, name: str, provider: str | None = None
+) -> tuple[config.Account, ...]:
+    """The configured accounts named ``name`` (of ``provider``; ``default`` names one per
+    provider); none exits 2 naming it and the accounts there are."""
+    found = tuple(
+        a for a in s.parts.configured_accounts if a.name == name and provider in (None, a.provider)
+    )
+    if not found:
+        known = ", ".join(
+            sorted({a.name for a in s.parts.configured_accounts if provider in (None, a.provider)})
+        )
+        which = f"{provider} account" if provider else "account"
+        fail(f"unknown {which} {name!r} (configured: {known or 'none'})", EXIT_CONFIG)
+    return found
 
 
 @contextmanager

@@ -1,4 +1,5 @@
-"""`receiptd compensate --once`: one compensation cycle in the foreground (or its plan)."""
+"""`receiptd compensate --once [--account ID]`: one compensation cycle in the foreground (or its
+plan), of every account this replica serves or of one."""
 
 from __future__ import annotations
 
@@ -22,29 +23,37 @@ from receiptd.db.sends import SendStore
     help="Seconds a send is left to its receipt (default: compensator_grace).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the call plan; claim and call nothing.")
+@common.account_option(
+    "Only this configured account (`default`: the flat settings' accounts; "
+    "default: every account this replica serves)."
+)
 @click.pass_context
-def compensate(ctx: click.Context, once: bool, grace: float | None, dry_run: bool) -> None:
+def compensate(
+    ctx: click.Context, once: bool, grace: float | None, dry_run: bool, account: str | None
+) -> None:
     """Look up pending sends whose receipts never came and settle them."""
     if not once and not dry_run:
         common.fail("use --once (the daemon 'receiptd run' schedules cycles)", common.EXIT_CONFIG)
     settings = common.settings(ctx)
+    accounts = None if account is None else common.configured_accounts(settings, account)
     _, sends = common.stores(settings)
-    comp = common.compensator(settings, sends, grace)
+    comp = common.compensator(settings, sends, grace, accounts)
     if comp is None:
         common.fail("no provider is configured (set aliyun_access_key_id)", common.EXIT_CONFIG)
     try:
         if dry_run:
             _print_plan(comp.plan(), mask=not settings.parts.logging.show_phone_numbers)
         else:
-            _run(comp, sends)
+            _run(comp, sends, account)
     except ports.StoreUnavailable as exc:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
     finally:
         sends.store.engine.dispose()
 
 
-def _run(comp: compensator.Compensator, sends: SendStore) -> None:
-    pending = sum(n for (_, status), n in sends.summary().counts.items() if status == "pending")
+def _run(comp: compensator.Compensator, sends: SendStore, account: str | None) -> None:
+    counts = sends.summary().counts.items()
+    pending = sum(n for (_, a, status), n in counts if status == "pending" and account in (None, a))
     with click.progressbar(length=pending, label="compensating", file=sys.stderr) as bar:
         summary = comp.run_once(progress=bar.update)
     click.echo(f"claimed:       {summary.claimed}")
@@ -53,8 +62,14 @@ def _run(comp: compensator.Compensator, sends: SendStore) -> None:
     click.echo(f"expired:       {summary.expired}")
     click.echo(f"still pending: {summary.still_pending}")
     for cycle in summary.providers:
+        scope = f"{cycle.provider}/{cycle.account}"
+        if len(summary.providers) > 1:
+            click.echo(
+                f"  {scope}: claimed={cycle.claimed} settled={sum(cycle.settled.values())} "
+                f"still_pending={cycle.still_pending}"
+            )
         if cycle.error:
-            click.echo(f"{cycle.provider}: lookup error: {cycle.error}", err=True)
+            click.echo(f"{scope}: lookup error: {cycle.error}", err=True)
 
 
 def _pairs(counts: dict[str, int]) -> str:
@@ -63,11 +78,12 @@ def _pairs(counts: dict[str, int]) -> str:
 
 def _print_plan(plans: list[planning.ProviderPlan], *, mask: bool) -> None:
     for plan in plans:
+        queries = len(plan.queries)
         by_out_id = sum(1 for q in plan.queries if q.biz_id is None)
         click.echo(
-            f"{plan.provider}: {plan.due} due, {plan.expire} to expire without a call, "
-            f"{len(plan.queries)} queries ({len(plan.queries) - by_out_id} by BizId, "
-            f"{by_out_id} by OutId group)"
+            f"{plan.provider}/{plan.account}: {plan.due} due, "
+            f"{plan.expire} to expire without a call, {queries} queries "
+            f"({queries - by_out_id} by BizId, {by_out_id} by OutId group)"
         )
         for query in plan.queries:
             phone = domain.mask_phone(query.phone_number) if mask else query.phone_number

@@ -1,4 +1,5 @@
-"""`receiptd consume`: run the receipt consumer in the foreground (or until the queues are idle)."""
+"""`receiptd consume`: run the receipt consumer in the foreground (or until the queues are idle):
+the queues of every Aliyun account this replica serves, or of one (``--account``)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from types import FrameType
 
 import click
 
-from receiptd import domain, wiring
+from receiptd import config, domain, wiring
 from receiptd.cli import common
 from receiptd.daemon.health import Health
 from receiptd.db import migrate
@@ -43,21 +44,41 @@ def check_database(store: SqlStore) -> None:
     help="Drain what is visible, then exit: each thread stops at its first empty receive, the "
     "command once all have (messages another consumer holds are left for the next run).",
 )
+@common.account_option(
+    "Only this configured Aliyun account's queues (default: every Aliyun account this "
+    "replica serves)."
+)
 @click.pass_context
-def consume(ctx: click.Context, queue: str, until_idle: bool) -> None:
+def consume(ctx: click.Context, queue: str, until_idle: bool, account: str | None) -> None:
     """Consume SmsReport/SmsUp messages into the database (Ctrl-C stops after the batch)."""
     settings = common.settings(ctx)
+    accounts = _accounts(settings, account)
     store, _ = common.stores(settings)
     kinds = list(KINDS.values()) if queue == "all" else [KINDS[queue]]
     try:
         check_database(store)
-        consumers = wiring.consumers(settings, store, Health(), kinds)
+        health = Health()
+        consumers = [
+            c for a in accounts for c in wiring.consumers(settings, store, health, kinds, a)
+        ]
         stats = _run(consumers, until_idle, settings.parts.daemon.shutdown_timeout)
     finally:
         store.engine.dispose()
     click.echo(_summary(stats))
     if any(c.failed is not None for c in consumers):
         common.fail("a consumer loop failed: " + "; ".join(_failures(consumers)))
+
+
+def _accounts(settings: config.Settings, name: str | None) -> list[config.AliyunAccount]:
+    """The Aliyun accounts to consume: ``name``'s, or every served one; none exits 2."""
+    if name is not None:
+        chosen = common.configured_accounts(settings, name, "aliyun")
+    else:
+        chosen = settings.parts.served_accounts
+    found = [a for a in chosen if isinstance(a, config.AliyunAccount)]
+    if not found:
+        common.fail("no Aliyun account is configured (set aliyun_access_key_id)", 2)
+    return found
 
 
 def _run(consumers: list[Consumer], until_idle: bool, grace: float) -> ConsumeStats:

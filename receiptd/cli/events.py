@@ -47,13 +47,11 @@ SINCE = click.option("--since", type=Since(), default=None, help="30m, 2h, 7d, o
 
 
 def _line(d: outbox.DeliveryView) -> str:
+    head = f"{d.event_id}\t{d.type}\t{d.account}\t{d.created_at.isoformat()}"
     if d.endpoint is None:
-        return f"{d.event_id}\t{d.type}\t{d.created_at.isoformat()}\t-\tno endpoint"
+        return f"{head}\t-\tno endpoint"
     last = f"\tlast={d.last_status_code or d.last_error}" if d.attempts else ""
-    return (
-        f"{d.event_id}\t{d.type}\t{d.created_at.isoformat()}\t{d.endpoint}\t{d.status}\t"
-        f"attempts={d.attempts}{last}"
-    )
+    return f"{head}\t{d.endpoint}\t{d.status}\tattempts={d.attempts}{last}"
 
 
 @click.group("events")
@@ -68,16 +66,25 @@ def events_group() -> None:
     "--status", type=click.Choice(["pending", "delivered", "dead"]), default=None, help="Filter."
 )
 @click.option("--limit", default=100, show_default=True)
+@common.account_option("Only this account's events.")
 @click.pass_context
 def list_cmd(
-    ctx: click.Context, since: datetime | None, endpoint: str | None, status: str | None, limit: int
+    ctx: click.Context,
+    since: datetime | None,
+    endpoint: str | None,
+    status: str | None,
+    limit: int,
+    account: str | None,
 ) -> None:
-    """One line per event and endpoint: id, type, created, endpoint, status, attempts."""
+    """One line per event and endpoint: id, type, account, created, endpoint, status,
+    attempts."""
     settings = common.settings(ctx)
     name = _endpoint_name(settings, endpoint, strict=False) if endpoint else None
     with common.store_session(settings) as store:
         rows = common.guarded(
-            lambda: store.run(lambda c: outbox.deliveries(c, since, name, status, limit=limit))
+            lambda: store.run(
+                lambda c: outbox.deliveries(c, since, name, status, limit=limit, account=account)
+            )
         )
     for row in rows:
         click.echo(_line(row))

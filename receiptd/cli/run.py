@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
 from receiptd import config, ports
 from receiptd.cli import common
+from receiptd.config.values import check_account_ids, split_ids
 from receiptd.daemon.health import Health
 from receiptd.daemon.signals import on_stop_signals
 from receiptd.db import migrate
@@ -23,10 +25,20 @@ log = get_logger(__name__)
 @click.option(
     "--migrate", "migrate_first", is_flag=True, help="Upgrade the schema before starting."
 )
+@click.option(
+    "--accounts",
+    "serve",
+    default=None,
+    metavar="ID[,ID...]",
+    help="Consume and compensate only these accounts (overrides serve_accounts; "
+    "`default`: the flat settings' accounts).",
+)
 @click.pass_context
-def run(ctx: click.Context, migrate_first: bool) -> None:
+def run(ctx: click.Context, migrate_first: bool, serve: str | None) -> None:
     """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
     settings = common.settings(ctx)
+    if serve is not None:
+        settings = serving(settings, serve)
     parts = settings.parts
     if not (parts.configured_accounts or parts.push.addr):
         common.fail(
@@ -39,19 +51,40 @@ def run(ctx: click.Context, migrate_first: bool) -> None:
     try:
         service, ready = daemon.service(settings, store, sends, Health())
     except config.ConfigError as exc:
-        common.fail(str(exc), common.EXIT_CONFIG)
+        _fail(store, str(exc), common.EXIT_CONFIG)
     except daemon.CannotListen as exc:
-        common.fail(str(exc), 1)
+        _fail(store, str(exc), 1)
     log.info(
         "service_starting",
         mode="token" if parts.aliyun.token_mode else "direct",
         http_addr=parts.daemon.http_addr,
         report_queue=parts.aliyun.report_queue,
         push_addr=parts.push.addr,
+        accounts=[f"{a.provider}/{a.name}" for a in parts.served_accounts],
     )
     with on_stop_signals(service.stop):
         code = service.run(ready)
     sys.exit(code)
+
+
+def serving(settings: config.Settings, value: str) -> config.Settings:
+    """The settings with ``serve_accounts`` replaced by ``value`` (``--accounts a,b``); an
+    empty list, a malformed or an unknown id exits 2 naming it."""
+    ids = split_ids(value)
+    if not ids:
+        common.fail("--accounts: give at least one account id", common.EXIT_CONFIG)
+    try:
+        check_account_ids(ids)
+    except ValueError as exc:
+        common.fail(f"--accounts: {exc}", common.EXIT_CONFIG)
+    known = settings.parts.account_names
+    unknown = [name for name in ids if name not in known]
+    if unknown:
+        common.fail(
+            f"--accounts: unknown account(s) {', '.join(unknown)}; known: {', '.join(known)}",
+            common.EXIT_CONFIG,
+        )
+    return settings.model_copy(update={"serve_accounts": ",".join(ids)})
 
 
 def _prepare_database(store: SqlStore, migrate_first: bool) -> None:
@@ -59,11 +92,20 @@ def _prepare_database(store: SqlStore, migrate_first: bool) -> None:
         store.ping()
         if migrate_first:
             migrate.upgrade(store.engine)
-        if not migrate.is_up_to_date(store.engine):
-            common.fail(
-                "database schema is not at the head revision; run `receiptd db upgrade` "
-                "or start with --migrate",
-                common.EXIT_DATABASE,
-            )
+        up_to_date = migrate.is_up_to_date(store.engine)
     except (ports.StoreUnavailable, SQLAlchemyError) as exc:
-        common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
+        _fail(store, f"database unreachable: {exc}", common.EXIT_DATABASE)
+    if not up_to_date:
+        _fail(
+            store,
+            "database schema is not at the head revision; run `receiptd db upgrade` "
+            "or start with --migrate",
+            common.EXIT_DATABASE,
+        )
+
+
+def _fail(store: SqlStore, message: str, code: int) -> NoReturn:
+    """Stop before the service started: the engine's connections closed first (a command
+    run in-process, as the tests do, must not leave them to the garbage collector)."""
+    store.engine.dispose()
+    common.fail(message, code)

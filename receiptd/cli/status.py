@@ -1,9 +1,9 @@
-"""`receiptd status [--json]`: sends by provider and status, oldest pending, last run."""
+"""`receiptd status [--json] [--account ID]`: sends by provider, account and status, oldest
+pending, last run (the shape: receiptd.daemon.summary, docs/operations.md)."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -11,33 +11,7 @@ import click
 from receiptd import ports
 from receiptd.cli import common
 from receiptd.clock import utc_now
-
-
-def report(summary: ports.StatusSummary, now: datetime) -> dict[str, Any]:
-    """The summary as plain data (what ``--json`` prints)."""
-    counts: dict[str, dict[str, int]] = {}
-    for (provider, status), n in sorted(summary.counts.items()):
-        counts.setdefault(provider, {})[status] = n
-    oldest = {
-        provider: round((now - _aware(sent_at)).total_seconds())
-        for provider, sent_at in sorted(summary.oldest_pending.items())
-    }
-    return {
-        "sends": counts,
-        "oldest_pending_seconds": oldest,
-        "last_run_started": _iso(summary.last_run_started),
-        "last_run_finished": _iso(summary.last_run_finished),
-        "dead_letters": summary.dead_letters,
-        "inbound": summary.inbound,
-    }
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else _aware(moment).isoformat()
+from receiptd.daemon import summary as _summary
 
 
 def _age(seconds: int) -> str:
@@ -45,14 +19,19 @@ def _age(seconds: int) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
+def _pairs(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
 @click.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@common.account_option("Only this account's sends (default: every account, each shown).")
 @click.pass_context
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Counts by status and provider, oldest pending send, last compensator run."""
+def status(ctx: click.Context, as_json: bool, account: str | None) -> None:
+    """Counts by provider, account and status, oldest pending send, last compensator run."""
     _, sends = common.stores(common.settings(ctx))
     try:
-        data = report(sends.summary(), utc_now())
+        data = _summary.report(sends.summary(), utc_now(), account)
     except ports.StoreUnavailable as exc:
         common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
     finally:
@@ -60,13 +39,29 @@ def status(ctx: click.Context, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, sort_keys=True))
         return
+    for line in text_lines(data):
+        click.echo(line)
+
+
+def text_lines(data: dict[str, Any]) -> list[str]:
+    """The report as ``receiptd status`` prints it: a line per provider (every account), then
+    one per account of it, then the oldest pending send of each account."""
+    lines = []
     for provider, counts in data["sends"].items():
-        parts = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-        click.echo(f"{provider}: {parts}")
+        lines.append(f"{provider}: {_pairs(counts)}")
+        lines += [
+            f"  {provider}/{a['account']}: {_pairs(a['sends'])}"
+            for a in data["accounts"]
+            if a["provider"] == provider
+        ]
     if not data["sends"]:
-        click.echo("no sends registered")
-    for provider, seconds in data["oldest_pending_seconds"].items():
-        click.echo(f"{provider}: oldest pending {_age(seconds)} ago")
+        lines.append("no sends registered")
+    lines += [
+        f"{a['provider']}/{a['account']}: oldest pending {_age(a['oldest_pending_seconds'])} ago"
+        for a in data["accounts"]
+        if a["oldest_pending_seconds"] is not None
+    ]
     finished = data["last_run_finished"] or "never finished"
-    click.echo(f"last compensator run: {data['last_run_started'] or 'never'} ({finished})")
-    click.echo(f"dead letters: {data['dead_letters']}  inbound: {data['inbound']}")
+    lines.append(f"last compensator run: {data['last_run_started'] or 'never'} ({finished})")
+    lines.append(f"dead letters: {data['dead_letters']}  inbound: {data['inbound']}")
+    return lines

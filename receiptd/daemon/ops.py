@@ -1,4 +1,5 @@
-"""The operations endpoint: /healthz, /readyz, /metrics and the optional status lookup.
+"""The operations endpoint: /healthz, /readyz, /metrics and the optional send API (status of a
+send, registration of sends, the registry's summary; docs/operations.md).
 
 A small WSGI app served by waitress (``receiptd.web.server``: bounded worker threads, body and
 header limits, and the connection bounds of ``receiptd.web.connections``). Every answer is
@@ -9,13 +10,17 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from receiptd import domain, metrics, ports
+from receiptd.clock import utc_now
+from receiptd.config.values import ACCOUNT_ID
+from receiptd.daemon import summary as _summary
 from receiptd.ingest import registration
 from receiptd.logs import get_logger
 from receiptd.web import connections
@@ -24,8 +29,9 @@ from receiptd.web.server import HttpServer, StartResponse, json_response, send_r
 log = get_logger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
-SendLookup = Callable[[str], list[dict[str, Any]]]
+SendLookup = Callable[[str, str | None], list[dict[str, Any]]]  # (biz_id, account) → rows
 SendRegistrar = Callable[[list[ports.NewSend]], int]
+SummaryReader = Callable[[], ports.StatusSummary]
 
 MAX_BIZ_ID = 64
 MAX_REGISTRATION_BODY = 1024 * 1024  # bytes; about 5,000 sends per request
@@ -52,11 +58,17 @@ class OpsApp:
         lookup: SendLookup | None = None,
         show_phone_numbers: bool = False,
         register: SendRegistrar | None = None,
+        accounts: Collection[tuple[str, str]] | None = None,
+        summary: SummaryReader | None = None,
     ) -> None:
+        """``accounts``: the (provider, account) pairs a registered send may name (None:
+        any well-formed id); ``summary``: what ``GET /v1/status`` reports (off without)."""
         self._probes = probes
         self._token = status_token.encode() if status_token else None
         self._lookup = lookup
         self._register = register
+        self._accounts = accounts
+        self._summary = summary
         self._show_phones = show_phone_numbers
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -81,6 +93,8 @@ class OpsApp:
             )
         if path.startswith("/v1/sends/"):
             return self._send_status(environ, start_response, path.removeprefix("/v1/sends/"))
+        if path == "/v1/status":
+            return self._status(environ, start_response)
         return json_response(start_response, 404, {"error": "not found"})
 
     def _probe(self, start_response: StartResponse, checks: Mapping[str, Check]) -> list[bytes]:
@@ -101,7 +115,11 @@ class OpsApp:
         if not biz_id or len(biz_id) > MAX_BIZ_ID or "/" in biz_id:
             return json_response(start_response, 400, {"error": "invalid biz_id"})
         try:
-            rows = self._lookup(biz_id)
+            account = query_account(environ)
+        except ValueError as exc:
+            return json_response(start_response, 400, {"error": str(exc)})
+        try:
+            rows = self._lookup(biz_id, account)
         except Exception as exc:  # a database error is the server's problem, reported as 503
             log.warning("status_lookup_failed", error=str(exc))
             return json_response(start_response, 503, {"error": "database unavailable"})
@@ -110,6 +128,23 @@ class OpsApp:
         return json_response(
             start_response, 200, {"biz_id": biz_id, "recipients": [self._public(r) for r in rows]}
         )
+
+    def _status(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
+        """The registry's summary, as ``receiptd status --json`` prints it."""
+        refused = self._refuse(environ, start_response, self._summary)
+        if refused is not None:
+            return refused
+        assert self._summary is not None  # _refuse answered 404 otherwise
+        try:
+            account = query_account(environ)
+        except ValueError as exc:
+            return json_response(start_response, 400, {"error": str(exc)})
+        try:
+            summary = self._summary()
+        except Exception as exc:  # a database error is the server's problem, reported as 503
+            log.warning("status_lookup_failed", error=str(exc))
+            return json_response(start_response, 503, {"error": "database unavailable"})
+        return json_response(start_response, 200, _summary.report(summary, utc_now(), account))
 
     def _register_sends(
         self, environ: dict[str, Any], start_response: StartResponse
@@ -123,7 +158,7 @@ class OpsApp:
         if length > MAX_REGISTRATION_BODY:
             return json_response(start_response, 413, {"error": "body too large"})
         try:
-            sends = _parse_registration(environ["wsgi.input"].read(length))
+            sends = _parse_registration(environ["wsgi.input"].read(length), self._accounts)
         except ValueError as exc:
             return json_response(start_response, 400, {"error": str(exc)})
         try:
@@ -163,6 +198,7 @@ class OpsApp:
         phone = str(row["phone_number"])
         return {
             "provider": row["provider"],
+            "account": row["account"],
             "phone_number": phone if self._show_phones else domain.mask_phone(phone),
             "status": row["status"],
             "settled_by": row["settled_by"],
@@ -173,7 +209,20 @@ class OpsApp:
         }
 
 
-def _parse_registration(body: bytes) -> list[ports.NewSend]:
+def query_account(environ: Mapping[str, Any]) -> str | None:
+    """The ``?account=ID`` of a request (None without one), or ValueError."""
+    query = str(environ.get("QUERY_STRING", ""))
+    given = parse_qs(query, keep_blank_values=True).get("account")
+    if given is None:
+        return None
+    if len(given) != 1 or not ACCOUNT_ID.fullmatch(given[0]):
+        raise ValueError("account must be one account id (1 to 32 of a-z 0-9 _)")
+    return given[0]
+
+
+def _parse_registration(
+    body: bytes, accounts: Collection[tuple[str, str]] | None
+) -> list[ports.NewSend]:
     try:
         records = json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError):
@@ -187,7 +236,7 @@ def _parse_registration(body: bytes) -> list[ports.NewSend]:
         if not isinstance(record, dict):
             raise ValueError(f"item {index}: must be an object")
         try:
-            sends.append(registration.new_send(record))
+            sends.append(registration.new_send(record, accounts))
         except ValueError as exc:
             raise ValueError(f"item {index}: {exc}") from None
     return sends

@@ -1,17 +1,33 @@
 """Sends made by other systems: the record format shared by `receiptd sends import` and
-`POST /v1/sends` (pure: parsing and validation only)."""
+`POST /v1/sends` (pure: parsing and validation only).
+
+A record's ``account`` (default ``default``) is the provider account whose keys made the send;
+``known`` (the (provider, account) pairs of the settings) refuses one that is not configured,
+so a typo never registers sends that no account can ask about.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from receiptd import domain, ports
+from receiptd.config.values import ACCOUNT_ID
 
-COLUMNS = ("provider", "biz_id", "phone_number", "sent_at", "out_id", "template_code", "sign_name")
+COLUMNS = (
+    "provider",
+    "biz_id",
+    "phone_number",
+    "sent_at",
+    "out_id",
+    "template_code",
+    "sign_name",
+    "account",
+)
 REQUIRED = ("biz_id", "phone_number", "sent_at")
 
 
@@ -19,13 +35,33 @@ class ImportLineError(ValueError):
     """A line of an import file is invalid; str() is ``<line>: <reason>``."""
 
 
-def parse_sends(text: str) -> list[ports.NewSend]:
-    """Every send of the file, or ImportLineError naming the first bad line."""
+Known = Collection[tuple[str, str]]  # (provider, account) pairs that may be named
+
+
+class NamedAccount(Protocol):
+    """What ``known`` reads of a settings account."""
+
+    @property
+    def provider(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+def known(accounts: Iterable[NamedAccount]) -> frozenset[tuple[str, str]]:
+    """The (provider, account) pairs of ``accounts``: the settings' accounts are the two
+    ``default`` ones (keys set or not, as before accounts existed) and the named ones."""
+    return frozenset((a.provider, a.name) for a in accounts)
+
+
+def parse_sends(text: str, known: Known | None = None) -> list[ports.NewSend]:
+    """Every send of the file, or ImportLineError naming the first bad line (an account
+    not in ``known`` too, when given)."""
     records = _json_lines(text) if text.lstrip().startswith("{") else _csv_rows(text)
     out = []
     for line, record in records:
         try:
-            out.append(new_send(record))
+            out.append(new_send(record, known))
         except ValueError as exc:
             raise ImportLineError(f"{line}: {exc}") from None
     return out
@@ -59,8 +95,9 @@ def _csv_rows(text: str) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def new_send(record: dict[str, Any]) -> ports.NewSend:
-    """One send from a record of the import/registration format, or ValueError."""
+def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSend:
+    """One send from a record of the import/registration format, or ValueError (also for an
+    account not in ``known``, when given)."""
     unknown = set(record) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
@@ -78,6 +115,7 @@ def new_send(record: dict[str, Any]) -> ports.NewSend:
         raise ValueError(f"sent_at {values['sent_at']!r} is not ISO 8601") from None
     if sent_at.tzinfo is None:
         raise ValueError("sent_at needs a zone, e.g. 2026-11-24T09:30:00+08:00")
+    account = _account(values.get("account") or domain.DEFAULT_ACCOUNT, provider, known)
     return ports.NewSend(
         provider=provider,
         biz_id=values["biz_id"],
@@ -86,4 +124,13 @@ def new_send(record: dict[str, Any]) -> ports.NewSend:
         out_id=values.get("out_id") or None,
         template_code=values.get("template_code") or None,
         sign_name=values.get("sign_name") or None,
+        account=account,
     )
+
+
+def _account(name: str, provider: domain.Provider, known: Known | None) -> str:
+    if not ACCOUNT_ID.fullmatch(name):
+        raise ValueError(f"account {name!r} is not an account id (1 to 32 of a-z 0-9 _)")
+    if known is not None and (provider.value, name) not in known:
+        raise ValueError(f"unknown {provider.value} account {name!r}")
+    return name

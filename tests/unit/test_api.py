@@ -102,3 +102,36 @@ def test_register_send_is_idempotent_and_needs_an_aware_time() -> None:
     assert row.send.provider is domain.Provider.HUAWEI
     with pytest.raises(ValueError, match="timezone-aware"):
         api.register_send(store, sent_at=datetime(2026, 11, 25, 8, 0), **kwargs)  # noqa: DTZ001
+
+
+def test_a_send_is_registered_under_the_account_that_sent_it() -> None:
+    store = InMemorySendStore()
+    send(FakeDysms(), store, "13800000001,13800000002", account="brand_b")
+    assert {r["account"] for r in store.by_biz_id("BIZ1")} == {"brand_b"}
+    assert store.by_biz_id("BIZ1", account=domain.DEFAULT_ACCOUNT) == []
+
+
+def test_register_send_takes_an_account_id_and_refuses_a_malformed_one() -> None:
+    store = InMemorySendStore()
+    kwargs: dict[str, Any] = {"biz_id": "T1", "phone_numbers": "13800000001", "sent_at": NOW}
+    assert api.register_send(store, account="brand_b", **kwargs) == 1
+    assert api.register_send(store, **kwargs) == 1  # the default account's: another send
+    assert sorted(r["account"] for r in store.by_biz_id("T1")) == ["brand_b", "default"]
+    with pytest.raises(ValueError, match="not an account id"):
+        api.register_send(store, account="Brand B", **kwargs)
+
+
+def test_send_sms_refuses_an_account_that_cannot_send_before_any_call() -> None:
+    from receiptd import config
+
+    settings = config.Settings(
+        aliyun_access_key_id="ak",
+        aliyun_access_key_secret="secret",
+        accounts={
+            "hw": {"provider": "huawei", "access_key_id": "k", "secret_access_key": "s",
+                   "project_id": "p"},
+        },
+    )  # fmt: skip
+    for name in ("hw", "nobody"):
+        with pytest.raises(config.ConfigError, match=rf"unknown aliyun account '{name}'"):
+            api.send_sms(settings, "13800000001", "Sign", "SMS_1", account=name)

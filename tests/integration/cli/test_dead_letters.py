@@ -72,3 +72,41 @@ def test_replay_stores_what_parses_and_keeps_the_rest(engine: sa.Engine) -> None
 def test_replay_needs_ids_or_all(engine: sa.Engine) -> None:
     code, _ = run(engine, "replay")
     assert code == 2
+
+
+def test_account_filters_list_show_and_replay_and_replay_keeps_the_account(
+    engine: sa.Engine,
+) -> None:
+    ids = seed(engine)  # the default account's
+    theirs = [
+        ports.DeadRecord("Alicom-Queue-2-SmsReport", "b1", GOOD_REPORT.encode(), "old", "brand_b"),
+        ports.DeadRecord("Alicom-Queue-2-SmsUp", "b2", GOOD_UP.encode(), "old", "brand_b"),
+    ]
+    SqlStore(engine).write_batch(ports.Batch(dead=theirs), NOW)
+    with engine.connect() as conn:
+        ids |= {r.mns_message_id: r.id for r in conn.execute(sa.select(DEAD))}
+
+    code, out = run(engine, "list", "--account", "brand_b")
+    assert code == 0 and out.count("\n") == 2
+    assert all(line.split("\t")[1] == "brand_b" for line in out.splitlines())
+    code, out = run(engine, "list")
+    assert (
+        sorted(line.split("\t")[1] for line in out.splitlines())
+        == ["brand_b"] * 2 + ["default"] * 3
+    )
+    assert run(engine, "show", str(ids["b1"]), "--account", "brand_b")[0] == 0
+    code, out = run(engine, "show", str(ids["m1"]), "--account", "brand_b")
+    assert code == 1 and "of account brand_b" in out
+    code, out = run(engine, "replay", str(ids["m1"]), "--account", "brand_b")
+    assert code == 1 and "is of account default, not brand_b" in out
+
+    code, out = run(engine, "replay", "--all", "--account", "brand_b")
+    assert code == 0 and "replayed=2 still_bad=0" in out, out
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(REPORT.c.biz_id, REPORT.c.account)).all() == [
+            ("9^0", "brand_b")
+        ]
+        assert conn.execute(sa.select(INBOUND.c.account)).scalars().all() == ["brand_b"]
+        left = conn.execute(sa.select(DEAD.c.account).where(DEAD.c.replayed_at.is_(None)))
+        assert sorted(left.scalars()) == ["default"] * 3  # the other account's: untouched
+    assert run(engine, "list", "--account", "Brand")[0] == 2

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from receiptd import ports
 from receiptd.cli import main
 from receiptd.cli.events import parse_since
 from receiptd.db.models import DELIVERY
+from receiptd.db.sends import SendStore
 from receiptd.testing.receiver import Receiver
+from tests.integration.test_store import NOW, report, send
 from tests.integration.test_webhooks import SECRET, Clock, delivery_rows, settled_world, worker
 
 
@@ -43,8 +47,10 @@ def test_list_show_replay(engine: sa.Engine) -> None:
         code, out = run(engine, receiver.url, "replay", event_id)
         assert (code, out) == (0, "scheduled=1 endpoints=app\n")
         assert [r.status for r in delivery_rows(engine)].count("pending") == 1
-        # --since far back: everything again; the receiver sees the same webhook-ids.
-        assert run(engine, receiver.url, "replay", "--since", "7d")[1].startswith("scheduled=3")
+        # --since before the events (a fixed time: the events are dated at the test's NOW, not
+        # the wall clock's): everything again; the receiver sees the same webhook-ids.
+        since = "2026-11-24T00:00:00Z"
+        assert run(engine, receiver.url, "replay", "--since", since)[1].startswith("scheduled=3")
         later = Clock()
         later.now = datetime.now(UTC) + timedelta(seconds=1)  # replays are due from now on
         assert worker(store, receiver.url, later).run_once() == 3
@@ -52,6 +58,23 @@ def test_list_show_replay(engine: sa.Engine) -> None:
         assert run(engine, receiver.url, "replay", "--endpoint", "other", event_id)[0] == 2
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(DELIVERY)).scalar() == 3
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+def test_list_of_one_account_shows_the_account_column(engine: sa.Engine) -> None:
+    store = settled_world(engine)  # the default account's: two sends settled, one reply
+    theirs = replace(send("b9", "13800000001"), account="brand_b")
+    SendStore(store).register([theirs], NOW)
+    receipt = replace(report("b9", "13800000001"), message_id="m-b9", account="brand_b")
+    assert store.write_batch(ports.Batch(reports=[receipt]), NOW).sends_settled == 1
+    code, out = run(engine, "http://127.0.0.1:9/", "list")
+    assert code == 0, out
+    accounts = sorted(line.split("\t")[2] for line in out.splitlines())
+    assert accounts == ["brand_b", "default", "default", "default"]
+    code, out = run(engine, "http://127.0.0.1:9/", "list", "--account", "brand_b")
+    (line,) = out.splitlines()
+    assert line.split("\t")[1:3] == ["send.delivered", "brand_b"]
+    assert run(engine, "http://127.0.0.1:9/", "list", "--account", "nobody")[1] == "no events\n"
 
 
 def test_parse_since() -> None:

@@ -8,14 +8,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from receiptd import wiring
 from receiptd.cli import main
 from receiptd.db.engine import create_db_engine
+from receiptd.db.models import REPORT
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
-from receiptd_emulator import Emulator, FaultSpec, Profile
+from receiptd_emulator import AccountInfo, Emulator, FaultSpec, Profile
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +247,199 @@ def test_status_text_with_nothing_registered(env) -> None:
     result = cli(env, "status")
     assert result.exit_code == 0
     assert "no sends registered" in result.output and "last compensator run: never" in result.output
+
+
+# --- accounts (issue 23) ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def brand_b(emu: Emulator) -> AccountInfo:
+    """A second customer account on the emulator: its own keys, sends and call log."""
+    return emu.add_account("brand_b")
+
+
+@pytest.fixture
+def accounts_env(env: dict[str, str], brand_b: AccountInfo) -> dict[str, str]:
+    """The default account (the flat settings) plus ``brand_b`` and a Huawei account ``hw``."""
+    return env | {
+        "RECEIPTD_ACCOUNT_BRAND_B_PROVIDER": "aliyun",
+        "RECEIPTD_ACCOUNT_BRAND_B_ACCESS_KEY_ID": brand_b.access_key_id,
+        "RECEIPTD_ACCOUNT_BRAND_B_ACCESS_KEY_SECRET": brand_b.access_key_secret,
+        "RECEIPTD_ACCOUNT_BRAND_B_QUEUE_PREFIX": brand_b.queue_prefix,
+        "RECEIPTD_ACCOUNT_HW_PROVIDER": "huawei",
+        "RECEIPTD_ACCOUNT_HW_ACCESS_KEY_ID": "hw-ak",
+        "RECEIPTD_ACCOUNT_HW_SECRET_ACCESS_KEY": "hw-sk",
+        "RECEIPTD_ACCOUNT_HW_PROJECT_ID": "hw-project",
+    }
+
+
+def send_args(info: AccountInfo, phone: str, *extra: str) -> list[str]:
+    return ["send", "--phone", phone, "--sign", info.sign_name, "--template", info.template_code,
+            "--param", '{"code":"1"}', *extra]  # fmt: skip
+
+
+def test_send_with_an_account_uses_its_keys_and_registers_under_it(
+    emu, accounts_env, sends, brand_b
+) -> None:
+    emu.reset_calls()
+    sent = cli(accounts_env, *send_args(brand_b, "13800000031", "--account", "brand_b"))
+    assert sent.exit_code == 0, sent.output
+    biz_id = sent.output.split("BizId ")[1].split()[0]
+    assert [r.biz_id for r in emu.records("brand_b")].count(biz_id) == 1
+    assert biz_id not in {r.biz_id for r in emu.records()}  # not the default account's send
+    assert [c.outcome for c in emu.calls("SendSms", account="brand_b")] == ["OK"]
+    assert emu.calls("SendSms", account="default") == []
+    assert [(r["account"], r["status"]) for r in sends.by_biz_id(biz_id)] == [
+        ("brand_b", "pending")
+    ]
+
+    default = cli(accounts_env, *send_args(emu.info, "13800000032"))  # no --account: default
+    assert default.exit_code == 0, default.output
+    (row,) = sends.by_biz_id(default.output.split("BizId ")[1].split()[0])
+    assert row["account"] == "default"
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        ("nobody", "unknown aliyun account 'nobody' (configured: brand_b, default)"),
+        ("hw", "account 'hw' is a Huawei account"),
+        ("Brand-B", "is not an account id"),
+    ],
+)
+def test_send_with_an_account_that_cannot_send_exits_2_naming_it(
+    emu, accounts_env, account: str, message: str
+) -> None:
+    emu.reset_calls()
+    result = cli(accounts_env, *send_args(emu.info, "13800000033", "--account", account))
+    assert result.exit_code == 2
+    assert message in result.output
+    assert emu.calls("SendSms") == []
+
+
+def test_import_with_an_account_column(accounts_env, sends, tmp_path: Path) -> None:
+    path = tmp_path / "sends.csv"
+    path.write_text(
+        "provider,biz_id,phone_number,sent_at,account\n"
+        "aliyun,300^0,13800000001,2026-11-24T09:30:00+08:00,brand_b\n"
+        "aliyun,300^0,13800000001,2026-11-24T09:30:00+08:00,\n"
+        "huawei,t-1,13800000002,2026-11-24T09:30:00+08:00,hw\n"
+    )
+    result = cli(accounts_env, "sends", "import", str(path))
+    assert result.exit_code == 0, result.output
+    assert "3 new" in result.output
+    assert sorted(r["account"] for r in sends.by_biz_id("300^0")) == ["brand_b", "default"]
+    assert [r["account"] for r in sends.by_biz_id("300^0", account="brand_b")] == ["brand_b"]
+    (huawei,) = sends.by_biz_id("t-1")
+    assert (huawei["provider"], huawei["account"]) == ("huawei", "hw")
+
+
+def test_import_of_an_account_not_configured_names_the_line(
+    accounts_env, sends, tmp_path: Path
+) -> None:
+    path = tmp_path / "sends.jsonl"
+    lines = [
+        {"biz_id": "301^0", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"},
+        {"biz_id": "301^0", "phone_number": "2", "sent_at": "2026-11-24T01:30:00Z",
+         "account": "brand_c"},
+    ]  # fmt: skip
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = cli(accounts_env, "sends", "import", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:2: unknown aliyun account 'brand_c'" in result.output
+    assert sends.by_biz_id("301^0") == []
+
+
+def test_status_per_account_and_of_one_account(accounts_env, tmp_path: Path) -> None:
+    path = tmp_path / "sends.csv"
+    path.write_text(
+        "biz_id,phone_number,sent_at,account\n"
+        "400^0,13800000001,2026-11-24T01:30:00Z,brand_b\n"
+        "400^0,13800000002,2026-11-24T01:30:00Z,brand_b\n"
+        "401^0,13800000003,2026-11-24T01:30:00Z,default\n"
+    )
+    assert cli(accounts_env, "sends", "import", str(path)).exit_code == 0
+    report = json.loads(cli(accounts_env, "status", "--json").output)
+    assert report["sends"] == {"aliyun": {"pending": 3}}  # every account, as before
+    assert [(a["provider"], a["account"], a["sends"]) for a in report["accounts"]] == [
+        ("aliyun", "brand_b", {"pending": 2}),
+        ("aliyun", "default", {"pending": 1}),
+    ]
+    assert all(a["oldest_pending_seconds"] > 0 for a in report["accounts"])
+    one = json.loads(cli(accounts_env, "status", "--json", "--account", "brand_b").output)
+    assert one["sends"] == {"aliyun": {"pending": 2}}
+    assert [a["account"] for a in one["accounts"]] == ["brand_b"]
+
+    text = cli(accounts_env, "status").output.splitlines()
+    assert text[:3] == [
+        "aliyun: pending=3",
+        "  aliyun/brand_b: pending=2",
+        "  aliyun/default: pending=1",
+    ]
+    assert any(line.startswith("aliyun/brand_b: oldest pending ") for line in text)
+    only = cli(accounts_env, "status", "--account", "default").output
+    assert "aliyun: pending=1" in only and "brand_b" not in only
+
+
+def test_compensate_one_account_plans_and_runs_that_account_alone(
+    emu, accounts_env, sends, brand_b
+) -> None:
+    sent_b = cli(accounts_env, *send_args(brand_b, "13800000041", "--account", "brand_b"))
+    sent_d = cli(accounts_env, *send_args(emu.info, "13800000042"))
+    assert sent_b.exit_code == 0 and sent_d.exit_code == 0
+    biz_b = sent_b.output.split("BizId ")[1].split()[0]
+    biz_d = sent_d.output.split("BizId ")[1].split()[0]
+    threading.Event().wait(0.2)  # receipts due within 50 ms: the records are final
+
+    plan = cli(accounts_env, "compensate", "--dry-run", "--grace", "0")
+    assert plan.exit_code == 0, plan.output
+    assert "aliyun/brand_b: 1 due" in plan.output and "aliyun/default: 1 due" in plan.output
+    plan_b = cli(accounts_env, "compensate", "--dry-run", "--grace", "0", "--account", "brand_b")
+    assert "aliyun/brand_b: 1 due" in plan_b.output and "aliyun/default" not in plan_b.output
+
+    emu.reset_calls()
+    done = cli(accounts_env, "compensate", "--once", "--grace", "0", "--account", "brand_b")
+    assert done.exit_code == 0, done.output
+    assert "claimed:       1" in done.output
+    assert len(emu.calls("QuerySendDetails", account="brand_b")) == 1
+    assert emu.calls("QuerySendDetails", account="default") == []
+    (truth,) = [r for r in emu.records("brand_b") if r.biz_id == biz_b]
+    status = {1: "pending", 2: "failed", 3: "delivered"}
+    assert sends.by_biz_id(biz_b)[0]["status"] == status[truth.status]
+    assert sends.by_biz_id(biz_d)[0]["status"] == "pending"  # the other account's: untouched
+    refused = cli(accounts_env, "compensate", "--once", "--account", "nobody")
+    assert refused.exit_code == 2 and "unknown account 'nobody'" in refused.output
+
+
+def test_consume_one_account_reads_that_accounts_queues_alone(
+    emu, accounts_env, db_url, brand_b
+) -> None:
+    env = accounts_env | {
+        "RECEIPTD_ALIYUN_QUEUE_PREFIX": emu.info.queue_prefix,
+        "RECEIPTD_ALIYUN_ALICOM_MNS_ENDPOINT": emu.info.mns_endpoint,
+        "RECEIPTD_ALIYUN_DYBASE_ENDPOINT": emu.info.dybase_endpoint,
+        "RECEIPTD_CONSUMER_WAIT_SECONDS": "1",
+    }
+    receipt = {"biz_id": "800^0", "phone_number": "13800000051", "success": True,
+               "send_time": "2026-11-25 16:00:00", "report_time": "2026-11-25 16:00:05",
+               "err_code": "DELIVERED", "err_msg": "ok", "sms_size": "1"}  # fmt: skip
+    emu.enqueue_report(receipt, account="brand_b")
+    emu.enqueue_report(receipt | {"biz_id": "801^0"})  # the default account's
+    default_before = emu.queue_depth("report")["visible"]
+
+    result = cli(env, "consume", "--until-idle", "--queue", "report", "--account", "brand_b")
+    assert result.exit_code == 0, result.output
+    # (brand_b's queue also holds the receipts of the earlier tests' brand_b sends)
+    assert emu.queue_depth("report", account="brand_b")["visible"] == 0
+    assert emu.queue_depth("report")["visible"] == default_before  # not read
+    engine = create_db_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            stored = conn.execute(sa.select(REPORT.c.biz_id, REPORT.c.account)).all()
+    finally:
+        engine.dispose()
+    assert ("800^0", "brand_b") in stored and "801^0" not in {b for b, _ in stored}
+    assert {account for _, account in stored} == {"brand_b"}
+
+    hw = cli(env, "consume", "--until-idle", "--account", "hw")
+    assert hw.exit_code == 2 and "unknown aliyun account 'hw'" in hw.output

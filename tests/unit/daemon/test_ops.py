@@ -10,11 +10,13 @@ from typing import Any
 
 import pytest
 
+from receiptd import ports
 from receiptd.daemon.ops import OpsApp, OpsServer, Probes
 
 TOKEN = "s3cr3t-bearer-token"
 ROW = {
     "provider": "aliyun",
+    "account": "default",
     "phone_number": "13812345678",
     "status": "delivered",
     "settled_by": "receipt",
@@ -28,6 +30,18 @@ ROW = {
 @pytest.fixture
 def state() -> dict[str, Any]:
     return {"db": True}
+
+
+ROWS = [ROW, dict(ROW, account="brand_b", status="failed")]
+KNOWN = {("aliyun", "default"), ("aliyun", "brand_b"), ("huawei", "default")}
+SUMMARY = ports.StatusSummary(
+    counts={("aliyun", "default", "pending"): 2, ("aliyun", "brand_b", "delivered"): 1}
+)
+
+
+def lookup(biz_id: str, account: str | None) -> list[dict[str, Any]]:
+    """The rows ``SendStore.by_biz_id`` gives: every account's, or ``account``'s alone."""
+    return [r for r in ROWS if biz_id == "b1^0" and account in (None, r["account"])]
 
 
 @pytest.fixture
@@ -44,8 +58,10 @@ def server(state: dict[str, Any]) -> Iterator[OpsServer]:
     app = OpsApp(
         Probes({"loops": lambda: (True, "heartbeating")}, {"database": db}),
         status_token=TOKEN,
-        lookup=lambda biz: [ROW] if biz == "b1^0" else [],
+        lookup=lookup,
         register=register,
+        accounts=KNOWN,
+        summary=lambda: SUMMARY,
     )
     srv = OpsServer(app, "127.0.0.1", 0)
     srv.start()
@@ -119,7 +135,10 @@ def test_status_lookup_masks_phone(server: OpsServer) -> None:
     assert status == 200
     payload = json.loads(body)
     assert payload["recipients"][0]["phone_number"] == "138****5678"
-    assert payload["recipients"][0]["status"] == "delivered"
+    assert [(r["account"], r["status"]) for r in payload["recipients"]] == [
+        ("default", "delivered"),
+        ("brand_b", "failed"),
+    ]
     assert call(server, "GET", "/v1/sends/unknown", {"Authorization": f"Bearer {TOKEN}"})[0] == 404
     long_id = "b" * 65
     assert (
@@ -128,7 +147,7 @@ def test_status_lookup_masks_phone(server: OpsServer) -> None:
 
 
 def test_status_lookup_off_without_token() -> None:
-    app = OpsApp(Probes({}, {}), status_token=None, lookup=lambda b: [ROW])
+    app = OpsApp(Probes({}, {}), status_token=None, lookup=lambda b, a: [ROW])
     srv = OpsServer(app, "127.0.0.1", 0)
     srv.start()
     try:
@@ -206,3 +225,78 @@ def test_registration_body_limit(server: OpsServer) -> None:
         sock.sendall(head.encode())
         reply = sock.recv(1024)
     assert reply.split(b"\r\n")[0].split(b" ")[1] == b"413"
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_status_lookup_narrows_to_one_account(server: OpsServer) -> None:
+    status, body, _ = call(server, "GET", "/v1/sends/b1^0?account=brand_b", auth())
+    assert status == 200
+    assert [r["account"] for r in json.loads(body)["recipients"]] == ["brand_b"]
+    assert call(server, "GET", "/v1/sends/b1^0?account=nobody", auth())[0] == 404
+
+
+@pytest.mark.parametrize("query", ["account=", "account=Brand", "account=a&account=b"])
+def test_status_lookup_refuses_a_malformed_account(server: OpsServer, query: str) -> None:
+    status, body, _ = call(server, "GET", f"/v1/sends/b1^0?{query}", auth())
+    assert status == 400
+    assert "account must be one account id" in json.loads(body)["error"]
+
+
+def test_registration_of_a_named_accounts_sends(server: OpsServer, state: dict[str, Any]) -> None:
+    records = [dict(HUAWEI_SEND, provider="aliyun", account="brand_b"), HUAWEI_SEND]
+    status, body, _ = call(server, "POST", "/v1/sends", auth(), json.dumps(records).encode())
+    assert status == 200, body
+    assert [(s.provider.value, s.account) for s in state["registered"]] == [
+        ("aliyun", "brand_b"),
+        ("huawei", "default"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("account", "reason"),
+    [
+        ("brand_c", "item 1: unknown huawei account 'brand_c'"),
+        ("brand_b", "item 1: unknown huawei account 'brand_b'"),  # an Aliyun account's id
+        ("Brand-B", "item 1: account 'Brand-B' is not an account id"),
+    ],
+)
+def test_registration_refuses_an_unknown_account_and_registers_nothing(
+    server: OpsServer, state: dict[str, Any], account: str, reason: str
+) -> None:
+    records = [HUAWEI_SEND, dict(HUAWEI_SEND, account=account)]
+    status, body, _ = call(server, "POST", "/v1/sends", auth(), json.dumps(records).encode())
+    assert status == 400
+    assert json.loads(body)["error"].startswith(reason)
+    assert "registered" not in state
+
+
+def test_status_summary_per_account(server: OpsServer) -> None:
+    assert call(server, "GET", "/v1/status")[0] == 401
+    status, body, _ = call(server, "GET", "/v1/status", auth())
+    assert status == 200
+    data = json.loads(body)
+    assert data["sends"] == {"aliyun": {"delivered": 1, "pending": 2}}
+    assert [(a["account"], a["sends"]) for a in data["accounts"]] == [
+        ("brand_b", {"delivered": 1}),
+        ("default", {"pending": 2}),
+    ]
+    status, body, _ = call(server, "GET", "/v1/status?account=brand_b", auth())
+    assert json.loads(body)["sends"] == {"aliyun": {"delivered": 1}}
+    assert call(server, "GET", "/v1/status?account=-", auth())[0] == 400
+
+
+def test_status_summary_off_without_a_reader_and_503_when_it_fails() -> None:
+    def broken() -> ports.StatusSummary:
+        raise ports.StoreUnavailable("database gone")
+
+    for summary, code in ((None, 404), (broken, 503)):
+        app = OpsApp(Probes({}, {}), status_token=TOKEN, summary=summary)
+        srv = OpsServer(app, "127.0.0.1", 0)
+        srv.start()
+        try:
+            assert call(srv, "GET", "/v1/status", auth())[0] == code
+        finally:
+            srv.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
@@ -74,3 +75,48 @@ def test_optional_fields_are_stripped_and_blank_means_absent() -> None:
          "template_code": " SMS_1 ", "sign_name": ""}
     )  # fmt: skip
     assert (send.biz_id, send.template_code, send.sign_name) == ("B1", "SMS_1", None)
+
+
+BASE = {"biz_id": "B1", "phone_number": "1", "sent_at": "2026-11-24T01:30:00Z"}
+KNOWN = registration.known(
+    [
+        SimpleNamespace(provider="aliyun", name="default"),
+        SimpleNamespace(provider="aliyun", name="brand_b"),
+        SimpleNamespace(provider="huawei", name="default"),
+    ]
+)
+
+
+def test_a_record_names_its_account_default_when_it_does_not() -> None:
+    assert registration.new_send(BASE).account == domain.DEFAULT_ACCOUNT
+    assert registration.new_send({**BASE, "account": ""}).account == domain.DEFAULT_ACCOUNT
+    assert registration.new_send({**BASE, "account": " brand_b "}, KNOWN).account == "brand_b"
+
+
+@pytest.mark.parametrize(
+    ("record", "error"),
+    [
+        ({**BASE, "account": "Brand_B"}, "account 'Brand_B' is not an account id"),
+        ({**BASE, "account": "b" * 33}, "is not an account id"),
+        ({**BASE, "account": "brand_c"}, "unknown aliyun account 'brand_c'"),
+        ({**BASE, "account": "brand_b", "provider": "huawei"}, "unknown huawei account 'brand_b'"),
+    ],
+)
+def test_an_account_is_checked_for_form_and_against_the_known_ones(
+    record: dict[str, str], error: str
+) -> None:
+    with pytest.raises(ValueError, match=error):
+        registration.new_send(record, KNOWN)
+
+
+def test_the_import_names_the_line_of_an_unknown_account() -> None:
+    text = "biz_id,phone_number,sent_at,account\n" + ROW.strip() + ",brand_b\n"
+    text += ROW.strip() + ",brand_c\n"
+    with pytest.raises(registration.ImportLineError) as raised:
+        registration.parse_sends(text, KNOWN)
+    assert str(raised.value) == "3: unknown aliyun account 'brand_c'"
+    (first,) = registration.parse_sends(
+        text.splitlines(keepends=True)[0] + ROW.strip() + ",brand_b\n", KNOWN
+    )
+    assert first.account == "brand_b"
+    assert len(registration.parse_sends(text)) == 2  # no known accounts given: form only
