@@ -54,12 +54,14 @@ bench: $(STAMP)
 	$(PY) bench/consumer.py
 	$(PY) bench/push.py
 	$(PY) bench/polling.py
+	$(PY) bench/accounts.py
 	$(PY) bench/compensator.py
 	$(PY) bench/webhooks.py
 
 # 10 M + 10 M rows into a scratch PostgreSQL database (about 6 GB, dropped at the end).
 bench-scale: $(STAMP)
 	$(PY) bench/scale.py
+	$(PY) bench/migration.py
 
 clean:
 	rm -rf $(VENV) .venv-3.* .mypy_cache .ruff_cache .pytest_cache receiptd.db receiptd.db-* receiptd-demo.db receiptd-demo.db-*

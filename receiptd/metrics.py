@@ -49,8 +49,7 @@ OLDEST_PENDING = Gauge(
 )
 COMPENSATOR_CALLS = Counter(
     "receiptd_compensator_calls",
-    "Status-query API calls, by provider, account and result "
-    "(ok|throttled|error|unavailable).",
+    "Status-query API calls, by provider, account and result (ok|throttled|error|unavailable).",
     ["provider", "account", "result"],
     registry=REGISTRY,
 )

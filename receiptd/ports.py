@@ -273,6 +273,7 @@ class ClaimedDelivery:
     attempts: int  # attempts made before this one
     pending_since: datetime
     body: str
+    account: str = domain.DEFAULT_ACCOUNT  # whose event: the metrics' ``account`` label
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -209,7 +209,9 @@ class Compensator:
             runs = [self._start(served) for served in self.accounts]
             turns = {
                 i: self._drain(served, started, cycle, progress, db)
-                for i, (served, (cycle, started, _)) in enumerate(zip(self.accounts, runs))
+                for i, (served, (cycle, started, _)) in enumerate(
+                    zip(self.accounts, runs, strict=True)
+                )
             }
             while turns and not self._stopping.is_set():
                 for i, turn in list(turns.items()):
@@ -217,7 +219,7 @@ class Compensator:
                         del turns[i]
             for turn in turns.values():  # stopping: each releases what it holds
                 turn.close()
-        for served, (cycle, _, run_id) in zip(self.accounts, runs):
+        for served, (cycle, _, run_id) in zip(self.accounts, runs, strict=True):
             self._finish(served, cycle, run_id)
         return tuple(cycle for cycle, _, _ in runs)
 
@@ -268,7 +270,7 @@ class Compensator:
         cycle: ProviderCycle,
         progress: Progress | None,
         db: ThreadPoolExecutor,
-    ) -> Iterator[int]:
+    ) -> Generator[int, None, None]:
         """Claim, look up and settle one account's batches until nothing due is left,
         yielding after each batch (the other accounts' turn).
 

@@ -118,11 +118,15 @@ class SqlStore:
     # --- dead letters ----------------------------------------------------------------------
 
     def dead_letters(
-        self, limit: int = 100, include_replayed: bool = False
+        self, limit: int = 100, include_replayed: bool = False, account: str | None = None
     ) -> list[DeadLetterView]:
+        """Dead letters by id (unreplayed ones unless ``include_replayed``; ``account``'s
+        alone when given)."""
         query = select(DEAD).order_by(DEAD.c.id).limit(limit)
         if not include_replayed:
             query = query.where(DEAD.c.replayed_at.is_(None))
+        if account is not None:
+            query = query.where(DEAD.c.account == account)
         return self.run(lambda conn: [DeadLetterView(**r._mapping) for r in conn.execute(query)])
 
     def dead_letter(self, dead_id: int) -> DeadLetterView | None:

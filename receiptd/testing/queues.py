@@ -179,9 +179,10 @@ class InMemorySink:
 
     unavailable: bool = False
     refuse: set[str] = field(default_factory=set)
-    reports: dict[tuple[str, str], ports.ReportRecord] = field(default_factory=dict)
-    inbound: dict[tuple[str, str, str], ports.InboundRecord] = field(default_factory=dict)
-    dead: dict[tuple[str, str], ports.DeadRecord] = field(default_factory=dict)
+    # Keyed by account first, as the unique keys of migration 0005.
+    reports: dict[tuple[str, str, str], ports.ReportRecord] = field(default_factory=dict)
+    inbound: dict[tuple[str, str, str, str], ports.InboundRecord] = field(default_factory=dict)
+    dead: dict[tuple[str, str, str], ports.DeadRecord] = field(default_factory=dict)
     writes: int = 0
     failed_writes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -196,7 +197,9 @@ class InMemorySink:
             self.writes += 1
             reports_new = sum(self._add(self.reports, _report_key(r), r) for r in batch.reports)
             inbound_new = sum(self._add(self.inbound, _inbound_key(r), r) for r in batch.inbound)
-            dead_new = sum(self._add(self.dead, (d.queue, d.message_id), d) for d in batch.dead)
+            dead_new = sum(
+                self._add(self.dead, (d.account, d.queue, d.message_id), d) for d in batch.dead
+            )
             return ports.BatchResult(reports_new, inbound_new, dead_new)
 
     def _check(self, batch: ports.Batch) -> None:
@@ -218,10 +221,10 @@ class InMemorySink:
         return 1
 
 
-def _report_key(record: ports.ReportRecord) -> tuple[str, str]:
-    return (record.report.biz_id, record.report.phone_number)
+def _report_key(record: ports.ReportRecord) -> tuple[str, str, str]:
+    return (record.account, record.report.biz_id, record.report.phone_number)
 
 
-def _inbound_key(record: ports.InboundRecord) -> tuple[str, str, str]:
+def _inbound_key(record: ports.InboundRecord) -> tuple[str, str, str, str]:
     reply = record.reply
-    return (reply.phone_number, reply.sequence_id, reply.dest_code)
+    return (record.account, reply.phone_number, reply.sequence_id, reply.dest_code)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from pydantic import SecretStr
 
-from receiptd import config, ports
+from receiptd import config, domain, ports
 from receiptd.clock import utc_now
 from receiptd.daemon.health import Health
 from receiptd.daemon.ops import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
@@ -15,7 +15,9 @@ from receiptd.daemon.service import Job, Service, ServiceParts
 from receiptd.db.deliveries import SqlEventOutbox
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
+from receiptd.ingest import registration
 from receiptd.ingest.push import listener as push
+from receiptd.ingest.push import routes as push_routes
 from receiptd.logs import get_logger
 from receiptd.web import connections
 from receiptd.webhooks import dispatcher as webhooks
@@ -45,13 +47,8 @@ def service(
     """
     part = settings.parts.daemon
     readiness = {"database": database_check(store), "queues": queues_check(health)}
-    app = OpsApp(
-        Probes({"loops": liveness_check(health, part.heartbeat_timeout)}, readiness),
-        status_token=_secret(part.status_api_token),
-        lookup=sends.by_biz_id,
-        register=lambda new: sends.register(new, utc_now()),
-        show_phone_numbers=settings.parts.logging.show_phone_numbers,
-    )
+    probes = Probes({"loops": liveness_check(health, part.heartbeat_timeout)}, readiness)
+    app = ops_app(settings, sends, probes)
     host, port = config.split_host_port(part.http_addr)
     try:
         server = OpsServer(app, host, port)
@@ -79,6 +76,20 @@ def service(
         return all(run_check(check)[0] for check in readiness.values())
 
     return Service(parts), ready
+
+
+def ops_app(settings: config.Settings, sends: SendStore, probes: Probes) -> OpsApp:
+    """The ops endpoint's application: the probes, and the send API over ``sends`` (off
+    without ``status_api_token``; registrations may name any account of the settings)."""
+    return OpsApp(
+        probes,
+        status_token=_secret(settings.parts.daemon.status_api_token),
+        lookup=sends.by_biz_id,
+        register=lambda new: sends.register(new, utc_now()),
+        show_phone_numbers=settings.parts.logging.show_phone_numbers,
+        accounts=registration.known(settings.parts.accounts),
+        summary=sends.summary,
+    )
 
 
 def _jobs(
@@ -139,28 +150,48 @@ def webhook_policy(settings: config.Settings) -> webhooks.Policy:
 
 
 def push_listener(settings: config.Settings, sink: ports.ReceiptSink) -> list[push.PushListener]:
-    """The HTTP push listener when ``push_addr`` is set (it binds its port here)."""
-    # One token and one time zone for the pushes of every account: today all accounts share
-    # push_token and provider_timezone (several accounts will each have their own path).
-    part, account = settings.parts.push, settings.parts.aliyun
-    if not part.addr or account.push_token is None:
+    """The HTTP push listener when ``push_addr`` is set and an account has a push token (it
+    binds its port here)."""
+    part, app = settings.parts.push, push_app(settings, sink)
+    if not part.addr or app is None:
         return []
+    host, port = config.split_host_port(part.addr)
+    try:
+        listener = push.PushListener(app, host, port, part.threads, push_limits(settings))
+    except OSError as exc:
+        raise CannotListen("push_addr", part.addr, exc) from exc
+    return [listener]
+
+
+def push_app(settings: config.Settings, sink: ports.ReceiptSink) -> push.PushApp | None:
+    """The push listener's app (None without ``push_addr`` or an account that may push)."""
+    part = settings.parts.push
+    accounts = push_accounts(settings)
+    if not part.addr or not accounts:
+        return None
     cfg = push.PushConfig(
-        token=account.push_token.get_secret_value(),
-        tz=account.timezone,
+        accounts=accounts,
         allow=part.allow,
         trusted_proxies=part.trusted_proxies,
         max_body=part.max_body,
         max_elements=part.max_elements,
     )
-    host, port = config.split_host_port(part.addr)
-    try:
-        listener = push.PushListener(
-            push.PushApp(sink, cfg), host, port, part.threads, push_limits(settings)
-        )
-    except OSError as exc:
-        raise CannotListen("push_addr", part.addr, exc) from exc
-    return [listener]
+    return push.PushApp(sink, cfg)
+
+
+def push_accounts(settings: config.Settings) -> tuple[push_routes.PushAccount, ...]:
+    """Who may push, each with its token and time zone: the two ``default`` accounts (as
+    before accounts: configured or not) and every configured named account, served by this
+    replica or not (a push is stateless: any replica stores it). An account without a push
+    token has no push paths."""
+    pushable = (
+        a for a in settings.parts.accounts if a.name == domain.DEFAULT_ACCOUNT or a.configured
+    )
+    accounts = (
+        push_routes.PushAccount(a.name, a.provider, _secret(a.push_token) or "", a.timezone)
+        for a in pushable
+    )
+    return tuple(a for a in accounts if a.token)
 
 
 def push_limits(settings: config.Settings) -> connections.Limits:

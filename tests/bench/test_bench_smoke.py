@@ -60,6 +60,13 @@ SMOKE = {  # by test name
         ("--idle-seconds", "2", "--capped-seconds", "2", "--warmup", "1", "--settle", "2",
          "--no-baseline"),
     ),
+    "test_accounts_bench": Smoke(
+        "accounts x 2 queues, idle", "accounts.py",
+        ("--accounts", "2", "--idle-seconds", "2", "--warmup", "3", "--no-baseline"),
+    ),
+    "test_migration_bench": Smoke(
+        "| probe (own connection", "migration.py", ("--rows", "20000"),
+    ),
     "test_compensator_bench": Smoke(
         "| never-settling sends |", "compensator.py",
         ("--mix-sends", "20", "--sends", "100", "--rate", "10000", "--never-sends", "2",
@@ -181,6 +188,17 @@ def test_consumer_bench(done: tuple[str, str]) -> None:
 def test_polling_bench(done: tuple[str, str]) -> None:
     out, _ = done
     assert "receiptd now" in out and "provider demo loop" in out
+
+
+def test_accounts_bench(done: tuple[str, str]) -> None:
+    out, _ = done
+    assert "receiptd now (one process, all accounts)" in out
+
+
+def test_migration_bench(done: tuple[str, str]) -> None:
+    out, err = done
+    assert "migration 0004 -> 0005 on 20,000 sms_send" in out, out
+    assert len(CREATED.findall(err)) == 1
 
 
 def test_compensator_bench(done: tuple[str, str]) -> None:

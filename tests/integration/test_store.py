@@ -160,8 +160,8 @@ def test_prefixed_mainland_numbers_match_their_receipts(engine: sa.Engine) -> No
 
 
 def test_receipt_settlement_is_counted_by_path(engine: sa.Engine) -> None:
-    """receiptd_sends_settled_total{provider="aliyun",account="default",path="receipt"} counts what receipts
-    settled (the compensator counts the query and window paths)."""
+    """receiptd_sends_settled_total{provider="aliyun",account="default",path="receipt"}
+    counts what receipts settled (the compensator counts the query and window paths)."""
     from receiptd import metrics
     from receiptd.daemon.health import Health
     from receiptd.ingest.mns.consumer import Consumer

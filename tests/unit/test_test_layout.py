@@ -52,7 +52,6 @@ NOT_YET_MIRRORED = frozenset(
         "receiptd/cli/emulator.py",
         "receiptd/cli/prune.py",
         "receiptd/cli/status.py",
-        "receiptd/config/accounts.py",  # tests/unit/config/test_parts.py exercises them
         "receiptd/config/sources.py",  # tests/unit/config/test_loading.py exercises them
         "receiptd/config/values.py",
         "receiptd/db/settle.py",

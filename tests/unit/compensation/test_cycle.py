@@ -10,7 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from receiptd import domain, metrics, ports
-from receiptd.compensation.cycle import Compensator
+from receiptd.compensation import planning
+from receiptd.compensation.cycle import AccountLookup, Compensator
 from receiptd.testing import InMemorySendStore as SendStore
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
 
@@ -221,3 +222,69 @@ def test_heartbeats_before_every_call_and_after_every_batch(sends: SendStore) ->
     compensator(sends, lookup, grace=0, batch=10, heartbeat=heartbeat).run_once()
     assert len(lookup.calls) == 25
     assert len(beats) == 25 + 3  # one per call, one per batch of 10, 10, 5
+
+
+# --- accounts (issue 23) ------------------------------------------------------------------
+
+
+def test_a_backlog_in_one_account_delays_another_accounts_first_query_by_one_batch_at_most(
+    sends: SendStore,
+) -> None:
+    """Accounts take turns a batch each: 100,000 due sends of brand_a leave brand_b's first
+    query behind at most one batch of brand_a's queries (clock fixed: nothing sleeps)."""
+    batch, backlog = 5000, 100_000
+    now = NOW - timedelta(hours=1)
+    sends.register(
+        [
+            ports.NewSend(ALIYUN, f"a{i}^0", "13800000001", now, account="brand_a")
+            for i in range(backlog)
+        ]
+        + [ports.NewSend(ALIYUN, "b^0", "13800000002", now, account="brand_b")],
+        NOW,
+    )
+    order: list[str] = []
+
+    class Recording(FakeLookup):
+        def __init__(self, account: str) -> None:
+            super().__init__()
+            self.account = account
+
+        def lookup(self, pending, limiter):  # type: ignore[no-untyped-def]
+            order.extend(self.account for _ in planning.plan(pending))
+            return super().lookup(pending, limiter)
+
+    lookups = [AccountLookup(Recording(a), a, CountingLimiter()) for a in ("brand_a", "brand_b")]
+    summary = compensator(sends, *lookups, batch=batch).run_once()
+
+    assert order.index("brand_b") <= batch  # one batch of brand_a's queries, no more
+    assert order.count("brand_a") == backlog and order.count("brand_b") == 1
+    assert summary.claimed == backlog + 1
+    assert [(p.account, p.claimed) for p in summary.providers] == [
+        ("brand_a", backlog),
+        ("brand_b", 1),
+    ]
+
+
+def test_each_account_is_asked_only_about_its_own_sends_through_its_own_limiter(
+    sends: SendStore,
+) -> None:
+    hour = timedelta(hours=1)
+    sends.register(
+        [
+            ports.NewSend(ALIYUN, "same^0", "13800000001", NOW - hour, account="brand_a"),
+            ports.NewSend(ALIYUN, "same^0", "13800000001", NOW - hour, account="brand_b"),
+        ],
+        NOW,
+    )
+    a = FakeLookup({("same^0", "13800000001"): Truth(3, "DELIVERED")})
+    b = FakeLookup({("same^0", "13800000001"): Truth(2, "MK:0001")})
+    limits = {"brand_a": CountingLimiter(), "brand_b": CountingLimiter()}
+    compensator(
+        sends,
+        AccountLookup(a, "brand_a", limits["brand_a"]),
+        AccountLookup(b, "brand_b", limits["brand_b"]),
+    ).run_once()
+    rows = {r["account"]: r["status"] for r in sends.by_biz_id("same^0")}
+    assert rows == {"brand_a": "delivered", "brand_b": "failed"}
+    assert len(a.calls) == len(b.calls) == 1
+    assert limits["brand_a"].acquired == limits["brand_b"].acquired == 1

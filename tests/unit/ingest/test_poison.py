@@ -160,7 +160,9 @@ def test_a_decoder_defect_is_dead_lettered_counted_and_logged(
 
 def test_a_message_delivered_too_often_is_quarantined_unread() -> None:
     good = b64(report_text())
-    quarantined = sample("receiptd_messages_quarantined_total", {"account": "default", "queue": "report"})
+    quarantined = sample(
+        "receiptd_messages_quarantined_total", {"account": "default", "queue": "report"}
+    )
     kinds = domain.MessageType.REPORT
     result = batch.decode_batch([message(good, 5)], kinds, "q", domain.CHINA_TZ, 5)
     assert len(result.reports) == 1 and not result.dead
@@ -168,7 +170,10 @@ def test_a_message_delivered_too_often_is_quarantined_unread() -> None:
     (dead,) = result.dead
     assert not result.reports and dead.raw_body == good.encode()
     assert dead.error.startswith("quarantined unread: delivered 6 times")
-    assert sample("receiptd_messages_quarantined_total", {"account": "default", "queue": "report"}) == quarantined + 1
+    assert (
+        sample("receiptd_messages_quarantined_total", {"account": "default", "queue": "report"})
+        == quarantined + 1
+    )
     unbounded = batch.decode_batch([message(good, 10**6)], kinds, "q", domain.CHINA_TZ, 0)
     assert len(unbounded.reports) == 1
 
@@ -201,7 +206,7 @@ def test_the_issue_body_among_good_ones_is_dead_lettered_and_the_loop_lives() ->
     stats = until_idle(run)
     assert run.failed is None and queue.depth() == 0
     assert {r.message_id for r in sink.reports.values()} == set(ids)
-    assert sink.dead[("q", poison_id)].raw_body == poison.encode()
+    assert sink.dead[("default", "q", poison_id)].raw_body == poison.encode()
     assert (stats.stored, stats.dead_letters) == (16, 1)
 
 
@@ -225,7 +230,7 @@ def test_a_store_defect_on_one_message_isolates_it_and_the_loop_lives() -> None:
     until_idle(run)
     assert run.failed is None and queue.depth() == 0
     assert {r.message_id for r in sink.reports.values()} == set(good)
-    dead = sink.dead[("q", crash)]
+    dead = sink.dead[("default", "q", crash)]
     assert dead.raw_body == crash_body.encode() and dead.error.startswith("store crashed: ")
     after = sample("receiptd_bodies_crashed_total", {"channel": "mns", "stage": "store"})
     assert after == crashed + 1
@@ -261,7 +266,7 @@ def test_a_message_that_kills_the_worker_is_quarantined_after_the_bound(
         queue.expire_visibility()  # the visibility timeout passes: MNS redelivers it
     assert deaths == 3  # delivered 3 times, each a death; the 4th delivery is quarantined
     assert queue.depth() == 0
-    dead = sink.dead[("q", killer)]
+    dead = sink.dead[("default", "q", killer)]
     assert dead.raw_body == killer_body.encode()
     assert dead.error.startswith("quarantined unread: delivered 4 times")
 

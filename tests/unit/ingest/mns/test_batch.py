@@ -144,7 +144,7 @@ def process(sink: ports.ReceiptSink, queue: InMemoryQueue, *bodies: str) -> batc
 
 def test_commits_then_deletes_and_counts_duplicates_and_dead_letters() -> None:
     queue, sink = InMemoryQueue("q"), InMemorySink()
-    sink.reports[("b0", "13800000001")] = ports.ReportRecord(
+    sink.reports[("default", "b0", "13800000001")] = ports.ReportRecord(
         "old", domain.parse_report(report("b0"))
     )
     ctx = process(sink, queue, report("b0"), report("b1"), "garbage")

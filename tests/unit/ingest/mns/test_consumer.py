@@ -81,7 +81,7 @@ def test_malformed_body_is_dead_lettered_with_raw_body_and_deleted() -> None:
     bad = queue.send("not base64 at all!")
     stats = until_idle(consumer(queue, sink))
     assert [r.message_id for r in sink.reports.values()] == [good]
-    dead = sink.dead[("q-report", bad)]
+    dead = sink.dead[("default", "q-report", bad)]
     assert dead.raw_body == b"not base64 at all!"
     assert "base64" in dead.error
     assert stats.dead_letters == 1
@@ -143,8 +143,8 @@ def test_refused_message_is_isolated_and_dead_lettered_alone() -> None:
     sink = InMemorySink(refuse={ids[2]})
     stats = until_idle(consumer(queue, sink))
     assert {r.message_id for r in sink.reports.values()} == set(ids) - {ids[2]}
-    assert "store refused" in sink.dead[("q", ids[2])].error
-    assert sink.dead[("q", ids[2])].raw_body == report_body("b2").encode()
+    assert "store refused" in sink.dead[("default", "q", ids[2])].error
+    assert sink.dead[("default", "q", ids[2])].raw_body == report_body("b2").encode()
     assert queue.depth() == 0
     assert stats.dead_letters == 1
 

@@ -356,7 +356,8 @@ def _lookup(api: ScriptedApi) -> koomessage.HuaweiLookup:
 def _calls(result: str) -> float:
     value: float = (
         metrics.REGISTRY.get_sample_value(
-            "receiptd_compensator_calls_total", {"provider": "huawei", "account": "default", "result": result}
+            "receiptd_compensator_calls_total",
+            {"provider": "huawei", "account": "default", "result": result},
         )
         or 0.0
     )
