@@ -163,8 +163,7 @@ def register_send(
     """
     if sent_at.tzinfo is None:
         raise ValueError("sent_at must be timezone-aware")
-    if not config.ACCOUNT_ID.fullmatch(account):
-        raise ValueError(f"{account!r} is not an account id (1 to 32 of a-z 0-9 _)")
+    config.check_account_id(account)
     sends = [
         ports.NewSend(provider, biz_id, number, sent_at, out_id, template_code, sign_name, account)
         for number in split_numbers(phone_numbers)

@@ -96,9 +96,10 @@ def account_option(help_text: str) -> Callable[[Callable[..., T]], Callable[...,
 def _check_account_id(
     _ctx: click.Context, _param: click.Parameter, value: str | None
 ) -> str | None:
-    if value is not None and not config.ACCOUNT_ID.fullmatch(value):
-        raise click.BadParameter(f"{value!r} is not an account id (1 to 32 of a-z 0-9 _)")
-    return value
+    try:
+        return None if value is None else config.check_account_id(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def configured_accounts(

@@ -127,7 +127,6 @@ class Compensator:
         self.heartbeat = heartbeat
         self.limiter = self._stoppable(limiter)
         self.accounts = [self._served(a) for a in lookups]
-        self.lookups = [a.lookup for a in self.accounts]
         self.grace = grace
         self.batch_size = batch_size
         self.base_backoff = base_backoff

@@ -56,6 +56,14 @@ DEFAULT_ACCOUNT = "default"
 RESERVED_ACCOUNT_IDS = ("aliyun", "huawei", "v1", DEFAULT_ACCOUNT)
 
 
+def check_account_id(name: str) -> str:
+    """``name`` when it has an account id's form, else ValueError saying what that is (its
+    existence is the settings' business)."""
+    if not ACCOUNT_ID.fullmatch(name):
+        raise ValueError(f"{name!r} is not an account id (1 to 32 of a-z 0-9 _)")
+    return name
+
+
 def check_account_ids(value: tuple[str, ...]) -> tuple[str, ...]:
     """A list of account ids that may name ``default`` (the flat settings' accounts)."""
     bad = [a for a in value if not ACCOUNT_ID.fullmatch(a)]

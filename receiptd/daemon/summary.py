@@ -8,6 +8,7 @@ given, every count is that account's alone (of each provider that has one by tha
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,8 +25,9 @@ def report(
         for key, at in summary.oldest_pending.items()
         if account is None or key[1] == account
     }
+    narrowed = dataclasses.replace(summary, counts=counts, oldest_pending=oldest_at)
     return {
-        "sends": _per_provider(counts),
+        "sends": _per_provider(narrowed),
         "oldest_pending_seconds": _oldest_per_provider(oldest_at, now),
         "accounts": _per_account(counts, oldest_at, now),
         "last_run_started": _iso(summary.last_run_started),
@@ -35,11 +37,10 @@ def report(
     }
 
 
-def _per_provider(counts: dict[tuple[str, str, str], int]) -> dict[str, dict[str, int]]:
+def _per_provider(summary: ports.StatusSummary) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
-    for (provider, _account, status), n in sorted(counts.items()):
-        by_status = out.setdefault(provider, {})
-        by_status[status] = by_status.get(status, 0) + n
+    for (provider, status), n in sorted(summary.by_provider().items()):
+        out.setdefault(provider, {})[status] = n
     return out
 
 

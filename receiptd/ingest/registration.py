@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from receiptd import domain, ports
-from receiptd.config.values import ACCOUNT_ID
+from receiptd.config.values import check_account_id
 
 COLUMNS = (
     "provider",
@@ -129,8 +129,10 @@ def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSen
 
 
 def _account(name: str, provider: domain.Provider, known: Known | None) -> str:
-    if not ACCOUNT_ID.fullmatch(name):
-        raise ValueError(f"account {name!r} is not an account id (1 to 32 of a-z 0-9 _)")
+    try:
+        check_account_id(name)
+    except ValueError as exc:
+        raise ValueError(f"account {exc}") from None
     if known is not None and (provider.value, name) not in known:
         raise ValueError(f"unknown {provider.value} account {name!r}")
     return name
