@@ -26,6 +26,9 @@ _MAX_LENGTH.update(dest_code=64, sequence_id=64, content=65536)
 _MAX_LENGTH.update(message_id=64, sign_name=64, template_code=64)
 # KooMessage callbacks: cust_flag is stored as phone_number; the description is truncated.
 _MAX_LENGTH.update(cust_flag=32, send_status_desc=4096)
+# The international shapes (receiptd.receipt_shapes): TaskId is up to 255 characters at send.
+_MAX_LENGTH.update(to=32, To=32, MessageId=64, TaskId=255, task_id=255, ErrorCode=64)
+_MAX_LENGTH.update(error_code=64, error_description=512, ErrorDescription=512)
 _DEFAULT_MAX_LENGTH = 64
 
 
@@ -36,6 +39,39 @@ class BodyError(ValueError):
 class MessageType(enum.StrEnum):
     REPORT = "SmsReport"
     UP = "SmsUp"
+    GLOBE_REPORT = "GlobeSmsReport"  # the China site's receipts of international sends
+
+    @property
+    def is_receipt(self) -> bool:
+        """A delivery receipt (either report queue), not a reply."""
+        return self is not MessageType.UP
+
+    @property
+    def label(self) -> str:
+        """The short name in loop names, metric labels and the CLI (``consume --kind``)."""
+        return _KIND_LABELS[self]
+
+
+_KIND_LABELS = {MessageType.REPORT: "report", MessageType.UP: "up"}
+_KIND_LABELS[MessageType.GLOBE_REPORT] = "globe"
+
+
+class SendKey(enum.StrEnum):
+    """Which of the provider's ids a send and its receipts are matched by (with the number):
+    the ``BizId`` of SendSms (2017-05-25), or the ``MessageId`` of SendMessageToGlobe and its
+    siblings (2018-05-01). Both are stored in the ``biz_id`` column (docs/international.md)."""
+
+    BIZ_ID = "biz_id"
+    MESSAGE_ID = "message_id"
+
+
+class ReportShape(enum.StrEnum):
+    """Which body a receipt came in (docs/international.md, "Three receipt shapes")."""
+
+    SMS_REPORT = "sms_report"  # China site, SmsReport: snake_case, biz_id
+    GLOBE_SMS_REPORT = "globe_sms_report"  # China site, GlobeSmsReport: snake_case, message_id
+    INTL_SMS_REPORT = "intl_sms_report"  # international site, SmsReport: PascalCase, MessageId
+    KOOMESSAGE = "koomessage"  # Huawei's AIM send status
 
 
 class SendStatus(enum.StrEnum):
@@ -93,7 +129,7 @@ class DeliveryStatus(enum.StrEnum):
 class SmsReport:
     """A delivery receipt (SmsReport body). Times are UTC."""
 
-    biz_id: str
+    biz_id: str  # the send's id: its BizId, or its MessageId when ``matched_by`` says so
     phone_number: str
     success: bool
     send_time: datetime
@@ -107,6 +143,9 @@ class SmsReport:
     message_id: str | None = None
     sign_name: str | None = None
     template_code: str | None = None
+    matched_by: SendKey = SendKey.BIZ_ID
+    shape: ReportShape = ReportShape.SMS_REPORT
+    task_id: str | None = None  # the international site echoes the send's TaskId
 
     @property
     def status(self) -> SendStatus:
@@ -367,6 +406,26 @@ def normalize_phone(number: str) -> str:
     """
     match = _MAINLAND_WITH_PREFIX.fullmatch(number)
     return match.group(1) if match else number
+
+
+def normalize_globe_phone(number: str) -> str:
+    """An international number as the provider writes it: country code and digits, no ``+``
+    or ``00`` prefix, no spaces or dashes (``+852 1234-5678`` → ``85212345678``). Numbers of
+    MessageId sends are stored and compared in this form; anything that is not a number after
+    that is kept verbatim (it matches nothing)."""
+    digits = number.strip().replace(" ", "").replace("-", "")
+    digits = digits.removeprefix("+")
+    if digits.startswith("00"):
+        digits = digits[2:]
+    return digits if digits.isascii() and digits.isdigit() else number
+
+
+def normalize_number(number: str, matched_by: SendKey) -> str:
+    """The stored form of a send's number: mainland rules for BizId sends, the provider's
+    international form for MessageId sends (their receipts write ``8613812345678``)."""
+    if matched_by is SendKey.MESSAGE_ID:
+        return normalize_globe_phone(number)
+    return normalize_phone(number)
 
 
 def mask_phone(number: str) -> str:

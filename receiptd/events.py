@@ -80,8 +80,11 @@ def send_settled(send: Mapping[str, Any], now: datetime, show_phone: bool) -> Ev
         "provider": send["provider"],
         "account": send.get("account", domain.DEFAULT_ACCOUNT),
         "biz_id": send["biz_id"],
+        # which id biz_id holds: a BizId, or an international send's MessageId (0006)
+        "matched_by": send.get("matched_by", domain.SendKey.BIZ_ID.value),
         "phone_number": _phone(send["phone_number"], show_phone),
         "out_id": send["out_id"],
+        "task_id": send.get("task_id"),
         "status": status.value,
         "err_code": send["err_code"],
         "err_msg": send["err_msg"],

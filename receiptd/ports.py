@@ -136,6 +136,9 @@ class NewSend:
     template_code: str | None = None
     sign_name: str | None = None
     account: str = domain.DEFAULT_ACCOUNT  # whose keys sent it: the only ones that can ask
+    # ``biz_id`` is a MessageId for SendMessageToGlobe and its siblings (2018-05-01).
+    matched_by: domain.SendKey = domain.SendKey.BIZ_ID
+    task_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,7 @@ class PendingSend:
     template_code: str | None
     check_count: int
     account: str = domain.DEFAULT_ACCOUNT
+    matched_by: domain.SendKey = domain.SendKey.BIZ_ID  # QuerySendDetails, or QueryMessage
 
 
 @dataclass(frozen=True, slots=True)

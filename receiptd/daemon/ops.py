@@ -199,6 +199,7 @@ class OpsApp:
         return {
             "provider": row["provider"],
             "account": row["account"],
+            "matched_by": row.get("matched_by", domain.SendKey.BIZ_ID.value),
             "phone_number": phone if self._show_phones else domain.mask_phone(phone),
             "status": row["status"],
             "settled_by": row["settled_by"],
@@ -206,6 +207,7 @@ class OpsApp:
             "sent_at": _iso(row["sent_at"]),
             "settled_at": _iso(row["settled_at"]),
             "out_id": row["out_id"],
+            "task_id": row.get("task_id"),
         }
 
 

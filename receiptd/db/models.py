@@ -32,7 +32,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeEngine
 
 # Rows written before accounts existed (migration 0005) are the default account's.
-from receiptd.domain import DEFAULT_ACCOUNT
+from receiptd.domain import DEFAULT_ACCOUNT, SendKey
+
+BIZ_ID = SendKey.BIZ_ID.value  # what every row written before migration 0006 is matched by
 
 # The migration also sets a binary NO PAD collation (chosen per server: MariaDB or MySQL 8).
 MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4"}
@@ -80,8 +82,9 @@ class SmsSend(Base):
 
     __tablename__ = "sms_send"
     __table_args__ = (
-        # 0005: the same (biz_id, phone_number) in two accounts are two sends.
-        UniqueConstraint("provider", "account", "biz_id", "phone_number"),
+        # 0005: the same (biz_id, phone_number) in two accounts are two sends; 0006: so are a
+        # BizId and a MessageId of the same text.
+        UniqueConstraint("provider", "account", "matched_by", "biz_id", "phone_number"),
         Index(None, "status", "next_check_at"),
         # 0002, 0005: claim/peek walk one account's pending sends in sent_at order; the status
         # summary counts from it (index-only); prune finds settled sends by settled_at.
@@ -93,9 +96,13 @@ class SmsSend(Base):
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     provider: Mapped[str] = mapped_column(String(16))
     account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
+    # 0006: which provider id ``biz_id`` holds: a SendSms BizId, or a SendMessageToGlobe
+    # MessageId (``matched_by = 'message_id'``; the number is then in international form).
+    matched_by: Mapped[str] = mapped_column(String(16), server_default=BIZ_ID)
     biz_id: Mapped[str] = mapped_column(String(64))
     phone_number: Mapped[str] = mapped_column(String(32))
     out_id: Mapped[str | None] = mapped_column(String(128))
+    task_id: Mapped[str | None] = mapped_column(String(255))  # 0006
     template_code: Mapped[str | None] = mapped_column(String(64))
     sign_name: Mapped[str | None] = mapped_column(String(64))
     sent_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -118,7 +125,7 @@ class SmsReportRow(Base):
 
     __tablename__ = "sms_report"
     __table_args__ = (
-        UniqueConstraint("account", "biz_id", "phone_number"),  # 0005
+        UniqueConstraint("account", "matched_by", "biz_id", "phone_number"),  # 0005, 0006
         Index(None, "received_at"),  # 0002: retention
         MYSQL_TABLE_ARGS,
     )
@@ -126,6 +133,7 @@ class SmsReportRow(Base):
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     mns_message_id: Mapped[str | None] = mapped_column(String(64))
     account: Mapped[str] = mapped_column(String(32), server_default=DEFAULT_ACCOUNT)
+    matched_by: Mapped[str] = mapped_column(String(16), server_default=BIZ_ID)  # 0006
     biz_id: Mapped[str] = mapped_column(String(64))
     phone_number: Mapped[str] = mapped_column(String(32))
     success: Mapped[bool] = mapped_column(Boolean())
@@ -143,6 +151,9 @@ class SmsReportRow(Base):
     message_id: Mapped[str | None] = mapped_column(String(64))
     sign_name: Mapped[str | None] = mapped_column(String(64))
     template_code: Mapped[str | None] = mapped_column(String(64))
+    # 0006: the body it came in (domain.ReportShape; NULL before 0006) and the echoed TaskId.
+    shape: Mapped[str | None] = mapped_column(String(32))
+    task_id: Mapped[str | None] = mapped_column(String(255))
 
 
 class SmsInboundRow(Base):

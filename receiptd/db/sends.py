@@ -16,7 +16,8 @@ from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
 
 PENDING = domain.SendStatus.PENDING.value
-_SEND_KEY = ("provider", "account", "biz_id", "phone_number")  # its unique key (0005)
+# its unique key (0005, 0006)
+_SEND_KEY = ("provider", "account", "matched_by", "biz_id", "phone_number")
 
 
 class SendStore:
@@ -49,30 +50,37 @@ class SendStore:
         """A receipt can beat its send's registration: the account's stored receipts for
         these Aliyun sends settle them now."""
         aliyun = {
-            (r["biz_id"], r["phone_number"])
+            (r["matched_by"], r["biz_id"], r["phone_number"])
             for r in rows
             if r["provider"] == domain.Provider.ALIYUN.value and r["account"] == account
         }
         if not aliyun:
             return
-        biz_ids = sorted({biz for biz, _ in aliyun})
+        biz_ids = sorted({biz for _, biz, _ in aliyun})
         query = select(REPORT).where(REPORT.c.account == account, REPORT.c.biz_id.in_(biz_ids))
         stored = conn.execute(query).all()
-        reports = [_report_of(r._mapping) for r in stored if (r.biz_id, r.phone_number) in aliyun]
+        reports = [
+            _report_of(r._mapping)
+            for r in stored
+            if (r.matched_by, r.biz_id, r.phone_number) in aliyun
+        ]
         settle_from_reports(conn, reports, now, self.store.events, account=account)
 
     def _send_row(self, send: ports.NewSend, now: datetime) -> dict[str, Any]:
         return {
             "provider": send.provider.value,
             "account": send.account,
+            "matched_by": send.matched_by.value,
             "biz_id": send.biz_id,
-            # Aliyun receipts carry 11 digits; a +86 form would never match its receipt.
+            # Aliyun receipts carry 11 digits (international: country code and digits); a
+            # +86 form would never match its receipt.
             "phone_number": (
-                domain.normalize_phone(send.phone_number)
+                domain.normalize_number(send.phone_number, send.matched_by)
                 if send.provider is domain.Provider.ALIYUN
                 else send.phone_number
             ),
             "out_id": send.out_id,
+            "task_id": send.task_id,
             "template_code": send.template_code,
             "sign_name": send.sign_name,
             "sent_at": send.sent_at,
@@ -211,11 +219,19 @@ class SendStore:
     def summary(self) -> ports.StatusSummary:
         return self.store.run(_summary)
 
-    def by_biz_id(self, biz_id: str, account: str | None = None) -> list[dict[str, Any]]:
-        """Every send with this biz_id (each account's; ``account`` narrows to one)."""
+    def by_biz_id(
+        self,
+        biz_id: str,
+        account: str | None = None,
+        matched_by: domain.SendKey | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every send with this id, a BizId or a MessageId (each account's; ``account``
+        narrows to one account, ``matched_by`` to one kind of id)."""
         query = select(SEND).where(SEND.c.biz_id == biz_id)
         if account is not None:
             query = query.where(SEND.c.account == account)
+        if matched_by is not None:
+            query = query.where(SEND.c.matched_by == matched_by.value)
         query = query.order_by(SEND.c.account, SEND.c.phone_number)
         return self.store.run(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
 
@@ -315,6 +331,7 @@ def _report_of(row: Any) -> domain.SmsReport:
         send_time=row["send_time"],
         err_code=row["err_code"],
         err_msg=row["err_msg"],
+        matched_by=domain.SendKey(row["matched_by"]),
     )
 
 
@@ -322,7 +339,7 @@ _PENDING = [  # the columns a PendingSend needs (claims read nothing else: 5,000
     SEND.c[name]
     for name in (
         "id", "provider", "account", "biz_id", "phone_number", "sent_at", "send_date",
-        "out_id", "template_code", "check_count",
+        "out_id", "template_code", "check_count", "matched_by",
     )
 ]  # fmt: skip
 
@@ -339,4 +356,5 @@ def _pending_of(row: Any) -> ports.PendingSend:
         template_code=row["template_code"],
         check_count=row["check_count"],
         account=row["account"],
+        matched_by=domain.SendKey(row["matched_by"]),
     )

@@ -158,6 +158,7 @@ def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
     return {
         "account": record.account,
         "mns_message_id": _mns_id(record.message_id, record.channel),
+        "matched_by": r.matched_by.value,
         "biz_id": r.biz_id,
         "phone_number": r.phone_number,
         "success": r.success,
@@ -173,10 +174,12 @@ def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
         "message_id": r.message_id,
         "sign_name": r.sign_name,
         "template_code": r.template_code,
+        "shape": r.shape.value,
+        "task_id": r.task_id,
     }
 
 
-REPORT_KEY = ("account", "biz_id", "phone_number")  # the unique keys (migration 0005)
+REPORT_KEY = ("account", "matched_by", "biz_id", "phone_number")  # unique keys (0005, 0006)
 INBOUND_KEY = ("account", "phone_number", "sequence_id", "dest_code", "send_time")
 
 
@@ -240,17 +243,22 @@ def settle_from_reports(
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
     rows, locked = _open_sends(conn, _biz_ids(provider, account, biz_ids), events)
-    by_key = {(row["biz_id"], row["phone_number"]): (i, row["out_id"]) for i, row in rows.items()}
+    by_key = {_key_of(row): (i, row["out_id"]) for i, row in rows.items()}
     match_message_id = provider in _MATCHES_MESSAGE_ID
     changes = []
     for r in reports:
-        send_id, out_id = by_key.get((r.biz_id, r.phone_number), (None, None))
+        send_id, out_id = by_key.get((r.matched_by.value, r.biz_id, r.phone_number), (None, None))
         if send_id is None or (match_message_id and out_id not in (None, r.message_id)):
             continue
         changes.append(
             settle.SendChange(send_id, r.status, domain.SettledBy.RECEIPT, r.err_code, r.err_msg)
         )
     return settle.settle_sends(conn, changes, now, events, locked=locked)
+
+
+def _key_of(row: Mapping[str, Any]) -> tuple[str, str, str]:
+    """A send's matching key: which id, the id, the number (the unique key after account)."""
+    return (row["matched_by"], row["biz_id"], row["phone_number"])
 
 
 def _biz_ids(provider: domain.Provider, account: str, biz_ids: list[str]) -> Any:
@@ -268,7 +276,7 @@ def _open_sends(
     if events is not None:
         locked = settle.lock_open(conn, where)
         return locked, locked
-    columns = (SEND.c.id, SEND.c.biz_id, SEND.c.phone_number, SEND.c.out_id)
+    columns = (SEND.c.id, SEND.c.matched_by, SEND.c.biz_id, SEND.c.phone_number, SEND.c.out_id)
     query = select(*columns).where(where, SEND.c.status.in_(settle.OPEN))
     return {r.id: dict(r._mapping) for r in conn.execute(query)}, None
 

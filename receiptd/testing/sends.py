@@ -51,6 +51,7 @@ class SendRow:
             s.template_code,
             self.check_count,
             s.account,
+            s.matched_by,
         )
 
 
@@ -72,7 +73,7 @@ class InMemorySendStore:
         self.unavailable = False
         self.rows: dict[int, SendRow] = {}
         self.runs: dict[int, RunRow] = {}
-        self._keys: dict[tuple[str, str, str, str], int] = {}
+        self._keys: dict[tuple[str, str, str, str, str], int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -82,7 +83,13 @@ class InMemorySendStore:
         with self._locked():
             inserted = 0
             for send in map(_normalized, sends):
-                key = (send.provider.value, send.account, send.biz_id, send.phone_number)
+                key = (
+                    send.provider.value,
+                    send.account,
+                    send.matched_by.value,
+                    send.biz_id,
+                    send.phone_number,
+                )
                 if key not in self._keys:
                     row_id = next(self._ids)
                     send_date = domain.provider_send_date(send.sent_at, self.tz)
@@ -207,13 +214,20 @@ class InMemorySendStore:
 
     # --- the status API's view, as the SQL store gives it ---------------------------------
 
-    def by_biz_id(self, biz_id: str, account: str | None = None) -> list[dict[str, Any]]:
+    def by_biz_id(
+        self,
+        biz_id: str,
+        account: str | None = None,
+        matched_by: domain.SendKey | None = None,
+    ) -> list[dict[str, Any]]:
         with self._locked():
             rows = sorted(
                 (
                     r
                     for r in self.rows.values()
-                    if r.send.biz_id == biz_id and account in (None, r.send.account)
+                    if r.send.biz_id == biz_id
+                    and account in (None, r.send.account)
+                    and matched_by in (None, r.send.matched_by)
                 ),
                 key=lambda r: (r.send.account, r.send.phone_number),
             )
@@ -267,9 +281,11 @@ def _public(row: SendRow) -> dict[str, Any]:
         "id": row.id,
         "provider": s.provider.value,
         "account": s.account,
+        "matched_by": s.matched_by.value,
         "biz_id": s.biz_id,
         "phone_number": s.phone_number,
         "out_id": s.out_id,
+        "task_id": s.task_id,
         "sent_at": s.sent_at,
         "send_date": row.send_date,
         "status": row.status.value,
@@ -285,7 +301,9 @@ def _public(row: SendRow) -> dict[str, Any]:
 
 
 def _normalized(send: ports.NewSend) -> ports.NewSend:
-    # Aliyun receipts carry 11 digits; the SQL store registers numbers in that form too.
+    # Aliyun receipts carry 11 digits (international: country code and digits); the SQL
+    # store registers numbers in that form too.
     if send.provider is domain.Provider.ALIYUN:
-        return replace(send, phone_number=domain.normalize_phone(send.phone_number))
+        number = domain.normalize_number(send.phone_number, send.matched_by)
+        return replace(send, phone_number=number)
     return send

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime, tzinfo
 
-from receiptd import domain, metrics, ports
+from receiptd import domain, metrics, ports, receipt_shapes
 from receiptd.ingest import poison
 from receiptd.logs import get_logger
 
@@ -87,14 +87,14 @@ def decode_batch(
     reports: list[ports.ReportRecord] = []
     inbound: list[ports.InboundRecord] = []
     dead: list[ports.DeadRecord] = []
-    label = "report" if kind is domain.MessageType.REPORT else "up"
+    label = kind.label
     for m in messages:
         if max_dequeue and m.dequeue_count > max_dequeue:
             dead.append(poison.quarantine(m, queue, label, max_dequeue, account))
             continue
         try:
-            if kind is domain.MessageType.REPORT:
-                report = domain.parse_report(m.body, tz)
+            if kind.is_receipt:  # any of the three receipt shapes, on either report queue
+                report = receipt_shapes.parse_receipt(m.body, tz)
                 reports.append(ports.ReportRecord(m.message_id, report, account=account))
             else:
                 reply = domain.parse_up(m.body, tz)

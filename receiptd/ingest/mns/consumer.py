@@ -51,15 +51,14 @@ __all__ = ["Backoff", "ConsumeStats", "Consumer", "QueueFactory", "decode_batch"
 log = get_logger(__name__)
 DEFAULT_BACKOFF = Backoff()  # frozen: one shared default
 QueueFactory = Callable[[], ports.ReceiptQueue]
-_LABEL = {domain.MessageType.REPORT: "report", domain.MessageType.UP: "up"}
 
 
 def loop_prefix(account: str, kind: domain.MessageType) -> str:
     """The loop names of one account's consumer: ``consumer.report`` for the default
     account (as before accounts), ``consumer.<account>.report`` for another."""
     if account == domain.DEFAULT_ACCOUNT:
-        return f"consumer.{_LABEL[kind]}"
-    return f"consumer.{account}.{_LABEL[kind]}"
+        return f"consumer.{kind.label}"
+    return f"consumer.{account}.{kind.label}"
 
 
 @dataclass
@@ -110,7 +109,7 @@ class Consumer:
         account: str = domain.DEFAULT_ACCOUNT,
     ) -> None:
         self.kind = kind
-        self.label = _LABEL[kind]
+        self.label = kind.label
         self.account = account
         self.shared = Crewing(
             kind=kind,

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
-from receiptd import domain
+from receiptd import domain, receipt_shapes
 
 SUCCESS_ANSWER = {"code": 0, "msg": "接收成功"}
 DEFAULT_MAX_ELEMENTS = 5000
@@ -130,11 +130,14 @@ def parse_aliyun(
     tz: tzinfo = domain.CHINA_TZ,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
 ) -> Parsed:
-    """An Alibaba ``SmsReport`` or ``SmsUp`` push body (a JSON array) to records."""
+    """An Alibaba ``SmsReport`` or ``SmsUp`` push body (a JSON array) to records. A pushed
+    receipt may be in either site's shape (the international site pushes PascalCase,
+    receiptd.receipt_shapes); each element is read in its own."""
     elements = _elements(decode_json(raw), max_elements, "body")
     parsed = Parsed()
-    if kind is domain.MessageType.REPORT:
-        parsed.reports = _each(elements, lambda e: domain.report_from_fields(e, tz), parsed)
+    if kind.is_receipt:
+        read = receipt_shapes.receipt_from_fields
+        parsed.reports = _each(elements, lambda e: read(e, tz), parsed)
     else:
         parsed.inbound = _each(elements, lambda e: domain.up_from_fields(e, tz), parsed)
     return parsed
@@ -193,6 +196,7 @@ def koomessage_report(data: Mapping[str, Any]) -> domain.SmsReport | None:
         message_id=fields.text("msg_id"),
         sign_name=fields.text("sms_sign"),
         template_code=fields.text("tpl_id"),
+        shape=domain.ReportShape.KOOMESSAGE,
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from receiptd import domain, metrics, ports
+from receiptd import domain, metrics, ports, receipt_shapes
 from receiptd.daemon.health import Health
 from receiptd.ingest import poison
 from receiptd.ingest.mns import batch
@@ -137,14 +137,14 @@ def message(body: str, dequeue_count: int = 1, message_id: str = "m1") -> ports.
 def test_a_decoder_defect_is_dead_lettered_counted_and_logged(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = domain.parse_report
+    real = receipt_shapes.parse_receipt
 
     def planted(raw: str | bytes, tz: Any = domain.CHINA_TZ) -> domain.SmsReport:
         if "planted" in base64.b64decode(raw).decode():
             raise OverflowError("a planted defect")
         return real(raw, tz)
 
-    monkeypatch.setattr(domain, "parse_report", planted)
+    monkeypatch.setattr(receipt_shapes, "parse_receipt", planted)
     crashed = sample("receiptd_bodies_crashed_total", {"channel": "mns", "stage": "decode"})
     bodies = [b64(report_text(biz_id=f"b{i}")) for i in range(3)]
     bodies.insert(1, b64(report_text(biz_id="planted")))
@@ -244,14 +244,14 @@ class PlantedCrash(BaseException):
 def test_a_message_that_kills_the_worker_is_quarantined_after_the_bound(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = domain.parse_report
+    real = receipt_shapes.parse_receipt
 
     def planted(raw: str | bytes, tz: Any = domain.CHINA_TZ) -> domain.SmsReport:
         if "killer" in base64.b64decode(raw).decode():
             raise PlantedCrash
         return real(raw, tz)
 
-    monkeypatch.setattr(domain, "parse_report", planted)
+    monkeypatch.setattr(receipt_shapes, "parse_receipt", planted)
     queue, sink = InMemoryQueue("q"), InMemorySink()
     killer_body = b64(report_text(biz_id="killer"))
     killer = queue.send(killer_body)

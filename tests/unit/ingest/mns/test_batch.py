@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from receiptd import domain, ports
+from receiptd import domain, ports, receipt_shapes
 from receiptd.ingest.mns import batch
 from receiptd.testing.queues import InMemoryQueue, InMemorySink
 
@@ -79,7 +79,7 @@ def test_a_decoder_crash_is_a_dead_letter_not_an_exception(
     def crash(_raw: str, _tz: object) -> domain.SmsReport:
         raise ZeroDivisionError("defect")
 
-    monkeypatch.setattr(domain, "parse_report", crash)
+    monkeypatch.setattr(receipt_shapes, "parse_receipt", crash)
     (dead,) = decode(message(report("b1"))).dead
     assert dead.error.startswith("decoder crashed: ZeroDivisionError")
 
