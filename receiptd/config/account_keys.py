@@ -16,10 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from receiptd.config.values import (
     Endpoint,
+    GlobeSendRate,
     Horizon,
     PushToken,
+    QueryMessageRate,
     RateLimit,
     RequestTimeout,
+    Site,
     ThreadCount,
 )
 
@@ -52,6 +55,15 @@ class AliyunKeys(_Keys):
     region: str | None = None
     consumer_report_threads: ThreadCount | None = None
     consumer_up_threads: ThreadCount | None = None
+    # International sends (docs/international.md): which site, the China site's
+    # GlobeSmsReport queue (by name, or ``<queue_prefix>GlobeSmsReport`` when enabled), and
+    # the 2018-05-01 APIs' own rates.
+    site: Site | None = None
+    globe_queue: str | None = None
+    globe_reports: bool | None = None
+    consumer_globe_threads: ThreadCount | None = None
+    query_message_rate_limit: QueryMessageRate | None = None
+    send_rate_limit: GlobeSendRate | None = None
 
 
 class HuaweiKeys(_Keys):

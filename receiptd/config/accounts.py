@@ -26,7 +26,13 @@ from zoneinfo import ZoneInfo
 from pydantic import SecretStr
 
 from receiptd.config.account_keys import AccountKeys, HuaweiKeys
-from receiptd.config.values import ACCOUNT_ID, DEFAULT_ACCOUNT, RESERVED_ACCOUNT_IDS, split_ids
+from receiptd.config.values import (
+    ACCOUNT_ID,
+    DEFAULT_ACCOUNT,
+    RESERVED_ACCOUNT_IDS,
+    Site,
+    split_ids,
+)
 
 if TYPE_CHECKING:
     from receiptd.config.settings import Settings
@@ -75,6 +81,12 @@ class AliyunAccount(ProviderAccount):
     region: str
     report_threads: int  # consumer threads on the SmsReport queue; 0: none in the daemon
     up_threads: int
+    # International sends (docs/international.md).
+    site: Site = "cn"
+    globe_queue: str = ""  # the China site's GlobeSmsReport queue; "": not consumed
+    globe_threads: int = 0
+    query_message_rate: float = 50.0  # QueryMessage calls per second (the compensator)
+    send_rate: float = 100.0  # SendMessageToGlobe calls per second (receiptd send)
 
     @property
     def key_secrets(self) -> tuple[SecretStr, ...]:
@@ -113,9 +125,14 @@ _FLAT_FIELDS: Mapping[str, Mapping[str, str]] = {
                 "access_key_id", "access_key_secret", "security_token", "queue_prefix",
                 "report_queue", "up_queue", "mns_endpoint", "alicom_mns_endpoint",
                 "dysms_endpoint", "dybase_endpoint", "region", "request_timeout",
+                "site", "globe_queue", "globe_reports", "query_message_rate_limit",
+                "send_rate_limit",
             )
         },
-        **{key: key for key in ("consumer_report_threads", "consumer_up_threads")},
+        **{
+            key: key
+            for key in ("consumer_report_threads", "consumer_up_threads", "consumer_globe_threads")
+        },
         **{key: key for key in ("compensator_rate_limit", "push_token")},
     },
     "huawei": {
@@ -128,8 +145,29 @@ _FLAT_FIELDS: Mapping[str, Mapping[str, str]] = {
 # What belongs to one account only: a named account never takes the default account's.
 NOT_INHERITED = frozenset(
     {"access_key_id", "access_key_secret", "security_token", "secret_access_key", "project_id"}
-    | {"queue_prefix", "report_queue", "up_queue", "mns_endpoint"}
+    | {"queue_prefix", "report_queue", "up_queue", "mns_endpoint", "globe_queue", "globe_reports"}
 )
+# What a site sets: the endpoints and region of an account of that site that names none. A
+# named account inherits these from the default account only when both are of one site.
+SITE_DEFAULTS: Mapping[str, Mapping[str, str]] = {
+    "cn": {
+        "alicom_mns_endpoint": "https://1943695596114318.mns.cn-hangzhou.aliyuncs.com",
+        "dysms_endpoint": "https://dysmsapi.aliyuncs.com",
+        "dybase_endpoint": "https://dybaseapi.aliyuncs.com",
+        "region": "cn-hangzhou",
+    },
+    # Alibaba's international receipt demos read MNS over plain http at this host ("do not
+    # change"); docs/international.md, "Endpoints".
+    "intl": {
+        "alicom_mns_endpoint": "http://1493622401794734.mns.ap-southeast-1.aliyuncs.com",
+        "dysms_endpoint": "https://dysmsapi.ap-southeast-1.aliyuncs.com",
+        "dybase_endpoint": "https://dybaseapi.ap-southeast-1.aliyuncs.com",
+        "region": "ap-southeast-1",
+    },
+}
+# The China site's own channels: the international site documents no reply body and no
+# GlobeSmsReport queue (docs/international.md, "Out of scope").
+CN_ONLY = ("up_queue", "consumer_up_threads", "globe_queue", "globe_reports")
 
 
 def accounts(flat: Settings) -> tuple[Account, ...]:
@@ -159,14 +197,21 @@ def default_keys(flat: Settings, provider: str) -> dict[str, Any]:
     own = getattr(flat, f"compensator_horizon_{provider}")
     keys["compensator_horizon"] = flat.compensator_horizon if own is None else own
     keys["provider"] = provider
+    if provider == "aliyun":  # a site's defaults where the flat settings name no endpoint
+        given = flat.model_fields_set
+        site_keys = SITE_DEFAULTS[flat.aliyun_site].items()
+        keys |= {key: value for key, value in site_keys if f"aliyun_{key}" not in given}
     return keys
 
 
 def inherited(flat: Settings, given: AccountKeys) -> dict[str, Any]:
     """A named account's keys: what it gives, over what it inherits from its provider's
-    ``default`` account."""
+    ``default`` account (a site's endpoints only from a default account of the same site)."""
     base = default_keys(flat, given.provider)
     keys = {key: value for key, value in base.items() if key not in NOT_INHERITED}
+    site = getattr(given, "site", None)
+    if site is not None and site != base.get("site"):
+        keys |= SITE_DEFAULTS[site]
     return {**keys, **given.model_dump(exclude_none=True)}
 
 
@@ -189,6 +234,10 @@ def _common(name: str, flat: Settings, keys: Mapping[str, Any]) -> dict[str, Any
 
 def _aliyun(name: str, flat: Settings, keys: Mapping[str, Any]) -> AliyunAccount:
     prefix = keys.get("queue_prefix", "")
+    intl = keys["site"] == "intl"
+    globe = keys.get("globe_queue") or (
+        f"{prefix}GlobeSmsReport" if keys.get("globe_reports") else ""
+    )
     return AliyunAccount(
         **_common(name, flat, keys),
         access_key_secret=keys.get("access_key_secret", SecretStr("")),
@@ -201,7 +250,12 @@ def _aliyun(name: str, flat: Settings, keys: Mapping[str, Any]) -> AliyunAccount
         dybase_endpoint=keys["dybase_endpoint"],
         region=keys["region"],
         report_threads=keys["consumer_report_threads"],
-        up_threads=keys["consumer_up_threads"],
+        up_threads=0 if intl else keys["consumer_up_threads"],
+        site=keys["site"],
+        globe_queue="" if intl else globe,
+        globe_threads=keys["consumer_globe_threads"],  # used only with a globe_queue
+        query_message_rate=keys["query_message_rate_limit"],
+        send_rate=keys["send_rate_limit"],
     )
 
 
@@ -234,8 +288,16 @@ def check(flat: Settings) -> None:
     """Raise ValueError ``<key>: <reason>`` for the first named account lacking a required key,
     an unknown id in ``serve_accounts``, or an endpoint subscribed to an unknown account."""
     known = {DEFAULT_ACCOUNT, *flat.accounts}
+    if flat.aliyun_site == "intl":
+        given_flat = {
+            key for key in CN_ONLY if _FLAT_FIELDS["aliyun"].get(key, key) in flat.model_fields_set
+        }
+        _check_site("aliyun_", given_flat)
     for name, given in named_keys(flat):
-        lacking = missing(given, inherited(flat, given))
+        keys = inherited(flat, given)
+        if keys.get("site") == "intl":
+            _check_site(f"accounts.{name}.", set(given.model_fields_set) & set(CN_ONLY))
+        lacking = missing(given, keys)
         if lacking:
             raise ValueError(f"accounts.{name}.{lacking}: required")
     unknown = [name for name in split_ids(flat.serve_accounts) if name not in known]
@@ -249,6 +311,15 @@ def check(flat: Settings) -> None:
             )
 
 
+def _check_site(prefix: str, given: set[str]) -> None:
+    """An international-site account given a China-site channel: refused, naming the key."""
+    if given:
+        raise ValueError(
+            f"{prefix}{min(given)}: the international site has no such channel (no reply body and "
+            "no GlobeSmsReport queue are documented there; docs/international.md)"
+        )
+
+
 def missing(given: AccountKeys, keys: Mapping[str, Any]) -> str | None:
     """The first key a named account needs and lacks (``keys``: with what it inherits)."""
     if isinstance(given, HuaweiKeys):
@@ -258,7 +329,11 @@ def missing(given: AccountKeys, keys: Mapping[str, Any]) -> str | None:
         if not _given(keys, key):
             return key
     prefix = _given(keys, "queue_prefix")
-    for kind, other in (("report", "up"), ("up", "report")):
+    # An international account has no SmsUp queue (CN_ONLY): only its SmsReport one counts.
+    kinds = (
+        (("report", "up"),) if keys.get("site") == "intl" else (("report", "up"), ("up", "report"))
+    )
+    for kind, other in kinds:
         if keys[f"consumer_{kind}_threads"] and not (prefix or _given(keys, f"{kind}_queue")):
             # Name the one key that would do: the prefix, unless the other queue is explicit.
             return f"{kind}_queue" if _given(keys, f"{other}_queue") else "queue_prefix"

@@ -23,12 +23,15 @@ from receiptd.config.account_keys import AccountKeys
 from receiptd.config.sources import ENV_PREFIX, DictSource
 from receiptd.config.values import (
     Endpoint,
+    GlobeSendRate,
     Horizon,
     LogFormat,
     LogLevel,
     PushToken,
+    QueryMessageRate,
     RateLimit,
     RequestTimeout,
+    Site,
     ThreadCount,
     WebhookEndpoint,
     check_account_ids,
@@ -146,6 +149,13 @@ class Settings(BaseSettings):
     aliyun_dybase_endpoint: Endpoint = "https://dybaseapi.aliyuncs.com"
     aliyun_region: str = "cn-hangzhou"
     aliyun_request_timeout: RequestTimeout = 10.0  # KooMessage's calls too
+    # International sends (docs/international.md). ``intl`` changes the endpoint and region
+    # defaults above to the international site's (receiptd.config.accounts.SITE_DEFAULTS).
+    aliyun_site: Site = "cn"
+    aliyun_globe_queue: str = ""
+    aliyun_globe_reports: bool = False  # consume <queue_prefix>GlobeSmsReport
+    aliyun_query_message_rate_limit: QueryMessageRate = 50.0
+    aliyun_send_rate_limit: GlobeSendRate = 100.0  # SendMessageToGlobe calls per second
     provider_timezone: str = "Asia/Shanghai"
 
     huawei_access_key_id: str = ""
@@ -155,6 +165,7 @@ class Settings(BaseSettings):
 
     consumer_report_threads: ThreadCount = 8
     consumer_up_threads: ThreadCount = 1
+    consumer_globe_threads: ThreadCount = 1  # when a GlobeSmsReport queue is configured
     compensator_rate_limit: RateLimit = 50.0
     # Seconds a pending send is asked about (72 h: docs/providers/aliyun-sms.md); 0 = up to
     # the query window.

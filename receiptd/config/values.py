@@ -48,6 +48,10 @@ RequestTimeout = Annotated[float, Field(gt=0, le=120)]  # seconds per provider A
 ThreadCount = Annotated[int, Field(ge=0, le=64)]  # MNS round trips, not CPU, bound it
 RateLimit = Annotated[float, Field(gt=0, le=5000)]  # status queries per second
 Horizon = Annotated[float, Field(ge=0)]  # seconds a pending send is asked about
+# The international APIs' documented caps per account (docs/international.md, "Rate limits").
+QueryMessageRate = Annotated[float, Field(gt=0, le=300)]  # QueryMessage calls per second
+GlobeSendRate = Annotated[float, Field(gt=0, le=2000)]  # SendMessageToGlobe calls per second
+Site = Literal["cn", "intl"]  # Alibaba's China site, or its international site
 
 # An account id names the account in settings, push paths, rows and metric labels.
 ACCOUNT_ID = re.compile(r"[a-z0-9_]{1,32}")
