@@ -84,7 +84,7 @@ class AliyunAccount(ProviderAccount):
     # International sends (docs/international.md).
     site: Site = "cn"
     globe_queue: str = ""  # the China site's GlobeSmsReport queue; "": not consumed
-    globe_threads: int = 0
+    globe_threads: int = 1  # consumer threads on globe_queue, when there is one
     query_message_rate: float = 50.0  # QueryMessage calls per second (the compensator)
     send_rate: float = 100.0  # SendMessageToGlobe calls per second (receiptd send)
 
