@@ -4,6 +4,7 @@ plan), of every account this replica serves or of one."""
 from __future__ import annotations
 
 import sys
+from collections import Counter
 
 import click
 
@@ -76,17 +77,26 @@ def _pairs(counts: dict[str, int]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
 
 
+def _query_label(query: planning.PlannedQuery) -> str:
+    if query.kind is planning.QueryKind.OUT_ID:
+        return "OutId match"
+    name = "MessageId" if query.kind is planning.QueryKind.MESSAGE_ID else "BizId"
+    return f"{name}={query.biz_id}"
+
+
 def _print_plan(plans: list[planning.ProviderPlan], *, mask: bool) -> None:
     for plan in plans:
-        queries = len(plan.queries)
-        by_out_id = sum(1 for q in plan.queries if q.biz_id is None)
+        kinds = Counter(q.kind for q in plan.queries)
+        by_message_id = kinds[planning.QueryKind.MESSAGE_ID]
         click.echo(
             f"{plan.provider}/{plan.account}: {plan.due} due, "
-            f"{plan.expire} to expire without a call, {queries} queries "
-            f"({queries - by_out_id} by BizId, {by_out_id} by OutId group)"
+            f"{plan.expire} to expire without a call, {len(plan.queries)} queries "
+            f"({kinds[planning.QueryKind.BIZ_ID]} by BizId, "
+            f"{kinds[planning.QueryKind.OUT_ID]} by OutId group"
+            + (f", {by_message_id} by MessageId)" if by_message_id else ")")
         )
         for query in plan.queries:
             phone = domain.mask_phone(query.phone_number) if mask else query.phone_number
-            what = f"BizId={query.biz_id}" if query.biz_id else "OutId match"
+            what = _query_label(query)
             day = query.send_date.strftime("%Y%m%d")
             click.echo(f"  {phone} SendDate={day} {what} ({len(query.sends)} send(s))")

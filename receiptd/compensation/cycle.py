@@ -42,6 +42,11 @@ _LOOKUP_ERRORS = {
 }
 
 
+def outcome_of(exc: BaseException) -> str:
+    """The calls-counter result a lookup error stands for (throttled, unavailable, error)."""
+    return next((r for kind, r in _LOOKUP_ERRORS.items() if isinstance(exc, kind)), "error")
+
+
 @runtime_checkable
 class WindowedLookup(Protocol):
     """Optional: a lookup that can name its oldest queryable date expires in bulk."""
@@ -382,7 +387,7 @@ class Compensator:
             )
             return ports.LookupResult([], {})
         except Exception as exc:  # one provider's failure must not stop the cycle
-            kind = next((k for t, k in _LOOKUP_ERRORS.items() if isinstance(exc, t)), "error")
+            kind = outcome_of(exc)
             cycle.error = f"{type(exc).__name__}: {exc}"
             log.warning(
                 "compensation_lookup_failed",

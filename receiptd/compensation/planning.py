@@ -29,6 +29,7 @@ from receiptd import domain, ports
 class QueryKind(enum.StrEnum):
     BIZ_ID = "biz_id"
     OUT_ID = "out_id"
+    MESSAGE_ID = "message_id"  # QueryMessage (2018-05-01), one send per call
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,10 +40,17 @@ class PlannedQuery:
     send_date: date
     biz_id: str | None  # None: a group query matched by OutId
     sends: tuple[ports.PendingSend, ...]
+    matched_by: domain.SendKey = domain.SendKey.BIZ_ID  # biz_id holds a MessageId otherwise
 
     @property
     def kind(self) -> QueryKind:
-        return QueryKind.OUT_ID if self.biz_id is None else QueryKind.BIZ_ID
+        if self.biz_id is None:
+            return QueryKind.OUT_ID
+        return (
+            QueryKind.MESSAGE_ID
+            if self.matched_by is domain.SendKey.MESSAGE_ID
+            else QueryKind.BIZ_ID
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,9 +94,12 @@ def plan(sends: Iterable[ports.PendingSend]) -> tuple[PlannedQuery, ...]:
     return tuple(queries)
 
 
-def by_biz_id(sends: Iterable[ports.PendingSend]) -> list[PlannedQuery]:
-    """One BizId query per send (also the fallback for sends a group query could not match)."""
-    return [PlannedQuery(s.phone_number, s.send_date, s.biz_id, (s,)) for s in sends]
+def by_biz_id(
+    sends: Iterable[ports.PendingSend], key: domain.SendKey = domain.SendKey.BIZ_ID
+) -> list[PlannedQuery]:
+    """One query per send by its id (a BizId: also the fallback for sends a group query could
+    not match; a MessageId: QueryMessage's only form)."""
+    return [PlannedQuery(s.phone_number, s.send_date, s.biz_id, (s,), key) for s in sends]
 
 
 def _out_ids_unique(sends: Sequence[ports.PendingSend]) -> bool:

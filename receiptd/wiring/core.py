@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from receiptd.db.prune import Pruner
-from receiptd.compensation.ratelimit import TokenBucket, default_burst
 from receiptd.wiring import providers
 
 
@@ -79,6 +78,8 @@ def consumers(
 
 
 def _threads(account: config.AliyunAccount, kind: domain.MessageType) -> int:
+    if kind is domain.MessageType.GLOBE_REPORT:  # consumed only where a queue is configured
+        return account.globe_threads if account.globe_queue else 0
     return account.report_threads if kind is domain.MessageType.REPORT else account.up_threads
 
 
@@ -124,7 +125,7 @@ def compensator(
     return Compensator(
         sends,
         [_account_lookup(account) for account in served],
-        _limiter(served[0].rate_limit),  # each account has its own; this one is unused
+        providers.rate_limiter(served[0].rate_limit),  # each account has its own; unused
         grace=timedelta(seconds=part.grace if grace is None else grace),
         batch_size=part.batch_size,
         base_backoff=part.interval,
@@ -139,13 +140,9 @@ def _account_lookup(account: config.Account) -> AccountLookup:
     return AccountLookup(
         providers.account_lookup(account),
         account.name,
-        _limiter(account.rate_limit),
+        providers.rate_limiter(account.rate_limit),
         account.horizon,
     )
-
-
-def _limiter(rate: float) -> TokenBucket:
-    return TokenBucket(rate, default_burst(rate))
 
 
 def compensator_horizons(settings: config.Settings) -> dict[domain.Provider, timedelta]:

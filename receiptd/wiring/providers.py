@@ -16,6 +16,7 @@ from receiptd import config, domain, ports
 
 if TYPE_CHECKING:
     from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
+    from alibabacloud_dysmsapi20180501.client import Client as GlobeClient
 
     from receiptd.providers.aliyun.credentials import OpenApiAccess
     from receiptd.providers.aliyun.token import DybaseTokenFetcher
@@ -49,6 +50,20 @@ def _dysms_client(account: config.AliyunAccount) -> DysmsClient:
     return dysms.make_client(aliyun_access(account, account.dysms_endpoint))
 
 
+def globe_client(
+    settings: config.Settings, account: config.AliyunAccount | None = None
+) -> GlobeClient:
+    """A Dysmsapi 2018-05-01 client (SendMessageToGlobe, QueryMessage) with an account's keys,
+    at its site's Dysmsapi endpoint (the default account's without one)."""
+    return _globe_client(account or settings.parts.aliyun)
+
+
+def _globe_client(account: config.AliyunAccount) -> GlobeClient:
+    from receiptd.providers.aliyun import globe
+
+    return globe.make_client(aliyun_access(account, account.dysms_endpoint))
+
+
 def token_fetcher(settings: config.Settings) -> DybaseTokenFetcher:
     """QueryTokenForMnsQueue over a Dybaseapi client with the configured keys."""
     return _token_fetcher(settings.parts.aliyun)
@@ -57,7 +72,9 @@ def token_fetcher(settings: config.Settings) -> DybaseTokenFetcher:
 def _token_fetcher(account: config.AliyunAccount) -> DybaseTokenFetcher:
     from receiptd.providers.aliyun import token
 
-    return token.DybaseTokenFetcher.connect(aliyun_access(account, account.dybase_endpoint))
+    access = aliyun_access(account, account.dybase_endpoint)
+    # The international site's ExpireTime has no documented zone (docs/international.md).
+    return token.DybaseTokenFetcher.connect(access, lifetime_only=account.site == "intl")
 
 
 def queue_name(settings: config.Settings, kind: domain.MessageType) -> str:
@@ -65,6 +82,8 @@ def queue_name(settings: config.Settings, kind: domain.MessageType) -> str:
 
 
 def _queue_name(account: config.AliyunAccount, kind: domain.MessageType) -> str:
+    if kind is domain.MessageType.GLOBE_REPORT:
+        return account.globe_queue
     return account.report_queue if kind is domain.MessageType.REPORT else account.up_queue
 
 
@@ -115,17 +134,35 @@ def status_lookups(settings: config.Settings) -> list[ports.StatusLookup]:
 
 
 def account_lookup(account: config.Account) -> ports.StatusLookup:
-    """The status lookup of one provider account."""
+    """The status lookup of one provider account: an Alibaba account's sends by the id they
+    are matched by, BizId sends with QuerySendDetails (China site only), MessageId sends with
+    QueryMessage under its own rate limit (``query_message_rate_limit``)."""
     if isinstance(account, config.HuaweiAccount):
         return _koomessage_lookup(account)
-    from receiptd.providers.aliyun import dysms
+    from receiptd.compensation.keyed import KeyedLookup
+    from receiptd.providers.aliyun import dysms, globe
 
-    return dysms.AliyunStatusLookup(
-        _dysms_client(account),
-        tz=account.timezone,
-        concurrency=dysms.AliyunStatusLookup.concurrency_for(account.rate_limit),
-        account=account.name,
-    )
+    by_key: dict[domain.SendKey, ports.StatusLookup] = {
+        domain.SendKey.MESSAGE_ID: globe.QueryMessageLookup(
+            _globe_client(account), tz=account.timezone, account=account.name
+        )
+    }
+    if account.site == "cn":  # the international site has no QuerySendDetails
+        by_key[domain.SendKey.BIZ_ID] = dysms.AliyunStatusLookup(
+            _dysms_client(account),
+            tz=account.timezone,
+            concurrency=dysms.AliyunStatusLookup.concurrency_for(account.rate_limit),
+            account=account.name,
+        )
+    limiter = rate_limiter(account.query_message_rate)
+    return KeyedLookup(by_key, {domain.SendKey.MESSAGE_ID: limiter})
+
+
+def rate_limiter(rate: float) -> ports.RateLimiter:
+    """A token bucket of ``rate`` calls per second with its default burst."""
+    from receiptd.compensation.ratelimit import TokenBucket, default_burst
+
+    return TokenBucket(rate, default_burst(rate))
 
 
 def huawei_lookup(settings: config.Settings) -> ports.StatusLookup:

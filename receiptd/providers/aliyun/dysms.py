@@ -87,8 +87,17 @@ def make_client(access: OpenApiAccess) -> Client:
 
 def _call(call: Callable[[], Any]) -> Any:
     """Run one SDK call; return its body or raise DysmsError (no SDK type escapes)."""
+    body = translate(call).body
+    if body.code != "OK":
+        raise DysmsError(str(body.code), str(body.message or ""), body.request_id)
+    return body
+
+
+def translate(call: Callable[[], Any]) -> Any:
+    """Run one SDK call of either Dysmsapi version; its response, or DysmsError for a
+    gateway or transport failure (business outcomes are the caller's to read)."""
     try:
-        body = call().body
+        return call()
     except TeaException as exc:
         code = str(exc.code or "Unknown")
         status = getattr(exc, "status_code", None) or getattr(exc, "statusCode", None)
@@ -99,9 +108,6 @@ def _call(call: Callable[[], Any]) -> Any:
         raise DysmsError(code, str(exc.message or exc), getattr(exc, "request_id", None)) from None
     except OSError as exc:  # requests' errors derive from OSError
         raise DysmsError("Network", f"{type(exc).__name__}: {exc}") from None
-    if body.code != "OK":
-        raise DysmsError(str(body.code), str(body.message or ""), body.request_id)
-    return body
 
 
 def send_sms(
@@ -252,12 +258,12 @@ class AliyunStatusLookup:
             try:
                 body = _call(lambda: self.client.query_send_details(request))
             except DysmsError as exc:
-                _count(calls, exc.kind, self.account)
+                count_call(calls, exc.kind, self.account)
                 raise
-            _count(calls, "ok", self.account)
+            count_call(calls, "ok", self.account)
             return body
 
-        body = self.retry.run(attempt, _is_throttled)
+        body = self.retry.run(attempt, is_throttled)
         dtos = body.sms_send_detail_dtos
         rows = (dtos.sms_send_detail_dto if dtos else None) or []
         details = [
@@ -267,10 +273,10 @@ class AliyunStatusLookup:
         return int(body.total_count or 0), details
 
 
-def _is_throttled(exc: BaseException) -> bool:
+def is_throttled(exc: BaseException) -> bool:
     return isinstance(exc, DysmsError) and exc.kind == "throttled"
 
 
-def _count(calls: dict[str, int], result: str, account: str) -> None:
+def count_call(calls: dict[str, int], result: str, account: str) -> None:
     calls[result] = calls.get(result, 0) + 1
     metrics.COMPENSATOR_CALLS.labels(domain.Provider.ALIYUN.value, account, result).inc()

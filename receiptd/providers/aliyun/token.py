@@ -53,17 +53,20 @@ Fetch = Callable[[domain.MessageType, str], QueueToken]
 class DybaseTokenFetcher:
     """Calls QueryTokenForMnsQueue through the real ``alibabacloud_dybaseapi20170525`` client."""
 
-    def __init__(self, client: Any, clock: Clock = utc_now) -> None:
+    def __init__(self, client: Any, clock: Clock = utc_now, *, lifetime_only: bool = False) -> None:
         self._client = client
         self._clock = clock
         self._lock = threading.Lock()  # the Tea client is not documented as thread-safe
+        # The international site documents no zone for ExpireTime: read only the lifetime
+        # (ExpireTime - CreateTime, one clock whatever its zone) from its answers.
+        self._lifetime_only = lifetime_only
 
     @classmethod
-    def connect(cls, access: OpenApiAccess) -> DybaseTokenFetcher:
+    def connect(cls, access: OpenApiAccess, *, lifetime_only: bool = False) -> DybaseTokenFetcher:
         """A fetcher over a new Dybaseapi client for these keys."""
         from alibabacloud_dybaseapi20170525.client import Client
 
-        return cls(Client(tea_config(access)))
+        return cls(Client(tea_config(access)), lifetime_only=lifetime_only)
 
     def __call__(self, message_type: domain.MessageType, queue_name: str) -> QueueToken:
         from alibabacloud_dybaseapi20170525 import models
@@ -77,10 +80,12 @@ class DybaseTokenFetcher:
         except Exception as exc:  # Tea/Darabonba/network errors share no useful base class
             code = getattr(exc, "code", None) or type(exc).__name__
             raise TokenError(f"QueryTokenForMnsQueue {message_type}: {code}: {exc}") from exc
-        return _token_of(response.body, message_type, self._clock())
+        return _token_of(response.body, message_type, self._clock(), self._lifetime_only)
 
 
-def _token_of(body: Any, message_type: domain.MessageType, now: datetime) -> QueueToken:
+def _token_of(
+    body: Any, message_type: domain.MessageType, now: datetime, lifetime_only: bool = False
+) -> QueueToken:
     if body is None or body.code != "OK":
         code = getattr(body, "code", None)
         message = getattr(body, "message", None)
@@ -89,7 +94,23 @@ def _token_of(body: Any, message_type: domain.MessageType, now: datetime) -> Que
     if dto is None or not dto.access_key_id or not dto.expire_time:
         raise TokenError(f"QueryTokenForMnsQueue {message_type}: answer has no MessageTokenDTO")
     credentials = MnsCredentials(dto.access_key_id, dto.access_key_secret, dto.security_token)
+    if lifetime_only:
+        return QueueToken(credentials, now + token_lifetime(dto, now), now)
     return QueueToken(credentials, parse_expire_time(dto.expire_time), now)
+
+
+def token_lifetime(dto: Any, now: datetime) -> timedelta:
+    """How long a token lives, ``ExpireTime - CreateTime``: both wall times of one clock, so
+    their zone cancels out (counted from when receiptd received it: a little early, never
+    late). Without a readable CreateTime the token is taken to live until ExpireTime read in
+    China time, as on the China site."""
+    expire = parse_expire_time(dto.expire_time)
+    try:
+        created = parse_expire_time(dto.create_time or "")
+    except TokenError:
+        log.warning("token_create_time_unreadable", create_time=str(dto.create_time))
+        return max(expire - now, timedelta(0))
+    return max(expire - created, timedelta(0))
 
 
 class TokenCache:
