@@ -5,6 +5,7 @@ elsewhere, so that receiptd settles it (receipt first, compensator otherwise).
     result = api.send_sms(settings, ["13800000000"], "MySign", "SMS_1", {"code": "1234"})
     result.biz_id
     api.send_sms(settings, "13800000000", "BrandB", "SMS_2", account="brand_b")  # its keys
+    api.send_globe(settings, "85212345678", "Your code is 1234", account="intl")  # MessageIds
 
 Every send belongs to a provider account (``default``: the flat ``aliyun_*`` / ``huawei_*``
 settings; ``[accounts.<id>]`` the named ones): only that account's keys can ask about it, so
@@ -26,10 +27,12 @@ from typing import TYPE_CHECKING, Any
 
 from receiptd import config, domain, ports
 from receiptd.clock import Clock, utc_now
-from receiptd.providers.aliyun import dysms
+from receiptd.providers.aliyun import dysms, globe
+from receiptd.providers.aliyun.globe import GlobeSend
 
 if TYPE_CHECKING:
     from alibabacloud_dysmsapi20170525.client import Client as DysmsClient
+    from alibabacloud_dysmsapi20180501.client import Client as GlobeClient
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,11 +44,31 @@ class SendResult:
     registered: int  # rows inserted (0 when every recipient was already registered)
 
 
+@dataclass(frozen=True, slots=True)
+class GlobeResult:
+    """What a 2018-05-01 send did: one MessageId per number the provider accepted, and the
+    numbers it refused with the provider's code (nothing is registered for those)."""
+
+    sends: tuple[GlobeSend, ...]
+    refused: tuple[tuple[str, str], ...]  # (number, ResponseCode)
+    sent_at: datetime
+    registered: int
+
+    @property
+    def message_ids(self) -> tuple[str, ...]:
+        return tuple(s.message_id for s in self.sends)
+
+
 class RegistrationFailed(Exception):
     """The SMS was sent but not registered; ``result`` says what to register."""
 
-    def __init__(self, result: SendResult, cause: Exception) -> None:
-        super().__init__(f"sent as BizId {result.biz_id} but not registered: {cause}")
+    def __init__(self, result: SendResult | GlobeResult, cause: Exception) -> None:
+        sent = (
+            f"BizId {result.biz_id}"
+            if isinstance(result, SendResult)
+            else f"MessageId(s) {', '.join(result.message_ids)}"
+        )
+        super().__init__(f"sent as {sent} but not registered: {cause}")
         self.result = result
 
 
@@ -118,11 +141,7 @@ def send_and_register(
     """SendSms through ``client`` (a Dysmsapi client with ``account``'s keys), then register
     the send in ``sends`` under ``account``."""
     numbers = split_numbers(phone_numbers)
-    param = (
-        json.dumps(template_param, ensure_ascii=False)
-        if isinstance(template_param, Mapping)
-        else template_param
-    )
+    param = _param_text(template_param)
     sent_at = clock()  # before the call: the provider's own send time is at most later
     receipt = dysms.send_sms(client, numbers, sign_name, template_code, param, out_id)
     result = SendResult(receipt.biz_id, receipt.request_id, numbers, sent_at, 0)
@@ -143,6 +162,152 @@ def send_and_register(
     return SendResult(receipt.biz_id, receipt.request_id, numbers, sent_at, registered)
 
 
+def send_globe(
+    settings: config.Settings,
+    phone_numbers: str | Sequence[str],
+    message: str | None = None,
+    *,
+    sender: str | None = None,
+    task_id: str | None = None,
+    template_code: str | None = None,
+    template_param: Mapping[str, Any] | str | None = None,
+    account: str = domain.DEFAULT_ACCOUNT,
+    batch: bool = False,
+    clock: Clock = utc_now,
+) -> GlobeResult:
+    """A Dysmsapi 2018-05-01 send with the keys of the Aliyun ``account`` (either site), one
+    MessageId per number, each registered under ``account`` to be matched by MessageId.
+
+    ``message``: SendMessageToGlobe (numbers outside the mainland), one call per number at
+    the account's ``send_rate_limit``, or with ``batch`` BatchSendMessageToGlobe (up to 1,000
+    numbers a call, at most one call a second). ``template_code`` instead (international site
+    only): SendMessageWithTemplate to mainland numbers, ``sender`` being the approved
+    signature. A number the provider refuses is reported in ``refused``, the rest go on.
+    """
+    from receiptd import wiring
+
+    chosen = aliyun_account(settings, account)
+    if template_code is not None and chosen.site != "intl":
+        raise ValueError("SendMessageWithTemplate is the international site's: use send_sms")
+    client = wiring.globe_client(settings, chosen)
+    limiter = wiring.rate_limiter(chosen.send_rate)
+    store, sends = wiring.stores(settings)
+    try:
+        return globe_send_and_register(
+            client,
+            sends,
+            phone_numbers,
+            GlobeMessage(message, sender, task_id, template_code, _param_text(template_param)),
+            limiter,
+            account=account,
+            batch=batch,
+            clock=clock,
+        )
+    finally:
+        store.engine.dispose()
+
+
+@dataclass(frozen=True, slots=True)
+class GlobeMessage:
+    """What a 2018-05-01 send says: free text (``text``), or an approved template."""
+
+    text: str | None
+    sender: str | None = None  # From: a sender ID, or the template send's signature
+    task_id: str | None = None
+    template_code: str | None = None
+    template_param: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.text is None) == (self.template_code is None):
+            raise ValueError("give a message text or a template code, not both or neither")
+        if self.template_code is not None and not self.sender:
+            raise ValueError("a template send needs its approved signature (sender)")
+
+
+def globe_send_and_register(
+    client: GlobeClient,
+    sends: ports.SendStore,
+    phone_numbers: str | Sequence[str],
+    message: GlobeMessage,
+    limiter: ports.RateLimiter,
+    *,
+    account: str = domain.DEFAULT_ACCOUNT,
+    batch: bool = False,
+    clock: Clock = utc_now,
+) -> GlobeResult:
+    """Send ``message`` through ``client`` (2018-05-01, ``account``'s keys) and register
+    each accepted number under its MessageId."""
+    numbers = split_numbers(phone_numbers)
+    sent_at = clock()
+    accepted, refused = _globe_sends(client, numbers, message, limiter, batch)
+    result = GlobeResult(tuple(accepted), tuple(refused), sent_at, 0)
+    rows = [
+        ports.NewSend(
+            domain.Provider.ALIYUN,
+            s.message_id,
+            s.phone_number,
+            sent_at,
+            template_code=message.template_code,
+            sign_name=message.sender if message.template_code else None,
+            account=account,
+            matched_by=domain.SendKey.MESSAGE_ID,
+            task_id=message.task_id,
+        )
+        for s in accepted
+    ]
+    try:
+        registered = sends.register(rows, clock()) if rows else 0
+    except ports.StoreError as exc:
+        raise RegistrationFailed(result, exc) from exc
+    return GlobeResult(result.sends, result.refused, sent_at, registered)
+
+
+def _globe_sends(
+    client: GlobeClient,
+    numbers: Sequence[str],
+    message: GlobeMessage,
+    limiter: ports.RateLimiter,
+    batch: bool,
+) -> tuple[list[GlobeSend], list[tuple[str, str]]]:
+    if batch and message.text is not None and len(numbers) > 1:
+        limiter.acquire()
+        paired = globe.batch_send_to_globe(
+            client, numbers, message.text, sender=message.sender, task_id=message.task_id
+        )
+        if paired is None:  # accepted, but which number has which id is unknown
+            raise globe.UnpairedBatch(len(numbers))
+        return paired, []
+    accepted: list[GlobeSend] = []
+    refused: list[tuple[str, str]] = []
+    for number in numbers:
+        limiter.acquire()
+        try:
+            accepted.append(_globe_send_one(client, number, message))
+        except dysms.DysmsError as exc:
+            if exc.kind != "error":  # throttled or unavailable after retries: stop here
+                raise
+            refused.append((number, exc.code))
+    return accepted, refused
+
+
+def _globe_send_one(client: GlobeClient, number: str, message: GlobeMessage) -> GlobeSend:
+    if message.template_code is not None:
+        assert message.sender is not None  # GlobeMessage checks it
+        return globe.send_with_template(
+            client, number, message.sender, message.template_code, message.template_param
+        )
+    assert message.text is not None
+    return globe.send_to_globe(
+        client, number, message.text, sender=message.sender, task_id=message.task_id
+    )
+
+
+def _param_text(template_param: Mapping[str, Any] | str | None) -> str | None:
+    if isinstance(template_param, Mapping):
+        return json.dumps(template_param, ensure_ascii=False)
+    return template_param
+
+
 def register_send(
     store: ports.SendStore,
     *,
@@ -155,17 +320,31 @@ def register_send(
     sign_name: str | None = None,
     account: str = domain.DEFAULT_ACCOUNT,
     now: datetime | None = None,
+    matched_by: domain.SendKey = domain.SendKey.BIZ_ID,
+    task_id: str | None = None,
 ) -> int:
     """Register a send made elsewhere by ``account`` (idempotent); returns rows inserted.
 
     The account is the one whose keys made the send: only it can be asked about it. Its id is
     checked for form (``[a-z0-9_]{1,32}``), not against the settings, which ``store`` lacks.
+    ``matched_by=MESSAGE_ID``: ``biz_id`` is a 2018-05-01 MessageId (one number per id).
     """
     if sent_at.tzinfo is None:
         raise ValueError("sent_at must be timezone-aware")
     config.check_account_id(account)
     sends = [
-        ports.NewSend(provider, biz_id, number, sent_at, out_id, template_code, sign_name, account)
+        ports.NewSend(
+            provider,
+            biz_id,
+            number,
+            sent_at,
+            out_id,
+            template_code,
+            sign_name,
+            account,
+            matched_by,
+            task_id,
+        )
         for number in split_numbers(phone_numbers)
     ]
     return store.register(sends, now or utc_now())

@@ -29,7 +29,8 @@ from receiptd.web.server import HttpServer, StartResponse, json_response, send_r
 log = get_logger(__name__)
 
 Check = Callable[[], tuple[bool, str]]
-SendLookup = Callable[[str, str | None], list[dict[str, Any]]]  # (biz_id, account) → rows
+# (BizId or MessageId, account, which of the two) → rows
+SendLookup = Callable[[str, str | None, domain.SendKey | None], list[dict[str, Any]]]
 SendRegistrar = Callable[[list[ports.NewSend]], int]
 SummaryReader = Callable[[], ports.StatusSummary]
 
@@ -116,10 +117,11 @@ class OpsApp:
             return json_response(start_response, 400, {"error": "invalid biz_id"})
         try:
             account = query_account(environ)
+            key = query_key(environ)
         except ValueError as exc:
             return json_response(start_response, 400, {"error": str(exc)})
         try:
-            rows = self._lookup(biz_id, account)
+            rows = self._lookup(biz_id, account, key)
         except Exception as exc:  # a database error is the server's problem, reported as 503
             log.warning("status_lookup_failed", error=str(exc))
             return json_response(start_response, 503, {"error": "database unavailable"})
@@ -220,6 +222,19 @@ def query_account(environ: Mapping[str, Any]) -> str | None:
     if len(given) != 1 or not ACCOUNT_ID.fullmatch(given[0]):
         raise ValueError("account must be one account id (1 to 32 of a-z 0-9 _)")
     return given[0]
+
+
+def query_key(environ: Mapping[str, Any]) -> domain.SendKey | None:
+    """The ``?matched_by=biz_id|message_id`` of a request (None without one), or ValueError:
+    ``/v1/sends/{id}`` finds a send by its BizId or its MessageId; this narrows to one."""
+    query = str(environ.get("QUERY_STRING", ""))
+    given = parse_qs(query, keep_blank_values=True).get("matched_by")
+    if given is None:
+        return None
+    keys = [k.value for k in domain.SendKey]
+    if len(given) != 1 or given[0] not in keys:
+        raise ValueError(f"matched_by must be one of {keys}")
+    return domain.SendKey(given[0])
 
 
 def _parse_registration(

@@ -4,6 +4,10 @@
 A record's ``account`` (default ``default``) is the provider account whose keys made the send;
 ``known`` (the (provider, account) pairs of the settings) refuses one that is not configured,
 so a typo never registers sends that no account can ask about.
+
+A record names its send by exactly one id: ``biz_id`` (SendSms), or ``message_id`` (an Alibaba
+send of the 2018-05-01 API: SendMessageToGlobe and its siblings, one number per MessageId,
+optionally with the ``task_id`` it was sent with; docs/international.md).
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ COLUMNS = (
     "template_code",
     "sign_name",
     "account",
+    "message_id",
+    "task_id",
 )
-REQUIRED = ("biz_id", "phone_number", "sent_at")
+REQUIRED = ("phone_number", "sent_at")
+MAX_TASK_ID = 255  # the provider's limit on TaskId
 
 
 class ImportLineError(ValueError):
@@ -102,6 +109,7 @@ def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSen
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     values = {k: (str(v).strip() if v is not None else "") for k, v in record.items()}
+    key, send_id = _send_id(values)
     for name in REQUIRED:
         if not values.get(name):
             raise ValueError(f"{name} is required")
@@ -116,16 +124,35 @@ def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSen
     if sent_at.tzinfo is None:
         raise ValueError("sent_at needs a zone, e.g. 2026-11-24T09:30:00+08:00")
     account = _account(values.get("account") or domain.DEFAULT_ACCOUNT, provider, known)
+    if key is domain.SendKey.MESSAGE_ID and provider is not domain.Provider.ALIYUN:
+        raise ValueError("message_id names an Alibaba send (Dysmsapi 2018-05-01)")
+    task_id = values.get("task_id") or None
+    if task_id is not None and len(task_id) > MAX_TASK_ID:
+        raise ValueError(f"task_id is longer than {MAX_TASK_ID} characters")
     return ports.NewSend(
         provider=provider,
-        biz_id=values["biz_id"],
+        biz_id=send_id,
         phone_number=values["phone_number"],
         sent_at=sent_at.astimezone(UTC),
         out_id=values.get("out_id") or None,
         template_code=values.get("template_code") or None,
         sign_name=values.get("sign_name") or None,
         account=account,
+        matched_by=key,
+        task_id=task_id,
     )
+
+
+def _send_id(values: dict[str, str]) -> tuple[domain.SendKey, str]:
+    """Which id the record names its send by, and the id: one of biz_id and message_id."""
+    biz_id, message_id = values.get("biz_id"), values.get("message_id")
+    if biz_id and message_id:
+        raise ValueError("give biz_id or message_id, not both")
+    if message_id:
+        return domain.SendKey.MESSAGE_ID, message_id
+    if biz_id:
+        return domain.SendKey.BIZ_ID, biz_id
+    raise ValueError("biz_id is required (or message_id, for a Dysmsapi 2018-05-01 send)")
 
 
 def _account(name: str, provider: domain.Provider, known: Known | None) -> str:

@@ -21,8 +21,10 @@ from receiptd.wiring.core import (
 )
 from receiptd.wiring.providers import (
     dysms_client,
+    globe_client,
     queue_factory,
     queue_name,
+    rate_limiter,
     status_lookups,
     token_fetcher,
 )
@@ -34,9 +36,11 @@ __all__ = [
     "daemon_consumers",
     "dysms_client",
     "event_outbox",
+    "globe_client",
     "pruner",
     "queue_factory",
     "queue_name",
+    "rate_limiter",
     "replica_name",
     "retention_cutoffs",
     "status_lookups",

@@ -49,6 +49,18 @@ def make_client(access: OpenApiAccess) -> Client:
     return Client(tea_config(access))
 
 
+class UnpairedBatch(DysmsError):
+    """A batch the provider accepted whose MessageIds cannot be paired with its numbers:
+    nothing can be registered, and sending again would charge twice."""
+
+    def __init__(self, numbers: int) -> None:
+        super().__init__(
+            "UnpairedBatch",
+            f"{numbers} numbers sent, MessageIds not attributable: not registered "
+            "(receipts are still stored; do not send again)",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class GlobeSend:
     """One number's accepted send: the MessageId its receipts and QueryMessage know it by."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from receiptd import ports
+from receiptd import domain, ports
 from receiptd.daemon.ops import OpsApp, OpsServer, Probes
 
 TOKEN = "s3cr3t-bearer-token"
@@ -39,9 +39,18 @@ SUMMARY = ports.StatusSummary(
 )
 
 
-def lookup(biz_id: str, account: str | None) -> list[dict[str, Any]]:
-    """The rows ``SendStore.by_biz_id`` gives: every account's, or ``account``'s alone."""
-    return [r for r in ROWS if biz_id == "b1^0" and account in (None, r["account"])]
+def lookup(
+    biz_id: str, account: str | None, key: domain.SendKey | None = None
+) -> list[dict[str, Any]]:
+    """The rows ``SendStore.by_biz_id`` gives: every account's, or ``account``'s alone;
+    ``key`` narrows to one kind of id (ROWS are BizId sends)."""
+    return [
+        r
+        for r in ROWS
+        if biz_id == "b1^0"
+        and account in (None, r["account"])
+        and key in (None, domain.SendKey.BIZ_ID)
+    ]
 
 
 @pytest.fixture
@@ -147,7 +156,7 @@ def test_status_lookup_masks_phone(server: OpsServer) -> None:
 
 
 def test_status_lookup_off_without_token() -> None:
-    app = OpsApp(Probes({}, {}), status_token=None, lookup=lambda b, a: [ROW])
+    app = OpsApp(Probes({}, {}), status_token=None, lookup=lambda b, a, k: [ROW])
     srv = OpsServer(app, "127.0.0.1", 0)
     srv.start()
     try:
@@ -236,6 +245,26 @@ def test_status_lookup_narrows_to_one_account(server: OpsServer) -> None:
     assert status == 200
     assert [r["account"] for r in json.loads(body)["recipients"]] == ["brand_b"]
     assert call(server, "GET", "/v1/sends/b1^0?account=nobody", auth())[0] == 404
+
+
+def test_status_lookup_narrows_to_one_kind_of_id(server: OpsServer) -> None:
+    assert call(server, "GET", "/v1/sends/b1^0?matched_by=biz_id", auth())[0] == 200
+    assert call(server, "GET", "/v1/sends/b1^0?matched_by=message_id", auth())[0] == 404
+    status, body, _ = call(server, "GET", "/v1/sends/b1^0?matched_by=bizid", auth())
+    assert status == 400 and "matched_by must be one of" in json.loads(body)["error"]
+
+
+def test_registration_takes_message_id_records(server: OpsServer, state: dict[str, Any]) -> None:
+    record = {"message_id": "10080303003003", "phone_number": "+85212345678"}
+    record |= {"sent_at": "2026-11-24T01:30:00Z", "task_id": "T9"}
+    status, body, _ = call(server, "POST", "/v1/sends", auth(), json.dumps([record]).encode())
+    assert status == 200, body
+    (send,) = state["registered"]
+    assert (send.matched_by, send.biz_id, send.task_id) == (
+        domain.SendKey.MESSAGE_ID,
+        "10080303003003",
+        "T9",
+    )
 
 
 @pytest.mark.parametrize("query", ["account=", "account=Brand", "account=a&account=b"])

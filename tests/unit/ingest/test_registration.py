@@ -120,3 +120,27 @@ def test_the_import_names_the_line_of_an_unknown_account() -> None:
     )
     assert first.account == "brand_b"
     assert len(registration.parse_sends(text)) == 2  # no known accounts given: form only
+
+
+def test_a_record_may_name_its_send_by_message_id_with_a_task_id() -> None:
+    record = {"message_id": "10080303003003", "phone_number": "+852 1234 5678"}
+    send = registration.new_send({**record, "sent_at": "2026-11-24T01:30:00Z", "task_id": "T1"})
+    assert (send.matched_by, send.biz_id, send.task_id) == (
+        domain.SendKey.MESSAGE_ID,
+        "10080303003003",
+        "T1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"biz_id": "B1"}, "not both"),
+        ({"provider": "huawei"}, "names an Alibaba send"),
+        ({"task_id": "t" * 256}, "task_id is longer than 255"),
+    ],
+)
+def test_a_message_id_record_is_checked(extra: dict[str, str], reason: str) -> None:
+    base = {"message_id": "1", "phone_number": "85212345678", "sent_at": "2026-11-24T01:30:00Z"}
+    with pytest.raises(ValueError, match=reason):
+        registration.new_send({**base, **extra})
