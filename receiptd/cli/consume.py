@@ -15,7 +15,7 @@ from receiptd.db import migrate
 from receiptd.db.store import SqlStore
 from receiptd.ingest.mns.consumer import Consumer, ConsumeStats
 
-KINDS = {"report": domain.MessageType.REPORT, "up": domain.MessageType.UP}
+KINDS = {kind.label: kind for kind in domain.MessageType}  # report, up, globe
 
 
 def check_database(store: SqlStore) -> None:
@@ -33,10 +33,10 @@ def check_database(store: SqlStore) -> None:
 @click.option(
     "--queue",
     "queue",
-    type=click.Choice(["report", "up", "all"]),
+    type=click.Choice([*KINDS, "all"]),
     default="all",
     show_default=True,
-    help="Which Alicom queue to consume.",
+    help="Which Alicom queue to consume (all: every queue each account has).",
 )
 @click.option(
     "--until-idle",
@@ -54,12 +54,13 @@ def consume(ctx: click.Context, queue: str, until_idle: bool, account: str | Non
     settings = common.settings(ctx)
     accounts = _accounts(settings, account)
     store, _ = common.stores(settings)
-    kinds = list(KINDS.values()) if queue == "all" else [KINDS[queue]]
     try:
         check_database(store)
         health = Health()
         consumers = [
-            c for a in accounts for c in wiring.consumers(settings, store, health, kinds, a)
+            c
+            for a in accounts
+            for c in wiring.consumers(settings, store, health, _kinds(a, queue), a)
         ]
         stats = _run(consumers, until_idle, settings.parts.daemon.shutdown_timeout)
     finally:
@@ -67,6 +68,16 @@ def consume(ctx: click.Context, queue: str, until_idle: bool, account: str | Non
     click.echo(_summary(stats))
     if any(c.failed is not None for c in consumers):
         common.fail("a consumer loop failed: " + "; ".join(_failures(consumers)))
+
+
+def _kinds(account: config.AliyunAccount, queue: str) -> list[domain.MessageType]:
+    """The queue kinds to consume of one account; one it does not have exits 2."""
+    has = wiring.queue_kinds(account)
+    if queue == "all":
+        return has
+    if KINDS[queue] not in has:
+        common.fail(f"account {account.name!r} has no {queue} queue (docs/international.md)", 2)
+    return [KINDS[queue]]
 
 
 def _accounts(settings: config.Settings, name: str | None) -> list[config.AliyunAccount]:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import click
 
-from receiptd import config, domain, ports
+from receiptd import config, domain, ports, receipt_shapes
 from receiptd.cli import common
 from receiptd.clock import utc_now
 from receiptd.config import Settings
@@ -25,6 +25,10 @@ def kind_of(
     """The message type of a dead letter's queue (its name, as the consumer recorded it):
     one of ``account``'s queues, or a name ending in the type (an account since removed)."""
     queues = _aliyun(settings, account)
+    if (queues and queue == queues.globe_queue) or queue.endswith(
+        domain.MessageType.GLOBE_REPORT.value
+    ):
+        return domain.MessageType.GLOBE_REPORT
     if (queues and queue == queues.up_queue) or queue.endswith(domain.MessageType.UP.value):
         return domain.MessageType.UP
     if (queues and queue == queues.report_queue) or queue.endswith(domain.MessageType.REPORT.value):
@@ -50,8 +54,8 @@ def replay_one(
     try:
         if letter.queue.startswith("push:"):  # HTTP push (docs/push.md)
             batch = push.replay_batch(letter.queue, letter.raw_body, tz, account)
-        elif kind_of(letter.queue, settings, account) is domain.MessageType.REPORT:
-            report = domain.parse_report(letter.raw_body, tz)
+        elif kind_of(letter.queue, settings, account).is_receipt:
+            report = receipt_shapes.parse_receipt(letter.raw_body, tz)
             record = ports.ReportRecord(message_id, report, domain.Channel.MNS, account)
             batch = ports.Batch(reports=[record])
         else:

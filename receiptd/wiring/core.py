@@ -77,6 +77,17 @@ def consumers(
     ]
 
 
+def queue_kinds(account: config.AliyunAccount) -> list[domain.MessageType]:
+    """The queue kinds an account has: SmsReport always; SmsUp on the China site; the
+    GlobeSmsReport queue where one is configured (docs/international.md)."""
+    kinds = [domain.MessageType.REPORT]
+    if account.site == "cn":
+        kinds.append(domain.MessageType.UP)
+    if account.globe_queue:
+        kinds.append(domain.MessageType.GLOBE_REPORT)
+    return kinds
+
+
 def _threads(account: config.AliyunAccount, kind: domain.MessageType) -> int:
     if kind is domain.MessageType.GLOBE_REPORT:  # consumed only where a queue is configured
         return account.globe_threads if account.globe_queue else 0
@@ -96,7 +107,7 @@ def daemon_consumers(
             settings,
             sink,
             health,
-            [kind for kind in domain.MessageType if _threads(account, kind)],
+            [kind for kind in queue_kinds(account) if _threads(account, kind)],
             account,
         )
     ]

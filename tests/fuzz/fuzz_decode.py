@@ -14,7 +14,7 @@ import sys
 import atheris
 
 with atheris.instrument_imports():
-    from receiptd import domain
+    from receiptd import domain, receipt_shapes
 
 
 def one_input(data: bytes) -> None:
@@ -23,7 +23,7 @@ def one_input(data: bytes) -> None:
     payload = fdp.ConsumeBytes(fdp.remaining_bytes())
     # Half the inputs are valid base64 so the JSON and field layers get exercised too.
     raw: bytes = base64.b64encode(payload) if as_base64 else payload
-    for parse in (domain.parse_report, domain.parse_up):
+    for parse in (domain.parse_report, domain.parse_up, receipt_shapes.parse_receipt):
         with contextlib.suppress(domain.BodyError):
             parse(raw)
 

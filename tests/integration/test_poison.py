@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlalchemy.engine import make_url
 
-from receiptd import domain, ports, wiring
+from receiptd import domain, ports, receipt_shapes, wiring
 from receiptd.cli import main
 from receiptd.daemon.health import Health
 from receiptd.db.models import DEAD, REPORT
@@ -93,14 +93,14 @@ def _body(biz_id: str) -> str:
 def test_a_message_that_kills_the_consumer_is_quarantined_by_its_dequeue_count(
     db_url: str, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = domain.parse_report
+    real = receipt_shapes.parse_receipt
 
     def planted(raw: str | bytes, tz: Any = domain.CHINA_TZ) -> domain.SmsReport:
         if "killer" in base64.b64decode(raw).decode():
             raise PlantedCrash
         return real(raw, tz)
 
-    monkeypatch.setattr(domain, "parse_report", planted)
+    monkeypatch.setattr(receipt_shapes, "parse_receipt", planted)
     store = SqlStore(engine)
     with Emulator(profile="default") as emu:
         settings = emulator_settings(emu.info, db_url)
@@ -143,7 +143,7 @@ def test_a_message_that_kills_the_consumer_is_quarantined_by_its_dequeue_count(
         r.error.startswith("quarantined unread: delivered 6 times") for r in letters.values()
     )
     # Nothing is lost: once the defect is fixed, a replay stores every one of them.
-    monkeypatch.setattr(domain, "parse_report", real)
+    monkeypatch.setattr(receipt_shapes, "parse_receipt", real)
     env = {"RECEIPTD_DATABASE_URL": db_url, "RECEIPTD_ALIYUN_QUEUE_PREFIX": "x-"}
     result = CliRunner().invoke(main, ["dead-letters", "replay", "--all"], env=env)
     assert result.exit_code == 0, result.output

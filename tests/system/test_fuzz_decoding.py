@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiptd import domain
+from receiptd import domain, receipt_shapes
 
 FUZZ = Path(__file__).parent.parent / "fuzz"
 RUNS = 200_000
@@ -50,9 +50,22 @@ FIELD_NAMES = [
     "content",
     "dest_code",
     "sequence_id",
+    # GlobeSmsReport and the international site's receipts (receiptd.receipt_shapes)
+    *("to", "status", "message_id", "send_date", "receive_date", "error_code"),
+    *("To", "Status", "MessageId", "TaskId", "SmsSize", "SendDate", "ReceiveDate", "ErrorCode"),
+]
+HOSTILE = ["'; DROP TABLE sms_send; --", "\x00", "\u202e", "𝄞" * 20, "2017-13-45 25:61:61"]
+# ... and the values the international shapes' decoders branch on
+SHAPED = [
+    "9" * 30,
+    "1",
+    "2",
+    "6",
+    "Thu, 25 Nov 2021 10:27:00 +0800",
+    "Fri, 31 Dec 9999 23:59:59 -1200",
 ]
 hostile_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=80) | st.sampled_from(
-    ["'; DROP TABLE sms_send; --", "\x00", "\u202e", "𝄞" * 20, "2017-13-45 25:61:61", "9" * 30]
+    [*HOSTILE, *SHAPED]
 )
 values = (
     st.none()
@@ -79,6 +92,6 @@ def test_hypothesis_field_level(fields: dict[str, Any]) -> None:
         raw = base64.b64encode(json.dumps(fields).encode())
     except ValueError:  # NaN etc. are not JSON; json.dumps allows them, keep going
         return
-    for parse in (domain.parse_report, domain.parse_up):
+    for parse in (domain.parse_report, domain.parse_up, receipt_shapes.parse_receipt):
         with contextlib.suppress(domain.BodyError):
             parse(raw)
