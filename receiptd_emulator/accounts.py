@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import random
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from receiptd_emulator import push
-from receiptd_emulator.credentials import Credential, CredentialStore, KeyKind
+from receiptd_emulator import globe_receipts, push, receipts
+from receiptd_emulator.credentials import Credential, KeyKind
+from receiptd_emulator.delivery import Courier
+from receiptd_emulator.globe_provider import GlobeProvider
 from receiptd_emulator.koomessage import KooMessageAuth
 from receiptd_emulator.koomessage_store import DetailStore
 from receiptd_emulator.mns import MnsService
 from receiptd_emulator.mns_queue import MnsError
-from receiptd_emulator.profiles import ACCOUNT_NAME, DEFAULT_ACCOUNT, Profile
+from receiptd_emulator.profiles import ACCOUNT_NAME, DEFAULT_ACCOUNT, SITES, Profile
 from receiptd_emulator.provider import SmsProvider
 from receiptd_emulator.scheduler import Scheduler
+from receiptd_emulator.sites import Site
 from receiptd_emulator.sms_records import SmsRecords
 
 __all__ = ["DEFAULT_ACCOUNT", "Account", "AccountInfo", "Accounts", "derive_info"]
@@ -35,7 +39,10 @@ class AccountInfo:
 
     mns_access_key_*: a direct MNS key for this account's queues only (emulator-only: the
     real Alicom queues are read with tokens). huawei_*: this account's KooMessage AK/SK and
-    IAM token, each with its own send details.
+    IAM token, each with its own send details. site: "cn" or "intl" (its keys work on that
+    site's port only). globe_queue: the China site's GlobeSmsReport queue (receipts of
+    SendMessageToGlobe); "" for an international account, whose receipts go to report_queue
+    on the international MNS (and which has no up_queue: "").
     """
 
     name: str
@@ -52,6 +59,8 @@ class AccountInfo:
     huawei_access_key_id: str
     huawei_secret_access_key: str = field(repr=False)
     huawei_auth_token: str = field(repr=False)
+    site: str = "cn"
+    globe_queue: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,11 +76,17 @@ def derive_uid(name: str) -> str:
 
 
 def derive_info(
-    name: str, uid: str | None, profile: Profile, keys: Mapping[str, str] | None = None
+    name: str,
+    uid: str | None,
+    profile: Profile,
+    keys: Mapping[str, str] | None = None,
+    site: str = "cn",
 ) -> AccountInfo:
     """An account's info; keys are derived from the name (fixed fakes) unless given."""
     if not ACCOUNT_NAME.fullmatch(name):
         raise ValueError(f"account name {name!r} must match [a-z0-9_]{{1,32}}")
+    if site not in SITES:
+        raise ValueError(f"account site {site!r} must be one of {SITES}")
     uid = uid or derive_uid(name)
     prefix = f"Alicom-Queue-{uid}-"
     key, mns, huawei = _digest("key", name), _digest("mns", name), _digest("huawei", name)
@@ -90,9 +105,11 @@ def derive_info(
         uid=uid,
         queue_prefix=prefix,
         report_queue=prefix + "SmsReport",
-        up_queue=prefix + "SmsUp",
+        up_queue=prefix + "SmsUp" if site == "cn" else "",
         sign_name=profile.sign_names[0],
         template_code=next(iter(profile.templates)),
+        site=site,
+        globe_queue=prefix + "GlobeSmsReport" if site == "cn" else "",
         **values,
     )
 
@@ -105,7 +122,8 @@ def account_seed(profile: Profile, name: str) -> int | None:
 
 
 class Account:
-    """One account's state: its sends and receipts, push targets and KooMessage details."""
+    """One account's state: its sends and receipts (SendSms and international sends), push
+    targets and KooMessage details, on its site's MNS."""
 
     def __init__(
         self,
@@ -117,27 +135,58 @@ class Account:
         details: DetailStore | None = None,
     ) -> None:
         self.info = info
+        self.mns = mns
         self._scheduler = scheduler
         seed = account_seed(profile, info.name)
         self.records = SmsRecords(clock, seed=seed)  # the provider's time, as its answers
+        courier = Courier(mns, scheduler, clock)
+        courier.divert = self._divert
         queues = (info.report_queue, info.up_queue)
         self.provider = SmsProvider(
-            profile, self.records, mns, scheduler, clock=clock, queues=queues, seed=seed
+            profile, self.records, mns, scheduler, clock, queues=queues, seed=seed, courier=courier
         )
-        self.provider.divert = self._divert
+        self.globe = GlobeProvider(
+            profile, info.site, courier, self.queue_name("globe"), clock, seed=seed
+        )
         self.details = details if details is not None else DetailStore()
         self.pushers: dict[str, push.Pusher] = {}
         self._lock = threading.Lock()
 
     def queue_name(self, queue: str) -> str:
-        """``report`` / ``up`` are this account's queues; any other name is itself."""
-        return {"report": self.info.report_queue, "up": self.info.up_queue}.get(queue, queue)
+        """``report`` / ``up`` / ``globe`` (where international sends' receipts go: the
+        GlobeSmsReport queue, or an international account's SmsReport queue) are this
+        account's queues; any other name is itself."""
+        names = {
+            "report": self.info.report_queue,
+            "up": self.info.up_queue,
+            "globe": self.info.globe_queue or self.info.report_queue,
+        }
+        return names.get(queue, queue)
+
+    def queues(self) -> tuple[str, ...]:
+        """The queues this account's receipts and replies go to, on its site's MNS."""
+        return tuple(
+            q for q in (self.info.report_queue, self.info.up_queue, self.info.globe_queue) if q
+        )
+
+    def malformed_body(self, queue: str, rng: random.Random) -> str:
+        """A broken body in the shape of what ``queue`` carries."""
+        name = self.queue_name(queue)
+        if self.info.site == "intl" and name == self.info.report_queue:
+            return globe_receipts.malformed_body("intl", rng)
+        if name == self.info.globe_queue:
+            return globe_receipts.malformed_body("cn", rng)
+        return receipts.malformed_body(rng)
 
     # -- push mode -----------------------------------------------------------------------
     def set_push(self, kind: str, spec: push.PushSpec | None) -> None:
         """Deliver ``kind`` by HTTP push (None: back to MNS, or no KooMessage callbacks).
         Receipts still retrying in the old pusher are dropped."""
-        new = None if spec is None else push.build(kind, spec, self._scheduler)
+        new = (
+            None
+            if spec is None
+            else push.build(kind, spec.for_site(self.info.site), self._scheduler)
+        )
         with self._lock:
             old = self.pushers.pop(kind, None)
             if new is not None:
@@ -169,14 +218,13 @@ class Account:
 
 @dataclass(frozen=True)
 class Services:
-    """What every account is served by: the profile, Alicom's MNS, the receipt scheduler and
-    the provider's clock, and the stores of the keys the APIs accept."""
+    """What every account is served by: the profile, each site's MNS and keys (`sites` by
+    name), the receipt scheduler and the provider's clock, and KooMessage's keys."""
 
     profile: Profile
-    mns: MnsService
+    sites: Mapping[str, Site]
     scheduler: Scheduler
     clock: Callable[[], float]
-    credentials: CredentialStore
     huawei_auth: KooMessageAuth
 
 
@@ -197,15 +245,16 @@ class Accounts:
     ) -> Account:
         """Serve one more account: its queues, its keys in every API, its push targets."""
         s = self._services
-        account = Account(info, s.profile, s.mns, s.scheduler, s.clock, details)
+        site = s.sites[info.site]
+        account = Account(info, s.profile, site.mns, s.scheduler, s.clock, details)
         self._add(account)  # refuses a taken name or uid before anything is created
-        for queue in (info.report_queue, info.up_queue):
+        for queue in account.queues():
             with contextlib.suppress(MnsError):  # already made, with other attributes: kept
-                s.mns.create_queue(queue)
+                site.mns.create_queue(queue)
         key = Credential(
             info.access_key_id, info.access_key_secret, KeyKind.ACCOUNT, account=info.name
         )
-        s.credentials.add(key)
+        site.credentials.add(key)
         direct = Credential(
             info.mns_access_key_id,
             info.mns_access_key_secret,
@@ -213,7 +262,7 @@ class Accounts:
             queue=info.queue_prefix,
             account=info.name,
         )
-        s.credentials.add(direct)
+        site.credentials.add(direct)
         s.huawei_auth.keys[info.huawei_access_key_id] = info.huawei_secret_access_key
         s.huawei_auth.tokens.add(info.huawei_auth_token)
         for kind, spec in (push_specs or {}).items():
@@ -246,7 +295,11 @@ class Accounts:
 
     def account_of(self, key: str) -> str:
         """The account name of any key id or IAM token ("" for none: see `RecordedCall`)."""
-        return self._services.credentials.account_of(key) or self._huawei.get(key, "")
+        for site in self._services.sites.values():
+            name = site.credentials.account_of(key)
+            if name:
+                return name
+        return self._huawei.get(key, "")
 
     def huawei_account(self, identity: str) -> str:
         """The account name of a KooMessage AK or IAM token ("" if none)."""

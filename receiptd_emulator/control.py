@@ -14,6 +14,7 @@ from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any
 
 from receiptd_emulator.faults import FaultKind, FaultSpec
+from receiptd_emulator.globe_provider import SeedGlobeSend
 from receiptd_emulator.http_types import Request, Response, decode_form
 from receiptd_emulator.mns_queue import MnsError
 from receiptd_emulator.provider import SeedSend
@@ -27,15 +28,25 @@ Body = dict[str, Any]
 Endpoint = Callable[["Emulator", Body], Any]
 
 
-def _seed(item: Mapping[str, Any]) -> SeedSend:
-    allowed = {f.name for f in fields(SeedSend)}
+def _seed_values(item: Mapping[str, Any], kind: type[Any]) -> dict[str, Any]:
+    allowed = {f.name for f in fields(kind)}
     unknown = set(item) - allowed
     if unknown:
         raise ValueError(f"unknown seed fields: {sorted(unknown)}")
     values = dict(item)
     if isinstance(values.get("send_time"), str):
         values["send_time"] = dt.datetime.fromisoformat(values["send_time"])
-    return SeedSend(**values)
+    return values
+
+
+def _seed(item: Mapping[str, Any]) -> SeedSend:
+    return SeedSend(**_seed_values(item, SeedSend))
+
+
+def _seed_globe(item: Mapping[str, Any]) -> SeedGlobeSend:
+    """``{to, message, sender, task_id, send_time, outcome, err_code, receipt,
+    receipt_delay, message_id, template_code}``."""
+    return SeedGlobeSend(**_seed_values(item, SeedGlobeSend))
 
 
 def _jsonable(value: Any) -> Any:
@@ -79,12 +90,19 @@ def _push_elements(emu: Emulator, body: Body) -> Body:
 
 
 def _add_account(emu: Emulator, body: Body) -> Body:
-    """``{"name": "brand_b", "uid": "...", "push": {"SmsReport": {"url": ...}}}``."""
-    unknown = set(body) - {"name", "uid", "push"}
+    """``{"name": "brand_b", "uid": "...", "push": {"SmsReport": {"url": ...}},
+    "site": "cn"}``."""
+    unknown = set(body) - {"name", "uid", "push", "site"}
     if unknown:
         raise ValueError(f"unknown account fields: {sorted(unknown)}")
     push = {kind: PushSpec(**spec) for kind, spec in body.get("push", {}).items()}
-    return emu.add_account(body["name"], body.get("uid"), push_specs=push).as_dict()
+    site = body.get("site", "cn")
+    return emu.add_account(body["name"], body.get("uid"), push_specs=push, site=site).as_dict()
+
+
+def _set_globe_qps(emu: Emulator, body: Body) -> Body:
+    emu.set_globe_qps(body["api"], body.get("qps"))
+    return {}
 
 
 def _calls(emu: Emulator, body: Body) -> Body:
@@ -122,6 +140,20 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("GET", "records"): lambda emu, b: {
         "records": [asdict(r) for r in emu.records(b.get("account"))]
     },
+    ("POST", "seed_globe_sends"): lambda emu, b: {
+        "message_ids": emu.seed_globe_sends(
+            [_seed_globe(item) for item in b["sends"]], b.get("account")
+        )
+    },
+    ("GET", "globe_records"): lambda emu, b: {
+        "records": [asdict(r) for r in emu.globe_records(b.get("account"))]
+    },
+    ("POST", "enqueue_globe_report"): lambda emu, b: {
+        "message_id": emu.enqueue_globe_report(
+            b["fields"], float(b.get("delay", 0)), b.get("account")
+        )
+    },
+    ("POST", "globe_qps"): _set_globe_qps,
     ("GET", "queue_depth"): lambda emu, b: emu.queue_depth(
         b.get("queue", "report"), b.get("account")
     ),
@@ -133,7 +165,7 @@ ENDPOINTS: dict[tuple[str, str], Endpoint] = {
     ("POST", "push"): _set_push,
     ("GET", "push_stats"): lambda emu, b: emu.push_stats(b.get("account")),
     ("POST", "push_elements"): _push_elements,
-    ("GET", "long_polls"): lambda emu, b: emu.long_polls(),
+    ("GET", "long_polls"): lambda emu, b: emu.long_polls(b.get("site", "cn")),
     ("POST", "long_polls"): _set_long_poll_cap,
 }
 

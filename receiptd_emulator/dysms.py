@@ -66,7 +66,7 @@ class Dysms:
             return business_error("isv.SMS_SIGNATURE_ILLEGAL", "签名不合法(不存在或被拉黑)")
         if template_code not in profile.templates:
             return business_error("isv.SMS_TEMPLATE_ILLEGAL", "模板不合法(不存在或被拉黑)")
-        variables = _template_params(params.get("TemplateParam", ""))
+        variables = template_params(params.get("TemplateParam", ""))
         if variables is None:
             return business_error("isv.INVALID_JSON_PARAM", "JSON参数不合法，只接受字符串值")
         try:
@@ -125,7 +125,7 @@ class Dysms:
         return today - dt.timedelta(days=QUERY_WINDOW_DAYS - 1) <= day <= today
 
 
-def _template_params(text: str) -> dict[str, str] | None:
+def template_params(text: str) -> dict[str, str] | None:
     """TemplateParam must be a JSON object of string values (None: invalid)."""
     if not text:
         return {}

@@ -16,9 +16,9 @@ from receiptd_emulator.accounts import AccountInfo, Accounts, Services, derive_i
 from receiptd_emulator.calls import CallLog, RecordedCall
 from receiptd_emulator.clock import Clock
 from receiptd_emulator.credentials import Credential, CredentialStore, KeyKind
-from receiptd_emulator.dybase import Dybase
-from receiptd_emulator.dysms import Dysms
 from receiptd_emulator.faults import Faults, FaultSpec, QpsLimiter
+from receiptd_emulator.globe_provider import SeedGlobeSend
+from receiptd_emulator.globe_records import GlobeRecord
 from receiptd_emulator.info import (
     ACCESS_KEY_ID,
     ACCESS_KEY_SECRET,
@@ -31,20 +31,20 @@ from receiptd_emulator.info import (
     MNS_OWNER_KEY_SECRET,
     EmulatorInfo,
     default_account,
+    emulator_info,
 )
 from receiptd_emulator.koomessage import KooMessageApi, KooMessageAuth
 from receiptd_emulator.koomessage_store import SendDetail
 from receiptd_emulator.mns import MnsService
 from receiptd_emulator.mns_long_polls import LongPollCap
-from receiptd_emulator.mns_queue import QueueMeta
+from receiptd_emulator.mns_queue import MnsQueue, QueueMeta
 from receiptd_emulator.mns_xml import INVALID_XML_CHARS
-from receiptd_emulator.pop import PopGateway
-from receiptd_emulator.pop_signing import PopVerifier
-from receiptd_emulator.profiles import AccountSpec, Profile
+from receiptd_emulator.profiles import GLOBE_APIS, SITES, AccountSpec, Profile
 from receiptd_emulator.provider import SeedSend
 from receiptd_emulator.router import Route, Router
 from receiptd_emulator.scheduler import Scheduler
 from receiptd_emulator.server import Dispatcher, ServerThread
+from receiptd_emulator.sites import Site, pop_gateway
 from receiptd_emulator.sms_records import SendRecord
 
 __all__ = [
@@ -64,10 +64,12 @@ __all__ = [
 
 
 class Emulator:
-    """Strict local providers on one port: Alibaba Cloud MNS, Dybaseapi and Dysmsapi, and
-    Huawei KooMessage's send-details API, for one or several customer accounts.
+    """Strict local providers: Alibaba Cloud MNS, Dybaseapi and Dysmsapi, and Huawei
+    KooMessage's send-details API, for one or several customer accounts. The China site
+    (and KooMessage) is served on one port, Alibaba's international site on a second one
+    (`intl_port`; `sites.py`).
 
-    Use as a context manager, or call `start()` / `stop()`. `port=0` picks a free port.
+    Use as a context manager, or call `start()` / `stop()`. Port 0 picks a free port.
     `clock` (epoch seconds) is the provider's time: sends, receipt arrival, token expiry and
     push retries follow it (a `clock.ManualClock` lets a test move it); signatures, queue
     visibility and long polls keep the real time.
@@ -83,29 +85,25 @@ class Emulator:
         port: int = 0,
         token_lifetime: float | None = None,
         clock: Clock = time.time,
+        intl_port: int = 0,
     ) -> None:
         self.profile = Profile.load(profile)
         self.clock = clock
         self.token_lifetime = (
             self.profile.token_lifetime if token_lifetime is None else token_lifetime
         )
-        self._host, self._port = host, port
+        self._host, self._ports = host, {"cn": port, "intl": intl_port}
         self._lock = threading.Lock()
-        self._server: ServerThread | None = None
+        self._servers: dict[str, ServerThread] = {}
         self._stopped = False
         self._rng = random.Random(self.profile.seed)
-        self.credentials = CredentialStore(clock)
-        self.credentials.add(Credential(MNS_OWNER_KEY_ID, MNS_OWNER_KEY_SECRET, KeyKind.MNS_OWNER))
-        self.mns = MnsService(
-            self.credentials,
-            long_poll_cap=LongPollCap(
-                self.profile.long_polls_per_queue, self.profile.long_polls_per_key
-            ),
-        )
+        self.sites = {name: self._site(name) for name in SITES}
+        self.credentials, self.mns = self.sites["cn"].credentials, self.sites["cn"].mns
+        self.intl_mns = self.sites["intl"].mns
         self.scheduler = Scheduler(clock)
         huawei_auth = KooMessageAuth(clock=clock)
         self.accounts = Accounts(
-            Services(self.profile, self.mns, self.scheduler, clock, self.credentials, huawei_auth)
+            Services(self.profile, self.sites, self.scheduler, clock, huawei_auth)
         )
         self.koomessage = KooMessageApi(auth=huawei_auth, stores=self.accounts.details_for)
         default_info = default_account(self.profile)
@@ -116,8 +114,13 @@ class Emulator:
             default.pushers,
         )
         for spec in self.profile.accounts:
-            self.accounts.open(derive_info(spec.name, spec.uid, self.profile), spec.push)
-        self.router = self._build_router()
+            info = derive_info(spec.name, spec.uid, self.profile, site=spec.site)
+            self.accounts.open(info, spec.push)
+        self.globe_limiter = QpsLimiter(clock)  # business limits, on the provider's clock
+        for api, qps in self.profile.globe_qps.items():
+            self.globe_limiter.set_limit(api, qps)
+        self.router = self._build_router("cn")
+        self.intl_router = self._build_router("intl")
         self.faults = Faults()
         for group, fault_spec in self.profile.faults.items():
             self.faults.set(group, fault_spec)
@@ -125,28 +128,35 @@ class Emulator:
         for api, qps in self.profile.qps.items():
             self.limiter.set_limit(api, qps)
         self.call_log = CallLog()
-        self.dispatcher = Dispatcher(
-            self.router, self.faults, self.limiter, self.call_log, self.accounts.account_of
+        self.dispatcher, self.intl_dispatcher = (
+            Dispatcher(router, self.faults, self.limiter, self.call_log, self.accounts.account_of)
+            for router in (self.router, self.intl_router)
         )
 
-    def _build_router(self) -> Router:
+    def _site(self, name: str) -> Site:
+        """A site's keys (Alicom's owner key on both: an emulator-only key) and its MNS."""
+        credentials = CredentialStore(self.clock)
+        credentials.add(Credential(MNS_OWNER_KEY_ID, MNS_OWNER_KEY_SECRET, KeyKind.MNS_OWNER))
+        cap = LongPollCap(self.profile.long_polls_per_queue, self.profile.long_polls_per_key)
+        return Site(name, credentials, MnsService(credentials, long_poll_cap=cap))
+
+    def _build_router(self, site: str) -> Router:
         from receiptd_emulator import control  # control needs Emulator: import late
 
-        gateway = PopGateway(PopVerifier(self.credentials))
-        Dysms(lambda cred: self.accounts.get(cred.account).provider, clock=self.clock).register(
-            gateway
-        )
-        Dybase(
-            self.credentials,
-            lambda cred: self.accounts.get(cred.account).info.queue_prefix,
+        gateway = pop_gateway(
+            self.sites[site],
+            self.accounts.get,
+            self.globe_limiter,
+            self.clock,
             lambda: self.token_lifetime,
-        ).register(gateway)
+        )
         router = Router()
         router.add(control.route(self))
-        router.add(self.mns.route())
+        router.add(self.sites[site].mns.route())
         router.add(gateway.route("dybase"))
         router.add(gateway.route("dysms", fallback=True))
-        router.add(self.koomessage.route())
+        if site == "cn":
+            router.add(self.koomessage.route())
         return router
 
     # -- accounts ------------------------------------------------------------------------
@@ -156,13 +166,16 @@ class Emulator:
         uid: str | None = None,
         *,
         push_specs: Mapping[str, push.PushSpec] | None = None,
+        site: str = "cn",
     ) -> AccountInfo:
-        """Another customer account on the same port, before or after `start()`: its keys
-        are derived from `name` (the same name gives the same keys), its uid too unless given;
-        its SmsReport/SmsUp queues are created; `push_specs` are its own push targets per
-        message type (SmsReport, SmsUp, koomessage), as `set_push(..., account=name)` sets."""
-        spec = AccountSpec(name, uid, push_specs or {})  # validates
-        return self.accounts.open(derive_info(spec.name, spec.uid, self.profile), spec.push).info
+        """Another customer account, before or after `start()`: its keys are derived from
+        `name` (the same name gives the same keys), its uid too unless given; its queues are
+        created on its site's MNS; `push_specs` are its own push targets per message type
+        (SmsReport, SmsUp, koomessage), as `set_push(..., account=name)` sets. `site`: "cn"
+        (the first port) or "intl" (the international site, the second port)."""
+        spec = AccountSpec(name, uid, push_specs or {}, site)  # validates
+        info = derive_info(spec.name, spec.uid, self.profile, site=spec.site)
+        return self.accounts.open(info, spec.push).info
 
     def account(self, name: str | None = None) -> AccountInfo:
         """One account's info (None: the default account's)."""
@@ -170,23 +183,26 @@ class Emulator:
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Emulator:
-        """Bind, start serving and return once the port accepts connections."""
+        """Bind both ports, start serving and return once they accept connections."""
         with self._lock:
             if self._stopped:
                 raise RuntimeError("an Emulator cannot be restarted; create a new one")
-            if self._server is None:
-                self._server = ServerThread(self._host, self._port, self.dispatcher)
+            if not self._servers:
+                dispatchers = {"cn": self.dispatcher, "intl": self.intl_dispatcher}
+                for site, dispatcher in dispatchers.items():
+                    self._servers[site] = ServerThread(self._host, self._ports[site], dispatcher)
                 self.scheduler.start()
-                self._server.start()
+                for server in self._servers.values():
+                    server.start()
         return self
 
     def stop(self) -> None:
-        """Idempotent. Order: stop accepting, wake long polls, drop connections, stop timers,
-        then every account's pushers."""
+        """Idempotent. Order: stop accepting, wake long polls, drop connections (each site),
+        stop timers, then every account's pushers."""
         with self._lock:
-            server, self._server, self._stopped = self._server, None, True
-        if server is not None:
-            self.mns.close()
+            servers, self._servers, self._stopped = self._servers, {}, True
+        for site, server in servers.items():
+            self.sites[site].mns.close()
             server.stop()
         self.scheduler.stop()
         for account in self.accounts.all():
@@ -203,38 +219,31 @@ class Emulator:
     ) -> None:
         self.stop()
 
+    def _server(self, site: str) -> ServerThread:
+        server = self._servers.get(site)
+        if server is None:
+            raise RuntimeError("the emulator is not running")
+        return server
+
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the emulator is not running")
-        return self._server.port
+        """The China site's (and KooMessage's) port."""
+        return self._server("cn").port
+
+    @property
+    def intl_port(self) -> int:
+        """The international site's port."""
+        return self._server("intl").port
 
     @property
     def info(self) -> EmulatorInfo:
-        port = self.port
-        base = f"http://{self._host}:{port}"
-        default = self.accounts.get().info
-        return EmulatorInfo(
-            mns_endpoint=base,
-            dysms_endpoint=base,
-            dybase_endpoint=base,
-            koomessage_endpoint=base,
-            control_endpoint=f"{base}/_emulator",
-            access_key_id=ACCESS_KEY_ID,
-            access_key_secret=ACCESS_KEY_SECRET,
-            account_uid=default.uid,
-            queue_prefix=default.queue_prefix,
-            report_queue=default.report_queue,
-            up_queue=default.up_queue,
-            sign_name=default.sign_name,
-            template_code=default.template_code,
-            mns_owner_access_key_id=MNS_OWNER_KEY_ID,
-            mns_owner_access_key_secret=MNS_OWNER_KEY_SECRET,
-            host=self._host,
-            port=port,
-            profile=self.profile.name,
-            token_lifetime=self.token_lifetime,
-            accounts=self.accounts.infos(),
+        return emulator_info(
+            self._host,
+            self.port,
+            self.intl_port,
+            self.accounts.infos(),
+            self.profile.name,
+            self.token_lifetime,
         )
 
     def add_route(self, route: Route, *, replace: str | None = None) -> None:
@@ -246,12 +255,17 @@ class Emulator:
 
     # -- queues --------------------------------------------------------------------------
     def queue_name(self, queue: str, account: str | None = None) -> str:
-        """``report`` / ``up``: the account's queue; any other name is itself."""
+        """``report`` / ``up`` / ``globe``: the account's queue; any other name is itself."""
         return self.accounts.get(account).queue_name(queue)
+
+    def _queue(self, queue: str, account: str | None) -> MnsQueue:
+        """A queue of the account's site's MNS (``report``/``up``/``globe`` or a name)."""
+        target = self.accounts.get(account)
+        return target.mns.queue(target.queue_name(queue))
 
     def enqueue(self, queue: str, body: str, delay: float = 0, account: str | None = None) -> str:
         """Put a raw MNS body (already base64 etc.) into a queue; returns the MessageId."""
-        target = self.mns.queue(self.queue_name(queue, account))
+        target = self._queue(queue, account)
         size = len(body.encode())
         if not 1 <= size <= target.meta.maximum_message_size or INVALID_XML_CHARS.search(body):
             raise ValueError("body must be 1..MaximumMessageSize bytes of XML-safe text")
@@ -268,49 +282,67 @@ class Emulator:
     ) -> str:
         return self.enqueue("up", receipts.encode(fields), delay, account)
 
+    def enqueue_globe_report(
+        self, fields: Mapping[str, Any], delay: float = 0, account: str | None = None
+    ) -> str:
+        """A receipt of an international send (GlobeSmsReport, or an international account's
+        SmsReport), base64 of the JSON of `fields`."""
+        return self.enqueue("globe", receipts.encode(fields), delay, account)
+
     def inject_malformed(
         self, queue: str = "report", body: str | None = None, account: str | None = None
     ) -> str:
-        """Enqueue a realistic broken body (bad base64 / not JSON / missing field); returns it."""
+        """Enqueue a realistic broken body (bad base64 / not JSON / missing field, in the
+        shape of what ``queue`` carries); returns it."""
         with self._lock:
-            body = body if body is not None else receipts.malformed_body(self._rng)
+            if body is None:
+                body = self.accounts.get(account).malformed_body(queue, self._rng)
         self.enqueue(queue, body, account=account)
         return body
 
     def queue_depth(self, queue: str, account: str | None = None) -> dict[str, int]:
-        return self.mns.queue(self.queue_name(queue, account)).depth()
+        return self._queue(queue, account).depth()
 
-    def set_queue_attributes(self, queue: str, **changes: Any) -> QueueMeta:
+    def set_queue_attributes(
+        self, queue: str, account: str | None = None, **changes: Any
+    ) -> QueueMeta:
         """Change a queue's attributes (QueueMeta field names, e.g. visibility_timeout=2)."""
-        target = self.mns.queue(self.queue_name(queue))
+        target = self._queue(queue, account)
         target.meta = dataclasses.replace(target.meta, **changes)
         return target.meta
 
     def set_long_poll_cap(self, per_queue: int = 0, per_key: int = 0) -> None:
-        """Cap concurrent MNS long polls per queue and per access key (0 = no cap)."""
-        self.mns.long_polls.set_cap(LongPollCap(per_queue, per_key))
+        """Cap concurrent MNS long polls per queue and per access key (0 = no cap), on
+        both sites' MNS."""
+        for site in self.sites.values():
+            site.mns.long_polls.set_cap(LongPollCap(per_queue, per_key))
 
-    def long_polls(self) -> dict[str, Any]:
+    def long_polls(self, site: str = "cn") -> dict[str, Any]:
         """The cap, long polls held now and at most per queue, held in total and refused."""
-        return self.mns.long_polls.stats()
+        return self.sites[site].mns.long_polls.stats()
 
-    def wait_long_polls(self, queue: str, holding: int = 1, timeout: float = 10.0) -> bool:
+    def wait_long_polls(
+        self, queue: str, holding: int = 1, timeout: float = 10.0, account: str | None = None
+    ) -> bool:
         """Wait until ``holding`` long polls are held on ``queue`` (a name or report/up)."""
-        return self.mns.long_polls.wait_holding(self.queue_name(queue), holding, timeout)
+        target = self.accounts.get(account)
+        name = target.queue_name(queue)
+        return target.mns.long_polls.wait_holding(name, holding, timeout)
 
     def issue_token(
         self, message_type: str = "SmsReport", account: str | None = None
     ) -> Credential:
         """A temporary credential for an account's Alicom queue, as QueryTokenForMnsQueue
         would issue it."""
-        info = self.accounts.get(account).info
-        queue = info.queue_prefix + message_type
-        self.mns.queue(queue)
-        return self.credentials.issue_sts(queue, self.token_lifetime, account=info.name)
+        target = self.accounts.get(account)
+        queue = target.info.queue_prefix + message_type
+        target.mns.queue(queue)
+        store = self.sites[target.info.site].credentials
+        return store.issue_sts(queue, self.token_lifetime, account=target.info.name)
 
     def expire_tokens(self) -> int:
-        """Every temporary credential issued so far is expired from now on."""
-        return self.credentials.expire_sts()
+        """Every temporary credential issued so far (both sites) is expired from now on."""
+        return sum(site.credentials.expire_sts() for site in self.sites.values())
 
     # -- SMS truth -----------------------------------------------------------------------
     def seed_sends(self, sends: Iterable[SeedSend], account: str | None = None) -> list[str]:
@@ -318,6 +350,17 @@ class Emulator:
 
     def records(self, account: str | None = None) -> list[SendRecord]:
         return self.accounts.get(account).records.snapshot()
+
+    def seed_globe_sends(
+        self, sends: Iterable[SeedGlobeSend], account: str | None = None
+    ) -> list[str]:
+        """International sends with chosen outcomes (as SendMessageToGlobe on the account's
+        site would have made them); returns their MessageIds."""
+        return self.accounts.get(account).globe.seed(sends)
+
+    def globe_records(self, account: str | None = None) -> list[GlobeRecord]:
+        """The account's international sends (the truth QueryMessage answers from)."""
+        return self.accounts.get(account).globe.records.snapshot()
 
     def seed_koomessage(self, details: Iterable[SendDetail], account: str | None = None) -> int:
         """Add KooMessage send details (a known msg_id is replaced); returns how many were new.
@@ -369,7 +412,8 @@ class Emulator:
 
     def reset_calls(self) -> None:
         self.call_log.reset()
-        self.mns.long_polls.reset_stats()
+        for site in self.sites.values():
+            site.mns.long_polls.reset_stats()
 
     def set_faults(self, api_group: str, spec: FaultSpec) -> None:
         self.faults.set(api_group, spec)
@@ -377,3 +421,10 @@ class Emulator:
     def set_qps_limit(self, api: str, qps: float | None) -> None:
         """Per-account QPS limit for an API name as in `calls()` (None removes it)."""
         self.limiter.set_limit(api, qps)
+
+    def set_globe_qps(self, api: str, qps: float | None) -> None:
+        """Per-account business limit of a Dysmsapi 2018-05-01 action (ResponseCode
+        QPS_LIMIT_CONTROL, counted on the provider's clock; None removes it)."""
+        if api not in GLOBE_APIS:
+            raise ValueError(f"api must be one of {GLOBE_APIS}")
+        self.globe_limiter.set_limit(api, qps)

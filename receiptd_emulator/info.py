@@ -8,6 +8,7 @@ from typing import Any
 
 from receiptd_emulator.accounts import AccountInfo, derive_info
 from receiptd_emulator.profiles import DEFAULT_ACCOUNT, Profile
+from receiptd_emulator.sites import INTL_MNS_OWNER_UID
 
 #: Fixed fake keys, so a long-running emulator can be configured once. Never real secrets.
 ACCESS_KEY_ID = "LTAI5tReceiptdEmulator01"
@@ -50,6 +51,10 @@ class EmulatorInfo:
     huawei_auth_token: str = HUAWEI_AUTH_TOKEN
     #: Every account, the default one (the fields above) first.
     accounts: tuple[AccountInfo, ...] = field(default=())
+    #: The international site's port (Dysmsapi 2018-05-01, its Dybaseapi and its MNS):
+    #: "http://HOST:PORT2"; the owner uid of its MNS (the real host's first label).
+    intl_endpoint: str = ""
+    intl_mns_owner_uid: str = INTL_MNS_OWNER_UID
 
     def as_dict(self) -> dict[str, Any]:
         values = asdict(self)
@@ -60,6 +65,47 @@ class EmulatorInfo:
     def pop_endpoint(self) -> str:
         """`host:port`, the form `alibabacloud_tea_openapi` Config(endpoint=...) expects."""
         return f"{self.host}:{self.port}"
+
+    @property
+    def intl_pop_endpoint(self) -> str:
+        """The international site's `host:port` for Config(endpoint=...)."""
+        return self.intl_endpoint.removeprefix("http://")
+
+
+def emulator_info(
+    host: str,
+    port: int,
+    intl_port: int,
+    accounts: tuple[AccountInfo, ...],
+    profile: str,
+    token_lifetime: float,
+) -> EmulatorInfo:
+    """The info of a running emulator; the top-level account fields are the default's."""
+    base = f"http://{host}:{port}"
+    default = accounts[0]
+    return EmulatorInfo(
+        mns_endpoint=base,
+        dysms_endpoint=base,
+        dybase_endpoint=base,
+        koomessage_endpoint=base,
+        control_endpoint=f"{base}/_emulator",
+        access_key_id=default.access_key_id,
+        access_key_secret=default.access_key_secret,
+        account_uid=default.uid,
+        queue_prefix=default.queue_prefix,
+        report_queue=default.report_queue,
+        up_queue=default.up_queue,
+        sign_name=default.sign_name,
+        template_code=default.template_code,
+        mns_owner_access_key_id=MNS_OWNER_KEY_ID,
+        mns_owner_access_key_secret=MNS_OWNER_KEY_SECRET,
+        host=host,
+        port=port,
+        profile=profile,
+        token_lifetime=token_lifetime,
+        accounts=accounts,
+        intl_endpoint=f"http://{host}:{intl_port}",
+    )
 
 
 def default_account(profile: Profile) -> AccountInfo:

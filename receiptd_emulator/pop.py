@@ -3,7 +3,10 @@
 Takes `POST /` with the action in the `x-acs-action` header (V3 signature, SDK 4.x default) or in
 an `Action` parameter (RPC V2 signature), verifies the signature, and hands the decoded
 parameters to the action's handler. Gateway errors (auth, missing parameters, throttling, faults)
-are HTTP 4xx/5xx so the SDK raises; business errors are HTTP 200 with `Code != "OK"`.
+are HTTP 4xx/5xx so the SDK raises; business errors are HTTP 200 with `Code != "OK"` (2017-05-25)
+or `ResponseCode != "OK"` (2018-05-01). Actions are registered per API version: an action the
+gateway does not serve is `InvalidAction.NotFound`, one it serves in other versions only
+`InvalidVersion`. Each site (China, international) has its own gateway.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from receiptd_emulator.router import Params, Route
 from receiptd_emulator.signing import AuthError
 
 API_VERSION = "2017-05-25"
+#: Dysmsapi 2018-05-01: SendMessageToGlobe, QueryMessage, ... (the international API).
+GLOBE_VERSION = "2018-05-01"
 #: Signature/protocol parameters, left out of the call log's params.
 PROTOCOL_PARAMS = frozenset(
     {
@@ -92,10 +97,17 @@ class PopGateway:
 
     def __init__(self, verifier: PopVerifier) -> None:
         self._verifier = verifier
-        self._actions: dict[str, tuple[str, ActionHandler]] = {}
+        self._actions: dict[str, dict[str, tuple[str, ActionHandler]]] = {}
 
-    def register(self, action: str, group: str, handler: ActionHandler) -> None:
-        self._actions[action] = (group, handler)
+    def register(
+        self,
+        action: str,
+        group: str,
+        handler: ActionHandler,
+        versions: tuple[str, ...] = (API_VERSION,),
+    ) -> None:
+        for version in versions:
+            self._actions.setdefault(action, {})[version] = (group, handler)
 
     def route(self, group: str, *, fallback: bool = False) -> Route:
         """Requests for `group`'s actions; with `fallback`, also every unknown action."""
@@ -107,7 +119,7 @@ class PopGateway:
             if not action:
                 return False
             entry = self._actions.get(action)
-            return entry[0] == group if entry else fallback
+            return next(iter(entry.values()))[0] == group if entry else fallback
 
         return Route(
             f"pop-{group}", group, matches, self.classify, self.handle, self.fault_response
@@ -122,20 +134,21 @@ class PopGateway:
         try:
             params = decoded_params(request)
             credential = self._verifier.verify(request, params)
-            entry = self._actions.get(api)
-            if entry is None:
+            versions = self._actions.get(api)
+            if versions is None:
                 raise PopError(
                     404,
                     "InvalidAction.NotFound",
                     "Specified api is not found, please check your url and method.",
                 )
             version = request.header("x-acs-version") or params.get("Version", "")
-            if version != API_VERSION:
+            entry = versions.get(version)
+            if entry is None:
                 raise PopError(400, "InvalidVersion", "Specified parameter Version is not valid.")
             body = entry[1](PopCall(api, params, credential))
         except (AuthError, PopError) as error:
             return self.error(request, error.status, error.code, error.message)
-        return self._json(request, 200, body, str(body.get("Code", "OK")))
+        return self._json(request, 200, body, str(body.get("Code", body.get("ResponseCode", "OK"))))
 
     def fault_response(self, kind: FaultKind, request: Request, api: str) -> Response:
         if kind is FaultKind.THROTTLE:

@@ -29,6 +29,18 @@ FATES = ("queue", "lost", "duplicate", "late", "malformed")
 #: An account's name: a stable id, as receiptd names its accounts.
 ACCOUNT_NAME = re.compile(r"[a-z0-9_]{1,32}")
 DEFAULT_ACCOUNT = "default"
+#: Alibaba's sites: "cn" (the China site, the emulator's first port) and "intl" (the
+#: international site, alibabacloud.com, served on the emulator's second port).
+SITES = ("cn", "intl")
+#: Dysmsapi 2018-05-01 per-account limits (calls/s), answered with ResponseCode
+#: QPS_LIMIT_CONTROL: SendMessageToGlobe and QueryMessage as the current API pages state
+#: them, BatchSendMessageToGlobe as its SDK docstring does. SendMessageWithTemplate: none found.
+DEFAULT_GLOBE_QPS: Mapping[str, float] = {
+    "SendMessageToGlobe": 2000.0,
+    "BatchSendMessageToGlobe": 1.0,
+    "QueryMessage": 300.0,
+}
+GLOBE_APIS = (*DEFAULT_GLOBE_QPS, "SendMessageWithTemplate")
 
 
 @dataclass(frozen=True)
@@ -36,12 +48,14 @@ class AccountSpec:
     """An account besides the default one (`[[accounts]]` in a profile).
 
     uid: the Alibaba account id in the queue names (derived from the name when not given);
-    push: per message type, this account's push target (like the profile's `[push.<type>]`).
+    push: per message type, this account's push target (like the profile's `[push.<type>]`);
+    site: "cn" (the China site) or "intl" (the international site, the second port).
     """
 
     name: str
     uid: str | None = None
     push: Mapping[str, PushSpec] = field(default_factory=dict)
+    site: str = "cn"
 
     def __post_init__(self) -> None:
         if not ACCOUNT_NAME.fullmatch(self.name):
@@ -50,15 +64,18 @@ class AccountSpec:
             raise ValueError(f"account uid {self.uid!r} must be 1..20 digits")
         if set(self.push) - set(PUSH_KINDS):
             raise ValueError(f"push types must be among {PUSH_KINDS}")
+        if self.site not in SITES:
+            raise ValueError(f"account site {self.site!r} must be one of {SITES}")
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> AccountSpec:
-        unknown = set(data) - {"name", "uid", "push"}
+        unknown = set(data) - {"name", "uid", "push", "site"}
         if unknown:
             raise ValueError(f"unknown account keys: {sorted(unknown)}")
         push = {k: PushSpec(**spec) for k, spec in data.get("push", {}).items()}
         uid = data.get("uid")
-        return cls(str(data["name"]), None if uid is None else str(uid), push)
+        site = str(data.get("site", "cn"))
+        return cls(str(data["name"]), None if uid is None else str(uid), push, site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +111,8 @@ class Profile:
     delivered: float = 0.95
     failed: float = 0.05
     pending: float = 0.0
+    # Of the failed sends to the international site, the share reported as expired (Status 6).
+    expired_share: float = 0.25
     failures: tuple[Failure, ...] = DEFAULT_FAILURES
     # Receipt fates (the rest go to the queue normally) and delays in seconds.
     receipt_delay: tuple[float, float] = (0.5, 3.0)
@@ -107,6 +126,8 @@ class Profile:
     reply_delay: tuple[float, float] = (1.0, 10.0)
     replies: tuple[str, ...] = DEFAULT_REPLIES
     qps: Mapping[str, float] = field(default_factory=dict)
+    # Dysmsapi 2018-05-01 business limits per account (ResponseCode QPS_LIMIT_CONTROL).
+    globe_qps: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_GLOBE_QPS))
     faults: Mapping[str, FaultSpec] = field(default_factory=dict)
     # Push mode per message type (SmsReport, SmsUp, koomessage): HTTP POST instead of MNS.
     push: Mapping[str, PushSpec] = field(default_factory=dict)
@@ -130,6 +151,7 @@ class Profile:
                 raise ValueError("delay ranges must be [low, high] with 0 <= low <= high")
         if not self.sign_names or not self.templates or not self.failures:
             raise ValueError("a profile needs sign names, templates and failure codes")
+        self._check_globe()
         if min(self.long_polls_per_queue, self.long_polls_per_key) < 0:
             raise ValueError("long_polls_per_queue / long_polls_per_key must be >= 0")
         unknown = set(self.faults) - set(GROUPS)
@@ -140,6 +162,12 @@ class Profile:
         names = [DEFAULT_ACCOUNT, *(a.name for a in self.accounts)]
         if len(set(names)) != len(names):
             raise ValueError(f"account names must be unique and not {DEFAULT_ACCOUNT!r}")
+
+    def _check_globe(self) -> None:
+        if not 0 <= self.expired_share <= 1:
+            raise ValueError("expired_share must be within 0..1")
+        if set(self.globe_qps) - set(GLOBE_APIS) or any(q <= 0 for q in self.globe_qps.values()):
+            raise ValueError(f"globe_qps: APIs among {GLOBE_APIS}, limits > 0")
 
     # -- derived names -------------------------------------------------------------------
     @property
@@ -198,6 +226,8 @@ class Profile:
             kwargs["faults"] = {g: FaultSpec(**spec) for g, spec in data.pop("faults").items()}
         if "push" in data:
             kwargs["push"] = {k: PushSpec(**spec) for k, spec in data.pop("push").items()}
+        if "globe_qps" in data:  # a table names the limits it changes; the rest stay
+            kwargs["globe_qps"] = {**DEFAULT_GLOBE_QPS, **data.pop("globe_qps")}
         if "accounts" in data:
             kwargs["accounts"] = tuple(AccountSpec.from_mapping(a) for a in data.pop("accounts"))
         kwargs.update(data)

@@ -5,8 +5,6 @@ receipts (SmsReport) and replies (SmsUp) to the Alicom queues when they are due.
 from __future__ import annotations
 
 import datetime as dt
-import functools
-import logging
 import random
 import re
 import threading
@@ -15,18 +13,27 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from receiptd_emulator import receipts, timeutil
+from receiptd_emulator.delivery import Courier
 from receiptd_emulator.mns import MnsService
-from receiptd_emulator.mns_queue import MnsError
 from receiptd_emulator.profiles import FATES, OUTCOMES, Profile
 from receiptd_emulator.scheduler import Scheduler
 from receiptd_emulator.sms_records import DELIVERED_CODE, DELIVERED_MESSAGE, Send, SmsRecords
 
-log = logging.getLogger(__name__)
 _VARIABLE = re.compile(r"\$\{(\w+)\}")
 
 
 class MissingTemplateVariable(ValueError):
     pass
+
+
+def render(profile: Profile, sign_name: str, template_code: str, params: Mapping[str, str]) -> str:
+    """The SMS text: `【sign】` + the profile's template with `${var}` filled in."""
+    template = profile.templates[template_code]
+    missing = sorted(set(_VARIABLE.findall(template)) - set(params))
+    if missing:
+        raise MissingTemplateVariable(", ".join(missing))
+    text = _VARIABLE.sub(lambda m: str(params[m.group(1)]), template)
+    return f"【{sign_name}】{text}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,28 +69,21 @@ class SmsProvider:
         *,
         queues: tuple[str, str] | None = None,
         seed: int | None = None,
+        courier: Courier | None = None,
     ) -> None:
         """`queues`: the account's (SmsReport, SmsUp) queues, the profile's by default;
-        `seed`: the draws' seed, the profile's by default."""
+        `seed`: the draws' seed, the profile's by default; `courier`: how receipts travel
+        (the account's, with its push mode), one on `mns` by default."""
         self.profile = profile
         self.records = records
-        self._mns = mns
-        self._scheduler = scheduler
         self._clock = clock
+        self.courier = courier or Courier(mns, scheduler, clock)
         self.report_queue, self.up_queue = queues or (profile.report_queue, profile.up_queue)
         self._rng = random.Random(profile.seed if seed is None else seed)
         self._lock = threading.Lock()
-        # Push mode: takes a queue's bodies instead of MNS when that type is pushed.
-        self.divert: Callable[[str, list[str]], bool] | None = None
 
     def render(self, sign_name: str, template_code: str, params: Mapping[str, str]) -> str:
-        """The SMS text: `【sign】` + the template with `${var}` filled in."""
-        template = self.profile.templates[template_code]
-        missing = sorted(set(_VARIABLE.findall(template)) - set(params))
-        if missing:
-            raise MissingTemplateVariable(", ".join(missing))
-        text = _VARIABLE.sub(lambda m: str(params[m.group(1)]), template)
-        return f"【{sign_name}】{text}"
+        return render(self.profile, sign_name, template_code, params)
 
     def send(
         self,
@@ -199,28 +199,9 @@ class SmsProvider:
 
     # -- delivery ------------------------------------------------------------------------
     def _deliver(self, sends: list[Send], replies: list[tuple[float, str]]) -> None:
-        now = self._clock()
         with self._lock:
             reports = [
                 d for send in sends for d in receipts.deliveries(send, self.profile, self._rng)
             ]
-        self._route(self.report_queue, reports, now)
-        self._route(self.up_queue, replies, now)
-
-    def _route(self, queue: str, items: list[tuple[float, str]], now: float) -> None:
-        due_now = [body for due, body in items if due <= now]
-        if due_now:
-            self._enqueue(queue, due_now)
-        for due, body in items:
-            if due > now:
-                self._scheduler.at(due, functools.partial(self._enqueue, queue, [body]))
-
-    def _enqueue(self, queue: str, bodies: list[str]) -> None:
-        if self.divert is not None and self.divert(queue, bodies):
-            return
-        try:
-            self._mns.queue(queue).push(bodies)
-        except MnsError:  # queue deleted: Alicom would drop the receipts too
-            log.warning(
-                "emulator receipt queue %s missing; dropped %d messages", queue, len(bodies)
-            )
+        self.courier.route(self.report_queue, reports)
+        self.courier.route(self.up_queue, replies)

@@ -10,8 +10,11 @@ receipt is then lost: only QuerySendDetails recovers it). KooMessage POSTs its A
 Two readings of Alibaba's schedule exist: ``short`` (doc 101867: 1, 5, 10 minutes; its "3
 attempts in all" read literally is ``short3``) and ``long`` (doc 414224:
 1/5/10/30/60/60/60/60/60 minutes). Delays count from the previous failed
-attempt, on the scheduler's clock. ``time_scale`` multiplies every delay, so tests run the
-schedule in seconds (or at full length on a ``ManualClock`` they advance).
+attempt, on the scheduler's clock. The international site documents one schedule for its
+SmsReport push (1 and 5 minutes after a failure, 3 attempts in all: ``short3``), the default
+of an international account's pushes; a China-site account's default stays ``long``.
+``time_scale`` multiplies every delay, so tests run the schedule in seconds (or at full
+length on a ``ManualClock`` they advance).
 
 A sender thread survives whatever a receiver does to an attempt (a refused or reset
 connection, a timeout, an answer cut short, bytes that are not HTTP): like the real provider,
@@ -33,7 +36,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from receiptd_emulator.koomessage_store import SendDetail
@@ -47,6 +50,8 @@ SCHEDULES: Mapping[str, tuple[float, ...]] = {
     "long": (60.0, 300.0, 600.0, 1800.0, 3600.0, 3600.0, 3600.0, 3600.0, 3600.0),
     "none": (),
 }
+#: A site's schedule when a PushSpec names none.
+SITE_SCHEDULES: Mapping[str, str] = {"cn": "long", "intl": "short3"}
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,7 @@ class PushSpec:
 
     url: str
     batch: int = 100  # receipts merged into one request at most
-    schedule: str = "long"
+    schedule: str | None = None  # None: the account's site's (SITE_SCHEDULES)
     time_scale: float = 1.0
     timeout: float = 5.0
     linger: float = 0.05  # seconds to wait for more receipts to merge
@@ -64,14 +69,19 @@ class PushSpec:
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
             raise ValueError("push url must start with http:// or https://")
-        if self.schedule not in SCHEDULES:
+        if self.schedule is not None and self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {sorted(SCHEDULES)}")
         if self.batch < 1 or self.senders < 1 or self.time_scale < 0 or self.timeout <= 0:
             raise ValueError("batch and senders >= 1, time_scale >= 0, timeout > 0")
 
     @property
     def delays(self) -> tuple[float, ...]:
-        return tuple(d * self.time_scale for d in SCHEDULES[self.schedule])
+        schedule = self.schedule or SITE_SCHEDULES["cn"]
+        return tuple(d * self.time_scale for d in SCHEDULES[schedule])
+
+    def for_site(self, site: str) -> PushSpec:
+        """This spec with its schedule named: the given one, else the site's."""
+        return self if self.schedule else replace(self, schedule=SITE_SCHEDULES[site])
 
 
 @dataclass

@@ -9,7 +9,7 @@ import base64
 import datetime as dt
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from receiptd_emulator import timeutil
@@ -79,13 +79,28 @@ def deliveries(send: Send, profile: Profile, rng: random.Random) -> list[tuple[f
     """(arrival time, body) of every SmsReport message this send will produce."""
     if send.receive_ts is None or send.fate in ("lost", "none"):
         return []
-    arrival = send.receive_ts
-    if send.fate == "malformed":
-        return [(arrival, malformed_body(rng))]
-    body = encode(report_fields(send))
-    if send.fate == "late":
+    return scheduled(
+        send.receive_ts, send.fate, encode(report_fields(send)), malformed_body, profile, rng
+    )
+
+
+def scheduled(
+    arrival: float,
+    fate: str,
+    body: str,
+    malformed: Callable[[random.Random], str],
+    profile: Profile,
+    rng: random.Random,
+) -> list[tuple[float, str]]:
+    """(arrival time, body) of the messages one receipt becomes under its fate (one of
+    `profiles.FATES`, or "none"/"lost": no message); `malformed` builds the broken body."""
+    if fate in ("lost", "none"):
+        return []
+    if fate == "malformed":
+        return [(arrival, malformed(rng))]
+    if fate == "late":
         return [(arrival + rng.uniform(*profile.late_delay), body)]
-    if send.fate == "duplicate":
+    if fate == "duplicate":
         again = arrival + rng.uniform(0.0, max(1.0, profile.receipt_delay[1]))
         return [(arrival, body), (again, body)]
     return [(arrival, body)]

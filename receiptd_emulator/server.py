@@ -23,7 +23,7 @@ from typing import Any
 from receiptd_emulator import timeutil
 from receiptd_emulator.calls import CallLog, RecordedCall
 from receiptd_emulator.faults import FaultDecision, FaultKind, Faults, QpsLimiter
-from receiptd_emulator.http_types import Request, Response, strip_absolute_uri
+from receiptd_emulator.http_types import Request, Response, decode_form, strip_absolute_uri
 from receiptd_emulator.router import Route, Router
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ def _access_key_id(request: Request, params: dict[str, Any]) -> str:
         return auth.partition("Credential=")[2].partition(",")[0]
     if auth.startswith("SDK-HMAC-SHA256 Access="):  # Huawei's AK/SK signature
         return auth.partition("Access=")[2].partition(",")[0]
+    if "AccessKeyId=" in request.raw_query:  # RPC v2: a protocol parameter, not in `params`
+        return decode_form(request.raw_query).get("AccessKeyId", "")
     return str(params.get("AccessKeyId", ""))
 
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiptd_emulator.dysms import _template_params, normalize_phone
+from receiptd_emulator.dysms import normalize_phone, template_params
 
 
 @pytest.mark.parametrize(
@@ -29,10 +29,10 @@ def test_normalize_phone(text: str, expected: str | None) -> None:
 
 
 @given(st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=4))
-def test_template_params_accept_string_objects(values: dict[str, str]) -> None:
-    assert _template_params(json.dumps(values)) == values
+def testtemplate_params_accept_string_objects(values: dict[str, str]) -> None:
+    assert template_params(json.dumps(values)) == values
 
 
 @pytest.mark.parametrize("text", ["[]", '{"a": 1}', "nope", '"s"'])
-def test_template_params_reject_others(text: str) -> None:
-    assert _template_params(text) is None
+def testtemplate_params_reject_others(text: str) -> None:
+    assert template_params(text) is None

@@ -86,3 +86,33 @@ def test_fate_draws_follow_weights() -> None:
     fates = [profile.pick_fate(rng) for _ in range(10_000)]
     assert set(fates) <= set(FATES)
     assert 2700 < fates.count("lost") < 3300
+
+
+def test_profile_sites_and_globe_limits() -> None:
+    profile = Profile.from_toml(
+        "[outcomes]\nexpired_share = 0.5\n[globe_qps]\nQueryMessage = 10\n"
+        '[[accounts]]\nname = "global_co"\nsite = "intl"\n'
+    )
+    (account,) = profile.accounts
+    assert account.site == "intl"
+    assert profile.expired_share == 0.5
+    assert profile.globe_qps == {
+        "SendMessageToGlobe": 2000.0,
+        "BatchSendMessageToGlobe": 1.0,
+        "QueryMessage": 10,
+    }
+    assert Profile().accounts == () and Profile().globe_qps["QueryMessage"] == 300
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"accounts": [{"name": "b", "site": "mars"}]},
+        {"globe_qps": {"SendSms": 5}},
+        {"globe_qps": {"QueryMessage": 0}},
+        {"outcomes": {"expired_share": 1.5}},
+    ],
+)
+def test_invalid_site_settings_are_rejected(data: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        Profile.from_mapping(data)

@@ -162,3 +162,11 @@ def test_an_element_that_does_not_encode_fails_its_attempts_and_the_sender_goes_
         25,
         {"TypeError": 1, "200": 1},
     )
+
+
+def test_the_sites_default_schedules() -> None:
+    spec = PushSpec(url="http://x")
+    assert spec.for_site("intl").schedule == "short3"
+    assert spec.for_site("intl").delays == (60.0, 300.0)
+    assert spec.for_site("cn").schedule == "long" and spec.delays == spec.for_site("cn").delays
+    assert PushSpec(url="http://x", schedule="none").for_site("intl").schedule == "none"
