@@ -72,3 +72,25 @@ def emulator_settings(
         token_mode=token_mode,
         **{"consumer_wait_seconds": 1, "consumer_socket_timeout": 10.0, **overrides},
     )
+
+
+def account_keys(info: Any, account: Any) -> dict[str, Any]:
+    """The ``[accounts.<id>]`` keys of one emulated Alibaba account (``account`` is the
+    emulator's ``AccountInfo``) in token mode, at its site's endpoints: the international
+    site is the emulator's second port. A China-site account consumes its GlobeSmsReport
+    queue too."""
+    intl = account.site == "intl"
+    endpoint = info.intl_endpoint if intl else info.mns_endpoint
+    keys: dict[str, Any] = {
+        "provider": "aliyun",
+        "site": account.site,
+        "access_key_id": account.access_key_id,
+        "access_key_secret": account.access_key_secret,
+        "queue_prefix": account.queue_prefix,
+        "alicom_mns_endpoint": endpoint,
+        "dybase_endpoint": info.intl_endpoint if intl else info.dybase_endpoint,
+        "dysms_endpoint": info.intl_endpoint if intl else info.dysms_endpoint,
+    }
+    if not intl and account.globe_queue:
+        keys["globe_queue"] = account.globe_queue
+    return keys

@@ -64,9 +64,12 @@ def _globe_client(account: config.AliyunAccount) -> GlobeClient:
     return globe.make_client(aliyun_access(account, account.dysms_endpoint))
 
 
-def token_fetcher(settings: config.Settings) -> DybaseTokenFetcher:
-    """QueryTokenForMnsQueue over a Dybaseapi client with the configured keys."""
-    return _token_fetcher(settings.parts.aliyun)
+def token_fetcher(
+    settings: config.Settings, account: config.AliyunAccount | None = None
+) -> DybaseTokenFetcher:
+    """QueryTokenForMnsQueue over a Dybaseapi client with an account's keys, at its site's
+    endpoint (the default account's without one)."""
+    return _token_fetcher(account or settings.parts.aliyun)
 
 
 def _token_fetcher(account: config.AliyunAccount) -> DybaseTokenFetcher:

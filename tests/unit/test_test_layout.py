@@ -38,6 +38,7 @@ SCENARIO_TESTS = {
     "receiptd/db/deliveries.py": "tests/integration/test_event_outbox_contract.py",
     "receiptd/db/prune.py": "tests/integration/test_prune.py",
     "receiptd/providers/aliyun/token.py": "tests/integration/test_token.py",
+    "receiptd/providers/aliyun/globe.py": "tests/integration/test_globe.py",
     "receiptd/providers/huawei/koomessage.py": "tests/integration/test_huawei_emulator.py",
 }
 
