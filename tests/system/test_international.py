@@ -164,7 +164,7 @@ def reports(db: Db) -> list[tuple[str, str, str, str, str | None, bool]]:
     with db.engine.connect() as conn:
         columns = (REPORT.c.account, REPORT.c.matched_by, REPORT.c.biz_id, REPORT.c.phone_number)
         query = sa.select(*columns, REPORT.c.shape, REPORT.c.success)
-        return [tuple(r) for r in conn.execute(query)]  # type: ignore[misc]
+        return [tuple(r) for r in conn.execute(query)]
 
 
 def settled(db: Db, expected: int) -> bool:
@@ -360,7 +360,7 @@ def test_good_and_broken_bodies_are_stored_or_dead_lettered_byte_exact(
                 emu.enqueue("globe", b64(GOOD_GLOBE)): None,
                 emu.enqueue("globe", b64(GOOD_INTL), account="intl"): None,
             }
-            bodies = {}
+            bodies: dict[str, bytes] = {}
             for i, body in enumerate(BROKEN):
                 account = "intl" if i % 2 else None
                 raw = b64(body)
@@ -375,8 +375,8 @@ def test_good_and_broken_bodies_are_stored_or_dead_lettered_byte_exact(
             daemon.kill()
     assert status == (200, {"code": 0, "msg": "接收成功"}), status  # after the commit
     dead = {d["mns_message_id"]: d for d in db.dead_letters()}
-    for message_id, raw in bodies.items():
-        assert dead[message_id]["raw_body"] == raw  # byte for byte
+    for message_id, sent_bytes in bodies.items():
+        assert dead[message_id]["raw_body"] == sent_bytes  # byte for byte
     (pushed_dead,) = [d for d in dead.values() if d["queue"].startswith("push:")]
     assert json.loads(pushed_dead["raw_body"]) == BROKEN[0]
     assert sorted((r[0], r[2], r[4]) for r in reports(db)) == [
