@@ -279,14 +279,21 @@ def _globe_sends(
         return paired, []
     accepted: list[GlobeSend] = []
     refused: list[tuple[str, str]] = []
-    for number in numbers:
+    for i, number in enumerate(numbers):
         limiter.acquire()
         try:
             accepted.append(_globe_send_one(client, number, message))
         except dysms.DysmsError as exc:
-            if exc.kind != "error":  # throttled or unavailable after retries: stop here
-                raise
-            refused.append((number, exc.code))
+            if exc.kind == "error":  # the provider refused this number: the next may go
+                refused.append((number, exc.code))
+                continue
+            # Throttled or unavailable past the retries: stop, and register what went out.
+            # A transport failure leaves this number's fate unknown (it may have been sent
+            # and charged): it is reported, never sent again.
+            fate = "unknown" if exc.code == "Network" else "not sent"
+            refused.append((number, f"{exc.code} ({fate})"))
+            refused += [(rest, f"{exc.code} (not sent)") for rest in numbers[i + 1 :]]
+            break
     return accepted, refused
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import SecretStr
 from sqlalchemy import func, select
@@ -87,7 +88,10 @@ class DemoResult:
 
 
 def demo_settings(
-    emu: Emulator, db_path: Path, webhook: config.WebhookEndpoint | None = None
+    emu: Emulator,
+    db_path: Path,
+    webhook: config.WebhookEndpoint | None = None,
+    **overrides: Any,
 ) -> config.Settings:
     return emulated.settings(
         emu.info,
@@ -99,6 +103,7 @@ def demo_settings(
         compensator_rate_limit=200,
         webhook_endpoints=(webhook,) if webhook else (),
         webhook_poll_interval=0.1,
+        **overrides,
     )
 
 

@@ -60,8 +60,10 @@ def consume(ctx: click.Context, queue: str, until_idle: bool, account: str | Non
         consumers = [
             c
             for a in accounts
-            for c in wiring.consumers(settings, store, health, _kinds(a, queue), a)
+            for c in wiring.consumers(settings, store, health, _kinds(a, queue, account), a)
         ]
+        if not consumers:
+            common.fail(f"no account served here has a {queue} queue (docs/international.md)", 2)
         stats = _run(consumers, until_idle, settings.parts.daemon.shutdown_timeout)
     finally:
         store.engine.dispose()
@@ -70,13 +72,19 @@ def consume(ctx: click.Context, queue: str, until_idle: bool, account: str | Non
         common.fail("a consumer loop failed: " + "; ".join(_failures(consumers)))
 
 
-def _kinds(account: config.AliyunAccount, queue: str) -> list[domain.MessageType]:
-    """The queue kinds to consume of one account; one it does not have exits 2."""
+def _kinds(
+    account: config.AliyunAccount, queue: str, named: str | None
+) -> list[domain.MessageType]:
+    """The queue kinds to consume of one account: those it has. An account named with
+    ``--account`` that lacks the queue asked for exits 2; without ``--account`` the accounts
+    that have it are consumed (when none has it, the command exits 2)."""
     has = wiring.queue_kinds(account)
     if queue == "all":
         return has
     if KINDS[queue] not in has:
-        common.fail(f"account {account.name!r} has no {queue} queue (docs/international.md)", 2)
+        if named is not None:
+            common.fail(f"account {account.name!r} has no {queue} queue (docs/international.md)", 2)
+        return []
     return [KINDS[queue]]
 
 

@@ -28,12 +28,20 @@ from receiptd import logs
     is_flag=True,
     help="Also deliver events to a local webhook receiver and count what it got.",
 )
-def demo(database: Path, push: bool, webhook: bool) -> None:
+@click.option(
+    "--international",
+    is_flag=True,
+    help="Mainland, China-site international and international-site sends, settled together.",
+)
+def demo(database: Path, push: bool, webhook: bool, international: bool) -> None:
     """Send a few hundred SMS to the built-in emulator and settle every one of them."""
     from receiptd.demo import render, run_demo
 
     # The demo's own progress lines are the output; library logs stay at warnings.
     logs.configure(level="WARNING", fmt="console", stream=sys.stderr)
+    if international:
+        _international(database)
+        return
     result = run_demo(
         database.resolve(), lambda line: click.echo(line, err=True), push=push, webhook=webhook
     )
@@ -44,4 +52,15 @@ def demo(database: Path, push: bool, webhook: bool) -> None:
         sys.exit(1)
     if not result.events_match:
         click.echo("receiptd: the webhook receiver did not get one event per change", err=True)
+        sys.exit(1)
+
+
+def _international(database: Path) -> None:
+    from receiptd.demo_international import render, run_international
+
+    result = run_international(database.resolve(), lambda line: click.echo(line, err=True))
+    for line in render(result):
+        click.echo(line)
+    if not result.all_settled:
+        click.echo("receiptd: demo deadline passed with sends still pending", err=True)
         sys.exit(1)

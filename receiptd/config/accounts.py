@@ -288,11 +288,9 @@ def check(flat: Settings) -> None:
     """Raise ValueError ``<key>: <reason>`` for the first named account lacking a required key,
     an unknown id in ``serve_accounts``, or an endpoint subscribed to an unknown account."""
     known = {DEFAULT_ACCOUNT, *flat.accounts}
-    if flat.aliyun_site == "intl":
-        given_flat = {
-            key for key in CN_ONLY if _FLAT_FIELDS["aliyun"].get(key, key) in flat.model_fields_set
-        }
-        _check_site("aliyun_", given_flat)
+    if flat.aliyun_site == "intl":  # consumer_up_threads is shared: named accounts inherit it
+        flat_names = {f"aliyun_{key}" for key in CN_ONLY if key != "consumer_up_threads"}
+        _check_site("", flat_names & flat.model_fields_set)
     for name, given in named_keys(flat):
         keys = inherited(flat, given)
         if keys.get("site") == "intl":

@@ -74,3 +74,25 @@ def test_demo_webhook_receiver_gets_one_event_per_change(tmp_path: Path) -> None
     assert status and replies
     assert counts["send.delivered"] == status.group(1) and counts["send.failed"] == status.group(2)
     assert counts["reply.received"] == replies.group(1) != "0"
+
+
+def test_demo_international_settles_every_shape_by_receipt_and_by_query(tmp_path: Path) -> None:
+    proc = run_demo(tmp_path, "--international")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert re.search(r"receiptd demo --international: 100 SMS settled", out), out
+    shapes = re.findall(
+        r"(\d+) sends: delivered (\d+), failed (\d+), pending (\d+); "
+        r"by receipt (\d+), by query (\d+)",
+        out,
+    )
+    assert [int(s[0]) for s in shapes] == [70, 20, 10], out  # mainland, China site, intl site
+    for total, delivered, failed, pending, by_receipt, by_query in (map(int, s) for s in shapes):
+        assert (delivered + failed, pending, by_receipt + by_query) == (total, 0, total)
+        assert by_receipt > 0, out
+    assert sum(int(s[5]) for s in shapes) > 0  # lost receipts were asked about
+    calls = dict(re.findall(r"(\w+) (\d+)", out.split("API calls:")[1]))
+    assert (calls["SendSms"], calls["SendMessageToGlobe"]) == ("7", "30"), calls
+    # Every query settled its send: no more calls than sends settled by query, per API.
+    assert int(calls["QuerySendDetails"]) <= int(shapes[0][5])
+    assert int(calls["QueryMessage"]) <= int(shapes[1][5]) + int(shapes[2][5])

@@ -135,3 +135,84 @@ def test_send_sms_refuses_an_account_that_cannot_send_before_any_call() -> None:
     for name in ("hw", "nobody"):
         with pytest.raises(config.ConfigError, match=rf"unknown aliyun account '{name}'"):
             api.send_sms(settings, "13800000001", "Sign", "SMS_1", account=name)
+
+
+class FakeGlobe:
+    """A Dysmsapi 2018-05-01 client's ``send_message_to_globe``: per number, an answer code
+    (``OK`` gives a MessageId) or an exception to raise (a transport failure)."""
+
+    def __init__(self, outcomes: dict[str, str | Exception]) -> None:
+        self.outcomes = outcomes
+        self.sent: list[str] = []
+
+    def send_message_to_globe(self, request: Any) -> Any:
+        self.sent.append(request.to)
+        outcome = self.outcomes[request.to]
+        if isinstance(outcome, Exception):
+            raise outcome
+        body = SimpleNamespace(
+            response_code=outcome,
+            response_description="d",
+            message_id=f"M{request.to}" if outcome == "OK" else None,
+            to=request.to,
+            segments="1",
+            request_id="R",
+        )
+        return SimpleNamespace(body=body)
+
+
+class NoLimit:
+    def acquire(self) -> None:
+        return None
+
+
+def test_globe_sends_register_what_went_out_and_report_the_rest() -> None:
+    client = FakeGlobe(
+        {
+            "85200000001": "OK",
+            "85200000002": "MOBILE_NUMBER_ILLEGAL",  # refused: the next number still goes
+            "85200000003": OSError("connection reset"),  # sent or not: unknown, never resent
+            "85200000004": "OK",  # not attempted after an outage
+        }
+    )
+    store = InMemorySendStore()
+    numbers = ["+852 0000 0001", "85200000002", "85200000003", "85200000004"]
+    result = api.globe_send_and_register(
+        client,  # type: ignore[arg-type]
+        store,
+        numbers,
+        api.GlobeMessage("hi", task_id="T"),
+        NoLimit(),
+        account="intl",
+        clock=lambda: NOW,
+    )
+    assert client.sent == ["85200000001", "85200000002", "85200000003"]
+    assert result.message_ids == ("M85200000001",) and result.registered == 1
+    assert result.refused == (
+        ("85200000002", "MOBILE_NUMBER_ILLEGAL"),
+        ("85200000003", "Network (unknown)"),
+        ("85200000004", "Network (not sent)"),
+    )
+    (row,) = store.rows.values()
+    assert (row.send.matched_by, row.send.biz_id, row.send.phone_number, row.send.task_id) == (
+        domain.SendKey.MESSAGE_ID,
+        "M85200000001",
+        "85200000001",
+        "T",
+    )
+    assert row.send.account == "intl"
+
+
+@pytest.mark.parametrize(
+    ("text", "template", "sender", "reason"),
+    [
+        (None, None, None, "not both or neither"),
+        ("hi", "SMS_1", "Sign", "not both or neither"),
+        (None, "SMS_1", None, "approved signature"),
+    ],
+)
+def test_a_globe_message_is_text_or_a_signed_template(
+    text: str | None, template: str | None, sender: str | None, reason: str
+) -> None:
+    with pytest.raises(ValueError, match=reason):
+        api.GlobeMessage(text, sender, template_code=template)
