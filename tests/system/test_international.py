@@ -34,6 +34,7 @@ from receiptd.testing import emulated
 from receiptd_emulator import Emulator, SeedGlobeSend, SeedSend
 from tests.system.daemon import Daemon, daemon_env, free_port
 from tests.system.reliability import Db
+from tests.system.test_accounts import stop  # SIGTERM, exit 0, no error logged
 
 pytestmark = pytest.mark.system
 
@@ -191,13 +192,6 @@ def queries(emu: Emulator) -> Counter[Key]:
     for c in emu.calls("QueryMessage"):
         asked[by_id.get(str(c.params["MessageId"]), ("?", "?", "?", "?"))] += 1
     return asked
-
-
-def stop(daemon: Daemon) -> None:
-    code, _ = daemon.terminate()
-    assert code == 0, daemon.log()[-3000:]
-    errors = [e for e in daemon.events() if e.get("level") in ("error", "critical")]
-    assert errors == [], errors
 
 
 @pytest.fixture

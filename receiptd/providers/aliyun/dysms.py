@@ -138,7 +138,25 @@ def send_sms(
     return SendReceipt(str(body.biz_id), body.request_id)
 
 
-class AliyunStatusLookup:
+class AliyunQueryWindow:
+    """What both Dysmsapi lookups share: the provider, and its 30-day query window counted
+    in the provider's zone (QueryMessage's look-back is undocumented and read as the same:
+    docs/international.md)."""
+
+    tz: tzinfo
+
+    @property
+    def provider(self) -> domain.Provider:
+        return domain.Provider.ALIYUN
+
+    def in_window(self, send: ports.PendingSend, now: datetime) -> bool:
+        return domain.in_query_window(send.send_date, now, self.tz)
+
+    def oldest_send_date(self, now: datetime) -> date:
+        return now.astimezone(self.tz).date() - timedelta(days=domain.ALIYUN_QUERY_WINDOW_DAYS)
+
+
+class AliyunStatusLookup(AliyunQueryWindow):
     """``ports.StatusLookup`` over QuerySendDetails, planned by
     :mod:`receiptd.compensation.planning`."""
 
@@ -162,16 +180,6 @@ class AliyunStatusLookup:
         """One worker thread per ~200 calls/s of the rate (a thread signs and sends a few
         hundred requests a second), at most 16."""
         return min(16, math.ceil(rate_limit / 200))
-
-    @property
-    def provider(self) -> domain.Provider:
-        return domain.Provider.ALIYUN
-
-    def in_window(self, send: ports.PendingSend, now: datetime) -> bool:
-        return domain.in_query_window(send.send_date, now, self.tz)
-
-    def oldest_send_date(self, now: datetime) -> date:
-        return now.astimezone(self.tz).date() - timedelta(days=domain.ALIYUN_QUERY_WINDOW_DAYS)
 
     def plan(self, sends: Sequence[ports.PendingSend]) -> tuple[planning.PlannedQuery, ...]:
         return planning.plan(sends)

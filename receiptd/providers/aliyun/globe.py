@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 from alibabacloud_dysmsapi20180501 import models as globe_models
@@ -24,6 +24,7 @@ from receiptd.compensation import planning
 from receiptd.logs import get_logger
 from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.dysms import (
+    AliyunQueryWindow,
     DysmsError,
     RetryPolicy,
     count_call,
@@ -189,7 +190,7 @@ def _json_list(text: str | None) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-class QueryMessageLookup:
+class QueryMessageLookup(AliyunQueryWindow):
     """``ports.StatusLookup`` of MessageId sends: one QueryMessage per send.
 
     The look-back of QueryMessage is undocumented: it is taken to be Dysmsapi's 30 days
@@ -210,16 +211,6 @@ class QueryMessageLookup:
         self.tz = tz
         self.retry = retry
         self.account = account
-
-    @property
-    def provider(self) -> domain.Provider:
-        return domain.Provider.ALIYUN
-
-    def in_window(self, send: ports.PendingSend, now: datetime) -> bool:
-        return domain.in_query_window(send.send_date, now, self.tz)
-
-    def oldest_send_date(self, now: datetime) -> date:
-        return now.astimezone(self.tz).date() - timedelta(days=domain.ALIYUN_QUERY_WINDOW_DAYS)
 
     def plan(self, sends: Sequence[ports.PendingSend]) -> tuple[planning.PlannedQuery, ...]:
         return tuple(planning.by_biz_id(sends, domain.SendKey.MESSAGE_ID))
