@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from receiptd import config, domain, ports
 from receiptd.clock import Clock, utc_now
+from receiptd.compensation.ratelimit import TokenBucket
 from receiptd.providers.aliyun import dysms, globe
 from receiptd.providers.aliyun.globe import GlobeSend
 
@@ -269,13 +270,19 @@ def _globe_sends(
     limiter: ports.RateLimiter,
     batch: bool,
 ) -> tuple[list[GlobeSend], list[tuple[str, str]]]:
-    if batch and message.text is not None and len(numbers) > 1:
-        limiter.acquire()
-        paired = globe.batch_send_to_globe(
-            client, numbers, message.text, sender=message.sender, task_id=message.task_id
-        )
-        if paired is None:  # accepted, but which number has which id is unknown
-            raise globe.UnpairedBatch(len(numbers))
+    if batch and _batchable(numbers, message):
+        assert message.text is not None  # _batchable checks it
+        paired: list[GlobeSend] = []
+        batches = TokenBucket(globe.BATCH_RATE, 1)
+        for start in range(0, len(numbers), globe.BATCH_LIMIT):
+            chunk = numbers[start : start + globe.BATCH_LIMIT]
+            batches.acquire()
+            sent = globe.batch_send_to_globe(
+                client, chunk, message.text, sender=message.sender, task_id=message.task_id
+            )
+            if sent is None:  # accepted, but which number has which id is unknown
+                raise globe.UnpairedBatch(len(chunk))
+            paired += sent
         return paired, []
     accepted: list[GlobeSend] = []
     refused: list[tuple[str, str]] = []
@@ -295,6 +302,15 @@ def _globe_sends(
             refused += [(rest, f"{exc.code} (not sent)") for rest in numbers[i + 1 :]]
             break
     return accepted, refused
+
+
+def _batchable(numbers: Sequence[str], message: GlobeMessage) -> bool:
+    """BatchSendMessageToGlobe only where its answer will pair every number with its
+    MessageId: free text to several numbers none of which it could refuse as mainland (a
+    FailedList makes the pairing unknowable). Otherwise the numbers go one by one."""
+    if message.text is None or len(numbers) < 2:
+        return False
+    return not any(domain.may_be_mainland(n) for n in numbers)
 
 
 def _globe_send_one(client: GlobeClient, number: str, message: GlobeMessage) -> GlobeSend:

@@ -420,6 +420,15 @@ def normalize_globe_phone(number: str) -> str:
     return digits if digits.isascii() and digits.isdigit() else number
 
 
+def may_be_mainland(number: str) -> bool:
+    """Whether SendMessageToGlobe could refuse ``number`` as a mainland one: ``86`` and 11
+    digits from 1, or a bare 11 digits from 1 (which a North American number also is)."""
+    digits = normalize_globe_phone(number)
+    return bool(_MAINLAND_WITH_PREFIX.fullmatch(digits)) or (
+        len(digits) == 11 and digits.startswith("1")
+    )
+
+
 def normalize_number(number: str, matched_by: SendKey) -> str:
     """The stored form of a send's number: mainland rules for BizId sends, the provider's
     international form for MessageId sends (their receipts write ``8613812345678``)."""

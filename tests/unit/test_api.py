@@ -216,3 +216,20 @@ def test_a_globe_message_is_text_or_a_signed_template(
 ) -> None:
     with pytest.raises(ValueError, match=reason):
         api.GlobeMessage(text, sender, template_code=template)
+
+
+@pytest.mark.parametrize(
+    ("numbers", "batchable"),
+    [
+        (["85200000001", "6580000001"], True),
+        (["85200000001"], False),  # one number: SendMessageToGlobe
+        (["85200000001", "8613812345678"], False),  # a mainland number would be in FailedList
+        (["85200000001", "+86 138 1234 5678"], False),
+        (["85200000001", "12025550123"], False),  # 11 digits from 1: it might be refused too
+    ],
+)
+def test_a_batch_is_used_only_where_every_number_will_pair(
+    numbers: list[str], batchable: bool
+) -> None:
+    assert api._batchable(numbers, api.GlobeMessage("hi")) is batchable
+    assert api._batchable(numbers, api.GlobeMessage(None, "S", template_code="T")) is False

@@ -35,6 +35,7 @@ from receiptd.providers.aliyun.openapi import tea_config
 
 log = get_logger(__name__)
 BATCH_LIMIT = 1000  # numbers per BatchSendMessageToGlobe call
+BATCH_RATE = 1.0  # BatchSendMessageToGlobe calls per second per account (its documented cap)
 NO_RECORD = "DATA_NOT_EXIST"
 # QueryMessage's Status on its current page: 1 delivered, 2 failed, 3 still delivering. An
 # older page reads 1 as "submitted" and 3 as "delivered"; docs/international.md, "Status codes".
