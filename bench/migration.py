@@ -1,12 +1,13 @@
-"""What migration 0005 (accounts) costs on a month of traffic: time per step, and how long
-reads and writes of the tables wait for it (PostgreSQL).
+"""What a migration costs on a month of traffic: time per step, and how long reads and writes
+of the tables wait for it (PostgreSQL). 0005 (accounts) by default, or 0006 (international
+sends: ``matched_by`` in the unique keys) with ``--to 0006``.
 
-    .venv/bin/python bench/migration.py                  # 10 M sends + 10 M receipts
-    .venv/bin/python bench/migration.py --rows 1000000
+    .venv/bin/python bench/migration.py                  # 0005, 10 M sends + 10 M receipts
+    .venv/bin/python bench/migration.py --to 0006 --rows 1000000
 
-A scratch database on the local PostgreSQL is migrated to 0004 (the schema before accounts)
-and bulk-loaded as bench/scale.py loads its *full* database (the same rows, COPY, indexes
-rebuilt, VACUUM ANALYZE). Then ``receiptd db upgrade`` runs 0004 → 0005 while two probes, each
+A scratch database on the local PostgreSQL is migrated to the revision before (0004 for 0005,
+0005 for 0006) and bulk-loaded as bench/scale.py loads its *full* database (the same rows,
+COPY, indexes rebuilt, VACUUM ANALYZE). Then ``receiptd db upgrade`` runs it while two probes, each
 on its own connection, read one ``sms_send`` row and insert-then-delete one ``sms_report`` row
 in a loop (each statement its own transaction): the longest a probe statement waited is how
 long an application reading or a consumer writing would have stalled. Every DDL statement of
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import harness  # bench/harness.py
 import scale  # bench/scale.py: the month of traffic
 
-BEFORE, AFTER = "0004", "0005"
+STEPS = {"0005": "0004", "0006": "0005"}  # a revision measured → the one it upgrades from
 
 
 class Probe(threading.Thread):
@@ -96,12 +97,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="sms_send and sms_report rows")
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--pending-share", type=float, default=0.02)
+    parser.add_argument("--to", choices=sorted(STEPS), default="0005", help="the revision")
     args = parser.parse_args()
+    before, after = STEPS[args.to], args.to
     with harness.Scratch() as databases:
         url = databases.create("receiptd_migration")
         engine = create_db_engine(url)
         try:
-            migrate.upgrade(engine, BEFORE)
+            migrate.upgrade(engine, before)
             print(f"loading {args.rows:,} + {args.rows:,} rows …", file=sys.stderr)
             scale.load(engine, args.rows, args.days, args.pending_share, full=True)
             size = scale.database_size(url)
@@ -116,7 +119,7 @@ def main() -> None:
         timings = timed_statements(engine)
         started = time.monotonic()
         try:
-            migrate.upgrade(engine, AFTER)
+            migrate.upgrade(engine, after)
         finally:
             engine.dispose()
         total = time.monotonic() - started
@@ -135,8 +138,8 @@ def report(
     quiet: dict[str, float],
     load: str,
 ) -> None:
-    print(f"migration {BEFORE} -> {AFTER} on {args.rows:,} sms_send + {args.rows:,} sms_report "
-          f"rows ({size}): {total:.1f} s in all")  # fmt: skip
+    print(f"migration {STEPS[args.to]} -> {args.to} on {args.rows:,} sms_send + "
+          f"{args.rows:,} sms_report rows ({size}): {total:.1f} s in all")  # fmt: skip
     print("| statement | s |")
     print("|---|---:|")
     for statement, seconds in timings:
