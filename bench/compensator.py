@@ -6,6 +6,16 @@
 1. *mix*: a realistic mix of pending sends (singles, order notifications grouped by phone with
    unique OutIds, groups without OutIds, multi-recipient batches) through the real Dysmsapi SDK
    against the emulator: calls per settled send (target <= 1.0).
+1b. *mixed sites*: the same with international sends (issue 24), in the same table: one
+   China-site account (70 % of the sends: SendSms sends of the mix's shapes, keyed by BizId;
+   20 %: SendMessageToGlobe sends, keyed by MessageId) and one international-site account
+   (10 %: SendMessageToGlobe, a few SendMessageWithTemplate to mainland numbers), receipts lost
+   at the demo's rate (receiptd/demo.py DEMO_PROFILE). As in *mix*, every send is registered
+   (no consumer runs: none has its receipt stored). Each account's lookup is the production
+   one, ``wiring.providers.account_lookup`` (KeyedLookup: QuerySendDetails and QueryMessage
+   through the real SDKs, QueryMessage at the account's ``query_message_rate_limit``); the
+   compensator runs until every send is settled: calls of both APIs per settled send
+   (target <= 1.0).
 2. *throughput*: N pending single sends (one call each, the worst case) settled at a configured
    rate by the in-memory lookup: wall time versus the ideal N / rate (target <= 1.05x). This
    measures the compensator's own overhead (claims, settles, planning) against the limiter.
@@ -21,6 +31,7 @@ The compensator's info logs (two lines a cycle) are kept out of the tables (benc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import random
 import tempfile
 import time
@@ -30,18 +41,21 @@ from typing import Any
 
 import harness  # bench/harness.py
 
-from receiptd import domain, ports
+from receiptd import config, domain, ports
 from receiptd.compensation import horizon
-from receiptd.compensation.cycle import Compensator
+from receiptd.compensation.cycle import AccountLookup, Compensator
 from receiptd.compensation.ratelimit import TokenBucket, default_burst
 from receiptd.db import migrate
 from receiptd.db.engine import create_db_engine
 from receiptd.db.sends import SendStore
 from receiptd.db.store import SqlStore
+from receiptd.demo import DEMO_PROFILE
 from receiptd.providers.aliyun.credentials import OpenApiAccess
 from receiptd.providers.aliyun.dysms import AliyunStatusLookup, make_client
+from receiptd.testing import emulated
 from receiptd.testing.lookups import CountingLimiter, FakeLookup, Truth
-from receiptd_emulator import Emulator, Profile, SeedSend
+from receiptd.wiring import providers
+from receiptd_emulator import Emulator, Profile, SeedGlobeSend, SeedSend
 
 NOW = datetime.now(UTC)
 
@@ -69,7 +83,8 @@ def compensator(store: SendStore, lookup: object, rate: float, batch: int) -> Co
 def mix_seeds(n: int, emu: Emulator, rng: random.Random) -> list[SeedSend]:
     """~50 % singles, ~30 % grouped by phone with unique OutIds, ~10 % grouped without OutIds,
     ~10 % recipients of 5-number batch sends."""
-    info, seeds, phone = emu.info, [], 13000000000
+    info, phone = emu.info, 13000000000
+    seeds: list[SeedSend] = []
     sent = NOW - timedelta(hours=2)
 
     def one(out_id: str = "", biz_id: str | None = None) -> SeedSend:
@@ -120,6 +135,154 @@ def bench_mix(n: int, url: str | None, tmp: Path, concurrency: int) -> dict[str,
         calls = len(emu.calls("QuerySendDetails"))
     settled = sum(summary.settled.values())
     return {"sends": n, "calls": calls, "settled": settled, "per_send": calls / settled}
+
+
+# International numbers of the SendMessageToGlobe sends: (country code, digits after it).
+GLOBE_COUNTRIES = (("852", 8), ("65", 8), ("44", 10), ("1", 10), ("81", 10), ("60", 9))
+INTL = "intl"
+
+
+def globe_seeds(
+    n: int, rng: random.Random, start: int, template_share: float = 0.0
+) -> list[SeedGlobeSend]:
+    """SendMessageToGlobe sends to international numbers, outcomes and receipt fates drawn
+    from the demo's profile (``template_share``: SendMessageWithTemplate to mainland numbers)."""
+    sent = NOW - timedelta(hours=2)
+    seeds: list[SeedGlobeSend] = []
+    for i in range(start, start + n):
+        outcome = DEMO_PROFILE.pick_outcome(rng)
+        if outcome == "failed" and rng.random() < DEMO_PROFILE.expired_share:
+            outcome = "expired"
+        fate = DEMO_PROFILE.pick_fate(rng)
+        if rng.random() < template_share:
+            to, template = f"86139{i:08d}", "SMS_154950909"
+        else:
+            code, digits = rng.choice(GLOBE_COUNTRIES)
+            to, template = f"+{code} {i % 10**digits:0{digits}d}", ""
+        seeds.append(
+            SeedGlobeSend(to, send_time=sent, outcome=outcome, receipt=fate, template_code=template)
+        )
+    return seeds
+
+
+def register_globe(
+    store: SendStore, seeds: list[SeedGlobeSend], message_ids: list[str], account: str
+) -> None:
+    sends = [
+        ports.NewSend(
+            domain.Provider.ALIYUN,
+            m,
+            domain.normalize_globe_phone(s.to),
+            s.send_time or NOW,
+            template_code=s.template_code or None,
+            account=account,
+            matched_by=domain.SendKey.MESSAGE_ID,
+        )
+        for s, m in zip(seeds, message_ids, strict=True)
+    ]
+    for i in range(0, len(sends), 10_000):
+        store.register(sends[i : i + 10_000], NOW)
+
+
+def bench_mixed(n: int, url: str | None, tmp: Path) -> dict[str, Any]:
+    """70 % mainland BizId sends + 20 % China-site MessageId sends (account ``default``),
+    10 % international-site MessageId sends (account ``intl``), settled to the last."""
+    rng = random.Random(43)
+    n_globe, n_intl = round(n * 0.2), round(n * 0.1)
+    n_main = n - n_globe - n_intl
+    profile = DEMO_PROFILE.with_overrides(seed=3)
+    with Emulator(profile=profile) as emu:
+        emu.add_account(INTL, site="intl")
+        mainland = [
+            dataclasses.replace(s, receipt=DEMO_PROFILE.pick_fate(rng))
+            for s in mix_seeds(n_main, emu, rng)
+        ]
+        china_globe = globe_seeds(n_globe, rng, 0)
+        intl_globe = globe_seeds(n_intl, rng, n_globe, template_share=0.2)
+        store = fresh_store(url, tmp, "mixed.db")
+        register_seeded(store, mainland, emu.seed_sends(mainland))
+        register_globe(
+            store, china_globe, emu.seed_globe_sends(china_globe), domain.DEFAULT_ACCOUNT
+        )
+        register_globe(store, intl_globe, emu.seed_globe_sends(intl_globe, account=INTL), INTL)
+        settings = emulated.emulator_settings(
+            emu.info, accounts={INTL: emulated.account_keys(emu.info, emu.account(INTL))}
+        )
+        served = []
+        for name in (domain.DEFAULT_ACCOUNT, INTL):
+            account = settings.parts.account(name, "aliyun")
+            assert isinstance(account, config.AliyunAccount)
+            limiter = TokenBucket(5000, default_burst(5000))  # QuerySendDetails, as in *mix*
+            served.append(AccountLookup(providers.account_lookup(account), name, limiter))
+        clock = [datetime.now(UTC)]
+        comp = Compensator(
+            store,
+            served,
+            TokenBucket(5000, default_burst(5000)),
+            grace=timedelta(0),
+            batch_size=5000,
+            base_backoff=600.0,
+            max_backoff=3600.0,
+            replica="bench",
+            clock=lambda: clock[0],
+            horizons={domain.Provider.ALIYUN: horizon.DEFAULT_HORIZON},
+        )
+        settled: dict[str, int] = {}
+        started, cycles = time.perf_counter(), 0
+        while pending(store) and cycles < 20:
+            summary = comp.run_once()
+            for path, k in summary.settled.items():
+                settled[path] = settled.get(path, 0) + k
+            cycles += 1
+            clock[0] += timedelta(seconds=3601)  # past the longest backoff: all due again
+        elapsed = time.perf_counter() - started
+        qsd, qm = len(emu.calls("QuerySendDetails")), len(emu.calls("QueryMessage"))
+        per_account = {
+            name: (
+                len(emu.calls("QuerySendDetails", account=name)),
+                len(emu.calls("QueryMessage", account=name)),
+            )
+            for name in (domain.DEFAULT_ACCOUNT, INTL)
+        }
+        fates = [s.receipt for s in mainland] + [s.receipt for s in china_globe + intl_globe]
+        lost = fates.count("lost")
+        left = pending(store)
+    total = sum(settled.values())
+    return {
+        "sends": n,
+        "shares": (n_main, n_globe, n_intl),
+        "settled": total,
+        "by_path": settled,
+        "qsd": qsd,
+        "qm": qm,
+        "per_send": (qsd + qm) / max(total, 1),
+        "per_account": per_account,
+        "lost": lost,
+        "pending": left,
+        "cycles": cycles,
+        "seconds": elapsed,
+        "qm_rate": settings.parts.aliyun.query_message_rate,
+    }
+
+
+def mixed_note(r: dict[str, Any]) -> str:
+    """The mixed-sites row's make-up, per account, and how it settled."""
+    main, globe, intl = r["shares"]
+    (cn_qsd, cn_qm), (intl_qsd, intl_qm) = r["per_account"].values()
+    paths = ", ".join(f"{k} {v}" for k, v in sorted(r["by_path"].items()))
+    return (
+        f"mixed sites: default (China site) {main} SendSms + {globe} SendMessageToGlobe sends, "
+        f"{cn_qsd} QuerySendDetails + {cn_qm} QueryMessage; intl {intl} sends, "
+        f"{intl_qsd} QuerySendDetails + {intl_qm} QueryMessage; receipts lost (demo rate "
+        f"{DEMO_PROFILE.lost:.0%}) {r['lost']}, all registered; settled by {paths} in "
+        f"{r['cycles']} cycle(s), {r['pending']} left pending; QueryMessage at "
+        f"{r['qm_rate']:g}/s per account"
+    )
+
+
+def pending(store: SendStore) -> int:
+    counts = store.summary().counts
+    return sum(k for (_p, _a, status), k in counts.items() if status == "pending")
 
 
 def bench_fake(n: int, rate: float, url: str | None, tmp: Path, batch: int) -> dict[str, float]:
@@ -201,6 +364,9 @@ def main() -> None:
     load = harness.start()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mix-sends", type=int, default=5000)
+    parser.add_argument(
+        "--mixed-sends", type=int, default=5000, help="sends of the mixed-sites row (70/20/10)"
+    )
     parser.add_argument("--sends", type=int, default=100_000)
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--batch", type=int, default=5000)
@@ -214,11 +380,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         mix = bench_mix(args.mix_sends, args.database_url, tmp, args.concurrency)
-        print("| benchmark | sends | settled | calls | calls/settled | seconds | ideal | ratio |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        mixed = bench_mixed(args.mixed_sends, args.database_url, tmp)
         print(
-            f"| mix (SDK + emulator) | {mix['sends']} | {mix['settled']} | {mix['calls']} "
+            "| benchmark | sends | settled | QuerySendDetails | QueryMessage | calls/settled "
+            "| seconds | ideal | ratio |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print(
+            f"| mix (SDK + emulator) | {mix['sends']} | {mix['settled']} | {mix['calls']} | 0 "
             f"| {mix['per_send']:.3f} | | | |"
+        )
+        print(
+            f"| mixed sites (SDK + emulator) | {mixed['sends']} | {mixed['settled']} "
+            f"| {mixed['qsd']} | {mixed['qm']} | {mixed['per_send']:.3f} "
+            f"| {mixed['seconds']:.1f} | | |"
         )
         rows = [
             (
@@ -232,10 +407,11 @@ def main() -> None:
             rows.append(("SDK + emulator", sdk, args.sdk_rate))
         for name, r, rate in rows:
             print(
-                f"| {name} @ {rate:g}/s | {r['sends']} | {r['settled']} | {r['calls']} "
+                f"| {name} @ {rate:g}/s | {r['sends']} | {r['settled']} | {r['calls']} | 0 "
                 f"| {r['calls'] / max(r['settled'], 1):.3f} | {r['seconds']:.1f} "
                 f"| {r['ideal']:.1f} | {r['seconds'] / r['ideal']:.3f}x |"
             )
+        print(f"\n{mixed_note(mixed)}; {load.line()}")
         print()
         print("| never-settling sends | sends | calls | calls/send | verdict | after |")
         print("|---|---:|---:|---:|---|---:|")

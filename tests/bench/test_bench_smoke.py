@@ -69,8 +69,8 @@ SMOKE = {  # by test name
     ),
     "test_compensator_bench": Smoke(
         "| never-settling sends |", "compensator.py",
-        ("--mix-sends", "20", "--sends", "100", "--rate", "10000", "--never-sends", "2",
-         "--never-days", "1"),
+        ("--mix-sends", "20", "--mixed-sends", "20", "--sends", "100", "--rate", "10000",
+         "--never-sends", "2", "--never-days", "1"),
     ),
     "test_push_bench": Smoke(
         "push rec/s", "push.py",
@@ -204,6 +204,7 @@ def test_migration_bench(done: tuple[str, str]) -> None:
 def test_compensator_bench(done: tuple[str, str]) -> None:
     out, _ = done
     assert "| mix (SDK + emulator) | 20 |" in out and "| after: 72 h | 2 |" in out
+    assert "| mixed sites (SDK + emulator) | 20 | 20 |" in out, out  # every send settled
 
 
 def test_push_bench(done: tuple[str, str]) -> None:

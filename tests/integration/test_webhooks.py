@@ -113,8 +113,10 @@ def test_events_exactly_for_committed_changes(engine: sa.Engine) -> None:
         "provider": "aliyun",
         "account": "default",  # whose send: the single-account settings' account
         "biz_id": "b1",
+        "matched_by": "biz_id",  # a SendSms BizId (international sends: a MessageId)
         "phone_number": "138****0002",  # masked by default
         "out_id": "o-b1",
+        "task_id": None,
         "status": "failed",
         "err_code": "MK:0001",
         "err_msg": None,

@@ -44,6 +44,11 @@ BAD_VALUES: dict[str, list[str]] = {
     "aliyun_dybase_endpoint": ["tcp://dybaseapi.aliyuncs.com"],
     "aliyun_request_timeout": ["0", "-1", "121", "ten", "nan"],
     "provider_timezone": ["Asia/Beijing", "../../etc/passwd", ""],
+    "aliyun_site": ["global", "INTL", ""],
+    "aliyun_globe_reports": ["sometimes"],
+    "aliyun_query_message_rate_limit": ["0", "301", "nan"],  # QueryMessage's cap: 300/s
+    "aliyun_send_rate_limit": ["0", "2001"],  # SendMessageToGlobe's cap: 2,000/s
+    "consumer_globe_threads": ["-1", "65"],
     "huawei_endpoint": ["koomessage.myhuaweicloud.cn"],
     "http_addr": ["localhost", "127.0.0.1:99999", "127.0.0.1:http", ""],
     "log_format": ["xml"],
@@ -119,6 +124,7 @@ FREE_TEXT = {
     "aliyun_queue_prefix",
     "aliyun_report_queue",
     "aliyun_up_queue",
+    "aliyun_globe_queue",
     "aliyun_region",
     "huawei_access_key_id",
     "huawei_secret_access_key",

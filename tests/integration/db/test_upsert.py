@@ -14,7 +14,7 @@ from receiptd.db.models import DEAD, REPORT
 
 NOW = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
 KEYS = ("account", "queue", "mns_message_id")
-REPORT_KEYS = ("account", "biz_id", "phone_number")
+REPORT_KEYS = ("account", "matched_by", "biz_id", "phone_number")
 
 
 def dead(message_id: str, queue: str = "q", **extra: Any) -> dict[str, Any]:
