@@ -173,6 +173,8 @@ class Settlement:
 class StatusSummary:
     # (provider, account, status) → sends
     counts: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    # (provider, account, status, settled_by; "" while pending) → sends: ``GET /v1/stats``
+    settled: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     # (provider, account) → sent_at of its oldest pending send
     oldest_pending: dict[tuple[str, str], datetime] = field(default_factory=dict)
     last_run_started: datetime | None = None

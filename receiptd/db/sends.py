@@ -265,12 +265,17 @@ def _apply(
 
 def _summary(conn: Connection) -> ports.StatusSummary:
     scope = (SEND.c.provider, SEND.c.account)
-    counts = {
-        (row.provider, row.account, row.status): int(row.n)
+    settled = {
+        (row.provider, row.account, row.status, row.settled_by or ""): int(row.n)
         for row in conn.execute(
-            select(*scope, SEND.c.status, func.count().label("n")).group_by(SEND.c.status, *scope)
+            select(*scope, SEND.c.status, SEND.c.settled_by, func.count().label("n")).group_by(
+                SEND.c.status, *scope, SEND.c.settled_by
+            )
         )
     }
+    counts: dict[tuple[str, str, str], int] = {}
+    for (provider, account, status, _by), n in settled.items():
+        counts[provider, account, status] = counts.get((provider, account, status), 0) + n
     oldest = {
         (row.provider, row.account): row.oldest
         for row in conn.execute(
@@ -282,6 +287,7 @@ def _summary(conn: Connection) -> ports.StatusSummary:
     last = conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(1)).first()
     return ports.StatusSummary(
         counts=counts,
+        settled=settled,
         oldest_pending=oldest,
         last_run_started=last.started_at if last else None,
         last_run_finished=last.finished_at if last else None,

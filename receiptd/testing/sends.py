@@ -196,9 +196,18 @@ class InMemorySendStore:
 
     def summary(self) -> ports.StatusSummary:
         with self._locked():
-            counts = Counter(
-                (r.send.provider.value, r.send.account, r.status.value) for r in self.rows.values()
+            settled = Counter(
+                (
+                    r.send.provider.value,
+                    r.send.account,
+                    r.status.value,
+                    r.settled_by.value if r.settled_by else "",
+                )
+                for r in self.rows.values()
             )
+            counts: Counter[tuple[str, str, str]] = Counter()
+            for (provider, account, status, _by), n in settled.items():
+                counts[provider, account, status] += n
             oldest: dict[tuple[str, str], datetime] = {}
             for row in self.rows.values():
                 p = (row.send.provider.value, row.send.account)
@@ -207,6 +216,7 @@ class InMemorySendStore:
             last = self.runs[max(self.runs)] if self.runs else None
             return ports.StatusSummary(
                 counts=dict(counts),
+                settled=dict(settled),
                 oldest_pending=oldest,
                 last_run_started=last.started_at if last else None,
                 last_run_finished=last.finished_at if last else None,
