@@ -20,7 +20,6 @@ from pathlib import Path
 import pytest
 
 from receiptd.db import migrate
-
 from tests.deploy import artifacts
 
 README = artifacts.REPO / "README.md"
