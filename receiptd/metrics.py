@@ -3,7 +3,7 @@
 Recording a metric never fails message processing: prometheus-client does not raise on
 ``inc``/``observe`` with valid labels, and every label value used here is a fixed word or a
 configured account id (bounded: accounts are configured; a push for an unknown one counts as
-``unknown``).
+``unknown``); a receipt error code is reduced to its family (``receiptd.error_families``).
 """
 
 from __future__ import annotations
@@ -176,6 +176,37 @@ QUARANTINED = Counter(
     "Messages dead-lettered unread because MNS had delivered them more than "
     "consumer_max_dequeue times, by account and queue.",
     ["account", "queue"],
+    registry=REGISTRY,
+)
+# Latency and outcome (issue 25): how late receipts arrive, how long handsets take, what fails.
+RECEIPT_LAG = Histogram(
+    "receiptd_receipt_lag_seconds",
+    "Time from the provider's enqueue (MNS EnqueueTime; a push: its arrival) to the commit of "
+    "the receipt or reply, by channel (mns|push) and account.",
+    ["channel", "account"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600),
+    registry=REGISTRY,
+)
+DELIVERY_SECONDS = Histogram(
+    "receiptd_delivery_seconds",
+    "Time from the provider's send time to its report time of a new receipt (how long "
+    "handsets take), by provider and account.",
+    ["provider", "account"],
+    buckets=(1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 10800, 21600, 43200, 86400, 172800, 259200),
+    registry=REGISTRY,
+)
+RECEIPT_ERRORS = Counter(
+    "receiptd_receipt_errors",
+    "Failed receipts, by provider, account and code family (receiptd.error_families: the part "
+    "before ':' of a carrier code, a listed plain code, none, or other).",
+    ["provider", "account", "code"],
+    registry=REGISTRY,
+)
+SENDS_REGISTERED = Counter(
+    "receiptd_sends_registered",
+    "Sends registered (sms_send rows inserted), by provider and account: the sending half of "
+    "the silent-failure alert.",
+    ["provider", "account"],
     registry=REGISTRY,
 )
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)

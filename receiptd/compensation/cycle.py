@@ -405,8 +405,10 @@ class Compensator:
         except ports.StoreUnavailable as exc:  # gauges are best effort
             log.warning("compensation_gauges_failed", error=str(exc))
             return
-        for (provider, account, status), n in summary.counts.items():
-            metrics.SENDS.labels(provider, account, status).set(n)
+        for served in self.accounts:  # every status of every account: 0 once none is left
+            for status in domain.SendStatus:
+                key = (served.provider.value, served.account, status.value)
+                metrics.SENDS.labels(*key).set(summary.counts.get(key, 0))
         now = self.clock()
         for served in self.accounts:
             scope = (served.provider.value, served.account)

@@ -16,7 +16,8 @@ IDLE_PING_SECONDS = 5.0
 
 
 def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Engine:
-    """An engine tuned per backend: WAL SQLite, utf8mb4 MariaDB, a ping after idle."""
+    """An engine tuned per backend: WAL SQLite, utf8mb4 and READ COMMITTED MariaDB, a ping
+    after idle."""
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     kwargs: dict[str, Any] = {"echo": echo}
@@ -26,8 +27,14 @@ def create_db_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> En
     else:
         kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
         kwargs["connect_args"] = _network_connect_args(backend)
-    if backend in ("mysql", "mariadb") and "charset" not in parsed.query:
-        parsed = parsed.update_query_dict({"charset": "utf8mb4"})
+    if backend in ("mysql", "mariadb"):
+        # PostgreSQL's isolation: every write path locks the rows it changes (FOR UPDATE,
+        # in id order) and needs no snapshot; InnoDB's default REPEATABLE READ adds gap locks
+        # to those reads, which deadlock concurrent registrations and receipts
+        # (tests/integration/db/test_counts.py measures it).
+        kwargs["isolation_level"] = "READ COMMITTED"
+        if "charset" not in parsed.query:
+            parsed = parsed.update_query_dict({"charset": "utf8mb4"})
     engine = create_engine(parsed, **kwargs)
     if backend == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

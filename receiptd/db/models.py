@@ -39,6 +39,13 @@ BIZ_ID = SendKey.BIZ_ID.value  # what every row written before migration 0006 is
 # The migration also sets a binary NO PAD collation (chosen per server: MariaDB or MySQL 8).
 MYSQL_TABLE_ARGS = {"mysql_charset": "utf8mb4"}
 
+
+def binary_collation(dialect: Dialect) -> str:
+    """The binary NO PAD collation of every table on MariaDB / MySQL, so identifiers compare
+    exactly as on PostgreSQL and SQLite (MariaDB's utf8mb4_bin is PAD SPACE: 'X' = 'X ')."""
+    return "utf8mb4_nopad_bin" if getattr(dialect, "is_mariadb", False) else "utf8mb4_0900_bin"
+
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -118,6 +125,26 @@ class SmsSend(Base):
     claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SmsSendCount(Base):
+    """Sends per (provider, account, status, settled_by) as deltas (migration 0007): every
+    write path of ``sms_send`` adds its changes here in its own transaction, and a periodic job
+    squashes them (receiptd.db.counts). ``SUM(sends)`` per key is exact for what ``sms_send``
+    holds; ``settled_by`` is ``''`` for pending sends."""
+
+    __tablename__ = "sms_send_count"
+    __table_args__ = (
+        Index(None, "provider", "account", "status", "settled_by"),
+        MYSQL_TABLE_ARGS,
+    )
+
+    id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    settled_by: Mapped[str] = mapped_column(String(16))
+    sends: Mapped[int] = mapped_column(BigInteger)
 
 
 class SmsReportRow(Base):
@@ -269,6 +296,7 @@ class EventDelivery(Base):
 
 # Core tables for the store's bulk statements (typed as Table for mypy).
 SEND = cast(Table, SmsSend.__table__)
+SEND_COUNT = cast(Table, SmsSendCount.__table__)
 REPORT = cast(Table, SmsReportRow.__table__)
 INBOUND = cast(Table, SmsInboundRow.__table__)
 DEAD = cast(Table, DeadLetter.__table__)

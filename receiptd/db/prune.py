@@ -3,7 +3,8 @@ at a time.
 
 Each batch is its own transaction: one ``DELETE`` of the ids a ``SELECT id … LIMIT n`` finds
 by the table's time index (``subset.id_in``; MariaDB, which refuses ``LIMIT`` in such a
-subquery, reads the ids first). Locks
+subquery, reads the ids first). Sends are also taken off the send counts in that transaction
+(``receiptd.db.counts``). Locks
 are held for one batch only, so the consumer's writes and the compensator's claims interleave
 with a running prune. A cross-replica lock (``locks.PRUNE``) keeps a second replica's prune
 from doing the same work; it does not wait: the other replica skips its run.
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +22,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Select, Table, and_, delete, func, select
 
 from receiptd import metrics
-from receiptd.db import locks, retention, subset
-from receiptd.db.models import Base
+from receiptd.db import counts, locks, retention, subset
+from receiptd.db.locks import take_write_lock
+from receiptd.db.models import SEND, Base
 from receiptd.db.store import translate_errors
 from receiptd.logs import get_logger
 
@@ -119,7 +122,10 @@ class Pruner:
 
 def _delete_batch(conn: Connection, table: Table, ids: Select[Any]) -> int:
     """One batch: a single DELETE with the id subquery where the database takes LIMIT there
-    (PostgreSQL, SQLite); MariaDB refuses LIMIT in an IN subquery, so it reads the ids first."""
+    (PostgreSQL, SQLite); MariaDB refuses LIMIT in an IN subquery, so it reads the ids first.
+    Sends are counted (receiptd.db.counts): their rows are read and locked first."""
+    if table is SEND:
+        return _delete_sends(conn, ids)
     if conn.dialect.name in ("postgresql", "sqlite"):
         result = conn.execute(delete(table).where(subset.id_in(conn, table.c.id, ids)))
         return max(int(result.rowcount), 0)
@@ -127,6 +133,24 @@ def _delete_batch(conn: Connection, table: Table, ids: Select[Any]) -> int:
     if batch:
         conn.execute(delete(table).where(table.c.id.in_(batch)))
     return len(batch)
+
+
+def _delete_sends(conn: Connection, ids: Select[Any]) -> int:
+    """Delete a batch of settled sends and take them off the send counts, exactly: the chosen
+    rows are read again under a lock, so none changes status between its count and its
+    delete (an expired send may still become delivered until then)."""
+    take_write_lock(conn)
+    chosen = list(conn.execute(ids).scalars())
+    if not chosen:
+        return 0
+    columns = (SEND.c.id, SEND.c.provider, SEND.c.account, SEND.c.status, SEND.c.settled_by)
+    # Locked in id order, as every settle path locks (receiptd.db.settle): no deadlock.
+    locked = select(*columns).where(SEND.c.id.in_(chosen)).order_by(SEND.c.id).with_for_update()
+    rows = [dict(r._mapping) for r in conn.execute(locked)]
+    conn.execute(delete(SEND).where(SEND.c.id.in_([r["id"] for r in rows])))
+    removed = Counter(counts.key_of(r) for r in rows)
+    counts.record(conn, {key: -n for key, n in removed.items()})
+    return len(rows)
 
 
 def _table(rule: retention.Rule) -> Table:

@@ -9,9 +9,9 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 
-from receiptd import domain, ports
+from receiptd import domain, metrics, ports
 from receiptd.compensation import horizon as _horizon
-from receiptd.db import outbox, settle, subset, upsert
+from receiptd.db import counts, outbox, settle, subset, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
 
@@ -35,14 +35,32 @@ class SendStore:
     def register(self, sends: Sequence[ports.NewSend], now: datetime) -> int:
         """Insert new sends (existing ones are left alone) and settle any that already have a
         stored receipt (a receipt can beat its send's registration). Returns rows inserted."""
-        return self.store.run(lambda conn: self._register(conn, sends, now))
+        added: dict[counts.Key, int] = {}
+        inserted = self.store.run(lambda conn: self._register(conn, sends, now, added))
+        for (provider, account, _status, _by), n in added.items():  # committed: count them
+            metrics.SENDS_REGISTERED.labels(provider, account).inc(n)
+        return inserted
 
-    def _register(self, conn: Connection, sends: Sequence[ports.NewSend], now: datetime) -> int:
+    def _register(
+        self,
+        conn: Connection,
+        sends: Sequence[ports.NewSend],
+        now: datetime,
+        added: dict[counts.Key, int],
+    ) -> int:
         rows = [self._send_row(s, now) for s in sends]
-        inserted = upsert.insert_ignore(conn, SEND, rows, _SEND_KEY)
+        scopes: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for row in rows:
+            scopes.setdefault((row["provider"], row["account"]), []).append(row)
+        added.clear()  # a retried transaction starts again
+        for (provider, account), scoped in sorted(scopes.items()):
+            added[provider, account, PENDING, ""] = upsert.insert_ignore(
+                conn, SEND, scoped, _SEND_KEY
+            )
+        counts.record(conn, added)  # before any of them settles: settling moves them on
         for account in sorted({r["account"] for r in rows}):
             self._settle_from_stored_reports(conn, rows, account, now)
-        return inserted
+        return sum(added.values())
 
     def _settle_from_stored_reports(
         self, conn: Connection, rows: list[dict[str, Any]], account: str, now: datetime
@@ -219,6 +237,17 @@ class SendStore:
     def summary(self) -> ports.StatusSummary:
         return self.store.run(_summary)
 
+    def squash_counts(self, batches: int = 10) -> int:
+        """Fold the send counts' delta rows (receiptd.db.counts.squash), up to ``batches``
+        transactions of them; returns the rows folded."""
+        folded = 0
+        for _ in range(batches):
+            n = self.store.run(counts.squash)
+            folded += n
+            if n < counts.SQUASH_BATCH:
+                break
+        return folded
+
     def by_biz_id(
         self,
         biz_id: str,
@@ -257,43 +286,52 @@ def _apply(
     changes = [
         settle.SendChange(s.send_id, s.status, s.settled_by, s.err_code, s.err_msg) for s in final
     ]
-    settled = settle.settle_sends(conn, changes, now, events, count_check=True)
+    # Every claimed row this transaction writes, locked first in id order (settled and backed
+    # off alike): two orders of locking would deadlock with a concurrent receipt's settle.
+    locked = settle.lock_ids(
+        conn, sorted({c.send_id for c in changes} | {r["b_id"] for r in retry})
+    )
+    settled = settle.settle_sends(conn, changes, now, events, count_check=True, locked=locked)
     if retry:
-        conn.execute(_RETRY, retry)
+        conn.execute(_RETRY, sorted(retry, key=lambda r: r["b_id"]))
     return settled
 
 
 def _summary(conn: Connection) -> ports.StatusSummary:
-    scope = (SEND.c.provider, SEND.c.account)
-    settled = {
-        (row.provider, row.account, row.status, row.settled_by or ""): int(row.n)
-        for row in conn.execute(
-            select(*scope, SEND.c.status, SEND.c.settled_by, func.count().label("n")).group_by(
-                SEND.c.status, *scope, SEND.c.settled_by
-            )
-        )
-    }
-    counts: dict[tuple[str, str, str], int] = {}
+    """From the send counts (receiptd.db.counts) and indexes: no scan of ``sms_send``."""
+    settled = counts.totals(conn)
+    totals: dict[tuple[str, str, str], int] = {}
     for (provider, account, status, _by), n in settled.items():
-        counts[provider, account, status] = counts.get((provider, account, status), 0) + n
-    oldest = {
-        (row.provider, row.account): row.oldest
-        for row in conn.execute(
-            select(*scope, func.min(SEND.c.sent_at).label("oldest"))
-            .where(SEND.c.status == PENDING)
-            .group_by(*scope)
-        )
-    }
+        totals[provider, account, status] = totals.get((provider, account, status), 0) + n
     last = conn.execute(select(RUN).order_by(RUN.c.id.desc()).limit(1)).first()
     return ports.StatusSummary(
-        counts=counts,
+        counts=totals,
         settled=settled,
-        oldest_pending=oldest,
+        oldest_pending=_oldest_pending(conn, totals),
         last_run_started=last.started_at if last else None,
         last_run_finished=last.finished_at if last else None,
         dead_letters=_count(conn, DEAD, DEAD.c.replayed_at.is_(None)),
         inbound=_count(conn, INBOUND),
     )
+
+
+def _oldest_pending(
+    conn: Connection, totals: dict[tuple[str, str, str], int]
+) -> dict[tuple[str, str], datetime]:
+    """The oldest pending send of each (provider, account) that has one: one seek each on
+    the claim index (status, provider, account, sent_at), its first entry."""
+    oldest: dict[tuple[str, str], datetime] = {}
+    for provider, account, status in sorted(totals):
+        if status != PENDING:
+            continue
+        first = conn.execute(
+            select(func.min(SEND.c.sent_at)).where(
+                SEND.c.status == PENDING, SEND.c.provider == provider, SEND.c.account == account
+            )
+        ).scalar_one()
+        if first is not None:
+            oldest[provider, account] = first
+    return oldest
 
 
 def _unclaimed(now: datetime) -> Any:

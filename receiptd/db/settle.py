@@ -2,9 +2,10 @@
 
 Every settle path (receipts in :mod:`receiptd.db.store`, lookups and window expiry in
 :mod:`receiptd.db.sends`, registration meeting a stored receipt) builds its
-:class:`SendChange` list and calls :func:`settle_sends` inside its own transaction; with an
-outbox it writes one event per send it actually changed (:mod:`receiptd.db.outbox`), so an
-event row exists if and only if its change committed.
+:class:`SendChange` list and calls :func:`settle_sends` inside its own transaction. It adds the
+moves between count keys (:mod:`receiptd.db.counts`) and, with an outbox, one event per send it
+actually changed (:mod:`receiptd.db.outbox`), so a count delta and an event row exist if and
+only if their change committed.
 
 Finding the rows a settling UPDATE changed: MariaDB has no ``UPDATE ... RETURNING``, so one
 path serves every backend — the open rows are read ``FOR UPDATE`` first (SQLite: under
@@ -23,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, or_, select, update
 
 from receiptd import domain, events
+from receiptd.db import counts
 from receiptd.db.locks import take_write_lock
 from receiptd.db.models import SEND, claim_released
 from receiptd.db.outbox import Outbox
@@ -65,8 +67,9 @@ def settle_sends(
     locked: Mapping[int, Mapping[str, Any]] | None = None,
 ) -> int:
     """Settle these sends as ``domain.next_status`` allows (pending → final; expired →
-    delivered/failed; delivered/failed never change) and, with an outbox, write one event per
-    send actually changed. Returns sends changed.
+    delivered/failed; delivered/failed never change), add the moves to the send counts
+    (:mod:`receiptd.db.counts`) and, with an outbox, write one event per send actually
+    changed. Returns sends changed.
 
     The single place a send settles: a new settle path builds its ``SendChange`` list and
     calls this, inside its own transaction. ``locked``: the open rows, already read with
@@ -74,10 +77,8 @@ def settle_sends(
     changes = [c for c in changes if c.status.is_final]
     if not changes:
         return 0
-    if outbox is None:  # no events: the status guard alone keeps settling exact
-        return _update(conn, changes, now, count_check)
     if locked is None:
-        locked = _lock_ids(conn, sorted({c.send_id for c in changes}))
+        locked = lock_ids(conn, sorted({c.send_id for c in changes}))
     todo = [c for c in changes if c.send_id in locked and _changes(locked[c.send_id], c)]
     if not todo:
         return 0
@@ -86,11 +87,16 @@ def settle_sends(
         first.setdefault(c.send_id, c)
     todo = list(first.values())
     _update(conn, todo, now, count_check)
-    settled = [
-        events.send_settled(_after(locked[c.send_id], c), now, outbox.show_phone_numbers)
-        for c in todo
-    ]
-    outbox.emit(conn, settled, now)
+    after = {c.send_id: _after(locked[c.send_id], c) for c in todo}
+    # The rows are locked: exactly these changed, from exactly these keys (receiptd.db.counts).
+    counts.record(
+        conn, counts.moved((counts.key_of(locked[i]), counts.key_of(a)) for i, a in after.items())
+    )
+    if outbox is not None:
+        settled = [
+            events.send_settled(after[c.send_id], now, outbox.show_phone_numbers) for c in todo
+        ]
+        outbox.emit(conn, settled, now)
     return len(todo)
 
 
@@ -102,8 +108,9 @@ def lock_open(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
     return {r["id"]: dict(r) for r in conn.execute(query.with_for_update()).mappings()}
 
 
-def _lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
-    """:func:`lock_open` over sorted ``ids``, a bounded IN list at a time."""
+def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
+    """:func:`lock_open` over sorted ``ids``, a bounded IN list at a time. A transaction that
+    will change other rows of these too locks them all here first, in one id order."""
     rows: dict[int, Mapping[str, Any]] = {}
     for start in range(0, len(ids), _CHUNK):
         rows.update(lock_open(conn, SEND.c.id.in_(ids[start : start + _CHUNK])))

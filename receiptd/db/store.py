@@ -12,11 +12,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, and_, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
-from receiptd import domain, errors, ports
+from receiptd import domain, error_families, errors, metrics, ports
 from receiptd.db import outbox, settle, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
+from receiptd.logs import get_logger
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 
 @contextmanager
@@ -70,14 +72,16 @@ class SqlStore:
     # --- consumer --------------------------------------------------------------------------
 
     def write_batch(self, batch: ports.Batch, now: datetime) -> ports.BatchResult:
-        return self.run(lambda conn: self._write_batch(conn, batch, now))
+        result, new = self.run(lambda conn: self._write_batch(conn, batch, now))
+        observe_new_receipts(new)  # committed: what the metrics count happened
+        return result
 
     def _write_batch(
         self, conn: Connection, batch: ports.Batch, now: datetime
-    ) -> ports.BatchResult:
-        reports_new = upsert.insert_ignore(
-            conn, REPORT, [_report_row(r, now) for r in batch.reports], REPORT_KEY
-        )
+    ) -> tuple[ports.BatchResult, list[ports.ReportRecord]]:
+        rows = [_report_row(r, now) for r in batch.reports]
+        report_ids = upsert.insert_ignore_ids(conn, REPORT, rows, REPORT_KEY)
+        reports_new = len(report_ids)
         settled = sum(
             settle_from_reports(conn, reports, now, self.events, provider, account=account)
             for (provider, account), reports in _by_account(batch.reports).items()
@@ -88,7 +92,8 @@ class SqlStore:
         outbox.replies_stored(conn, inbound_ids, now, self.events)
         inbound_new = len(inbound_ids)
         dead_new = sum(self._dead_letter(conn, d, now) for d in batch.dead)
-        return ports.BatchResult(reports_new, inbound_new, dead_new, settled)
+        new = _new_records(conn, batch.reports, report_ids)
+        return ports.BatchResult(reports_new, inbound_new, dead_new, settled), new
 
     @staticmethod
     def _dead_letter(conn: Connection, dead: ports.DeadRecord, now: datetime) -> int:
@@ -180,6 +185,47 @@ def _report_row(record: ports.ReportRecord, now: datetime) -> dict[str, Any]:
 
 
 REPORT_KEY = ("account", "matched_by", "biz_id", "phone_number")  # unique keys (0005, 0006)
+
+
+def _record_key(record: ports.ReportRecord) -> tuple[str, str, str, str]:
+    r = record.report
+    return (record.account, r.matched_by.value, r.biz_id, r.phone_number)
+
+
+def _new_records(
+    conn: Connection, records: Sequence[ports.ReportRecord], ids: list[int]
+) -> list[ports.ReportRecord]:
+    """The receipts of a batch that were stored now (not duplicates): all of them when every
+    row was inserted (the usual case), else those whose key the new rows have, once each."""
+    if len(ids) == len(records) or not ids:
+        return list(records) if ids else []
+    columns = [REPORT.c[k] for k in REPORT_KEY]
+    stored = {tuple(r) for r in conn.execute(select(*columns).where(REPORT.c.id.in_(ids)))}
+    new: dict[tuple[str, str, str, str], ports.ReportRecord] = {}
+    for record in records:
+        key = _record_key(record)
+        if key in stored:
+            new.setdefault(key, record)
+    return list(new.values())
+
+
+def observe_new_receipts(records: Sequence[ports.ReportRecord]) -> None:
+    """``receiptd_delivery_seconds`` (how long handsets took: report_time - send_time) and
+    ``receiptd_receipt_errors_total`` by code family, for receipts just committed. A metric
+    never fails the write it describes."""
+    try:
+        for record in records:
+            r = record.report
+            labels = (r.provider.value, record.account)
+            if r.report_time is not None:
+                seconds = (r.report_time - r.send_time).total_seconds()
+                metrics.DELIVERY_SECONDS.labels(*labels).observe(max(seconds, 0.0))
+            if not r.success:
+                metrics.RECEIPT_ERRORS.labels(*labels, error_families.family(r.err_code)).inc()
+    except Exception as exc:  # a defect in a label or a value: logged, the batch stands
+        log.warning("metric_failed", metric="receiptd_delivery_seconds", error=repr(exc))
+
+
 INBOUND_KEY = ("account", "phone_number", "sequence_id", "dest_code", "send_time")
 
 
@@ -269,16 +315,17 @@ def _biz_ids(provider: domain.Provider, account: str, biz_ids: list[str]) -> Any
 
 def _open_sends(
     conn: Connection, where: Any, events: outbox.Outbox | None
-) -> tuple[dict[int, Mapping[str, Any]], dict[int, Mapping[str, Any]] | None]:
-    """The open (pending or expired) sends matching ``where`` by id, and the same rows as
-    ``settle_sends`` wants them when events are written (then read once, locked, for the
-    events too); without events one light indexed read is enough."""
-    if events is not None:
-        locked = settle.lock_open(conn, where)
-        return locked, locked
-    columns = (SEND.c.id, SEND.c.matched_by, SEND.c.biz_id, SEND.c.phone_number, SEND.c.out_id)
-    query = select(*columns).where(where, SEND.c.status.in_(settle.OPEN))
-    return {r.id: dict(r._mapping) for r in conn.execute(query)}, None
+) -> tuple[dict[int, Mapping[str, Any]], dict[int, Mapping[str, Any]]]:
+    """The open (pending or expired) sends matching ``where`` by id, locked until commit: the
+    rows ``settle_sends`` changes and counts (receiptd.db.counts) exactly, events or not.
+
+    Found by a plain read first, then locked by primary key in id order (``lock_ids``), as
+    every other settle path locks: InnoDB takes row locks in the order it scans, so locking
+    straight through the (provider, account, biz_id, …) index would lock in another order and
+    deadlock with the compensator's settlements."""
+    found = select(SEND.c.id).where(where, SEND.c.status.in_(settle.OPEN))
+    locked = settle.lock_ids(conn, sorted(conn.execute(found).scalars()))
+    return locked, locked
 
 
 # The name the Huawei path had before both providers shared one function.

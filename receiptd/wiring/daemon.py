@@ -24,6 +24,7 @@ from receiptd.webhooks import dispatcher as webhooks
 from receiptd.wiring import core
 
 COMPENSATOR_JOB = "compensator"
+COUNTS_JOB = "counts"
 # File descriptors kept for everything but the listeners' connections: database pools, MNS
 # and provider API sockets, webhook connections, logs, the event loops' own.
 FILES_RESERVED = 256
@@ -96,6 +97,8 @@ def _jobs(
     settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
 ) -> list[Job]:
     jobs: list[Job] = [*prune_job(settings, store, health)]
+    # The send counts' delta rows, folded every minute (receiptd.db.counts).
+    jobs.append(Job(COUNTS_JOB, sends.squash_counts, 60.0, first_run_in=30.0))
     part = settings.parts.compensator
     if part.enabled:
         beat = f"job.{COMPENSATOR_JOB}"

@@ -11,6 +11,9 @@ batch after that lives here. The guarantees (docs/consumer.md has the long form)
   dead-lettered unread (``receiptd.ingest.poison``).
 * StoreUnavailable: nothing is deleted; the same batch is retried with backoff. On stop
   during an outage the batch is abandoned undeleted (MNS redelivers it).
+* After each commit, every receipt and reply it held (stored or duplicate) is observed in
+  ``receiptd_receipt_lag_seconds``: its MNS EnqueueTime to the commit (``observe_lag``, which
+  the push listener shares).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import functools
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from datetime import datetime, tzinfo
 
@@ -117,6 +120,32 @@ class BatchContext:
     stop: threading.Event
     stats: ConsumeStats
 
+    @functools.cached_property
+    def enqueued(self) -> dict[str, datetime | None]:
+        """Each message's MNS EnqueueTime, by message id (for the receipt lag)."""
+        return {m.message_id: m.enqueued_at for m in self.messages}
+
+
+def observe_lag(
+    channel: domain.Channel,
+    account: str,
+    arrivals: Iterable[datetime | None],
+    committed: datetime,
+) -> None:
+    """``receiptd_receipt_lag_seconds``: one observation per record of a commit that
+    succeeded, from its arrival (MNS EnqueueTime; a push: the request's arrival) to
+    ``committed``. An unknown arrival (None) is skipped; clock skew between the provider and
+    this host can make the lag negative: it counts as 0. Never raises: a metric must not fail
+    a committed batch (STYLE "Health is data"); a defect here is logged as ``metric_failed``.
+    """
+    try:
+        child = metrics.RECEIPT_LAG.labels(channel.value, account)
+        for arrived in arrivals:
+            if arrived is not None:
+                child.observe(max(0.0, (committed - arrived).total_seconds()))
+    except Exception as exc:  # e.g. a naive arrival time from an adapter: surfaced, not fatal
+        log.warning("metric_failed", metric="receiptd_receipt_lag_seconds", error=repr(exc))
+
 
 class _Meters:
     """The metric children of one account's queue label, looked up once (``labels()`` takes
@@ -205,7 +234,7 @@ class BatchWriter:
             self.sink,
             self.clock,
             functools.partial(self._dead_letter, ctx),
-            lambda single, result: self._count(single, result, ctx.stats),
+            lambda single, result: self._count(single, result, ctx),
             ctx.loop,
             domain.Channel.MNS,
         )
@@ -223,9 +252,11 @@ class BatchWriter:
         message = next(m for m in ctx.messages if m.message_id == message_id)
         return poison.dead_message(ctx.queue.name, message, reason, self.account)
 
-    def _count(self, batch: ports.Batch, result: ports.BatchResult, stats: ConsumeStats) -> None:
+    def _count(self, batch: ports.Batch, result: ports.BatchResult, ctx: BatchContext) -> None:
+        """After each commit (the batch's, or one record's while isolating)."""
         stored = result.reports_new + result.inbound_new
         duplicates = len(batch.reports) + len(batch.inbound) - stored
+        stats = ctx.stats
         stats.stored += stored
         stats.duplicates += duplicates
         stats.dead_letters += len(batch.dead)
@@ -234,6 +265,9 @@ class BatchWriter:
         self._meters.dead_letter.inc(len(batch.dead))
         self._meters.settled.inc(result.sends_settled)
         self._meters.channel.count(stored, duplicates, len(batch.dead))
+        ids = [r.message_id for r in batch.reports] + [r.message_id for r in batch.inbound]
+        arrivals = [ctx.enqueued.get(i) for i in ids]  # stored or duplicate, not dead letters
+        observe_lag(domain.Channel.MNS, self.account, arrivals, self.clock())
 
     def _delete(self, handles: list[str], ctx: BatchContext) -> None:
         """Best effort after commit: a failed delete only means a harmless redelivery."""

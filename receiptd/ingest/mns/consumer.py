@@ -111,6 +111,9 @@ class Consumer:
         self.kind = kind
         self.label = kind.label
         self.account = account
+        # The series exists from the start (0), as receiptd_mns_polls_refused does: a panel
+        # or rate over it needs a sample before the first abandoned poll (at a stop).
+        metrics.POLLS_ABANDONED.labels(account, self.label)
         self.shared = Crewing(
             kind=kind,
             label=self.label,

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from receiptd import domain, metrics, ports
@@ -89,9 +89,9 @@ class PushApp:
         }
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        started = time.monotonic()
+        started, arrived = time.monotonic(), self.clock()
         route = self.router.route(environ.get("PATH_INFO", ""))
-        answer = self._answer(environ, route) if route else _NOT_FOUND
+        answer = self._answer(environ, route, arrived) if route else _NOT_FOUND
         labels = _labels(route)
         metrics.PUSH_REQUESTS.labels(*labels, answer.result).inc()
         if route is not None:
@@ -99,7 +99,7 @@ class PushApp:
         headers = [("Retry-After", "60")] if answer.status == 503 else []
         return json_response(start_response, answer.status, answer.body, headers)
 
-    def _answer(self, environ: dict[str, Any], route: Route) -> Answer:
+    def _answer(self, environ: dict[str, Any], route: Route, arrived: datetime) -> Answer:
         source = client_address(environ, self.cfg.trusted_proxies)
         if self.cfg.allow and not _allowed(source, self.cfg.allow):
             log.warning("push_refused", reason="source", source=source, **_fields(route))
@@ -112,14 +112,14 @@ class PushApp:
         raw = _read_body(environ, self.cfg.max_body)
         if raw is None:
             return Answer(413, "too_large", {"code": 413, "msg": "body too large"})
-        return self._store(route, raw)
+        return self._store(route, raw, arrived)
 
-    def _store(self, route: Route, raw: bytes) -> Answer:
+    def _store(self, route: Route, raw: bytes, arrived: datetime) -> Answer:
         """Parse and write one body. Nothing it holds makes the answer a 5xx: a body the
         listener crashes on (a receiptd defect, ``body_crashed``) is kept as a dead letter
         and answered 400; 503 means the database is unavailable, nothing else."""
         try:
-            return self._parse_and_write(route, raw)
+            return self._parse_and_write(route, raw, arrived)
         except Exception as exc:  # e.g. a parser defect past push_formats' own isolation
             queue = route.channel.queue
             poison.report_crash("listener", domain.Channel.PUSH, queue, _sha(raw), exc)
@@ -127,7 +127,7 @@ class PushApp:
             answer = Answer(400, "rejected", {"code": 400, "msg": "body kept as a dead letter"})
             return self._refuse(route, raw, crashed, answer)
 
-    def _parse_and_write(self, route: Route, raw: bytes) -> Answer:
+    def _parse_and_write(self, route: Route, raw: bytes, arrived: datetime) -> Answer:
         try:
             parsed = route.channel.parse(raw, route.account.tz, self.cfg.max_elements)
         except push_formats.TooManyElements as exc:
@@ -141,6 +141,12 @@ class PushApp:
         except ports.StoreError as exc:
             log.warning("push_store_unavailable", **_fields(route), error=str(exc))
             return _UNAVAILABLE
+        # Committed (by this request's transaction, or the group commit that held it): each
+        # of its receipts and replies arrived with the request.
+        records = len(batch.reports) + len(batch.inbound)
+        batches.observe_lag(
+            domain.Channel.PUSH, route.account.name, [arrived] * records, self.clock()
+        )
         _log_stored(route, parsed, batch, result)
         label = "up" if route.channel.type == "up" else "report"
         push = domain.Channel.PUSH.value
