@@ -61,6 +61,7 @@ EXPECTED_KINDS = {
         "Deployment",
         "PodDisruptionBudget",
         "ServiceMonitor",
+        "PrometheusRule",
     },
 }
 SECRET_NAME = "receiptd-secrets"
@@ -189,7 +190,57 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
         },
     },
 }
-CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR_SCHEMA}
+_RULE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["expr"],
+    "oneOf": [{"required": ["record"]}, {"required": ["alert"]}],
+    "properties": {
+        "record": {"type": "string"},
+        "alert": {"type": "string"},
+        "expr": {"type": "string", "minLength": 1},
+        "for": {"type": "string", "pattern": _DURATION},
+        "keep_firing_for": {"type": "string", "pattern": _DURATION},
+        "labels": _STRING_MAP,
+        "annotations": _STRING_MAP,
+    },
+}
+PROMETHEUS_RULE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "PrometheusRule"},
+        "metadata": SERVICE_MONITOR_SCHEMA["properties"]["metadata"],
+        "spec": {
+            "type": "object",
+            "required": ["groups"],
+            "additionalProperties": False,
+            "properties": {
+                "groups": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["name", "rules"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "name": {"type": "string", "minLength": 1},
+                            "interval": {"type": "string", "pattern": _DURATION},
+                            "limit": {"type": "integer", "minimum": 0},
+                            "partial_response_strategy": {"type": "string"},
+                            "rules": {"type": "array", "items": _RULE},
+                        },
+                    },
+                }
+            },
+        },
+    },
+}
+CRD_SCHEMAS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICE_MONITOR_SCHEMA,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): PROMETHEUS_RULE_SCHEMA,
+}
 
 # The metric names receiptd documents; the dashboard may only use these.
 CONTRACT_METRICS = {
@@ -205,6 +256,23 @@ CONTRACT_METRICS = {
     "receiptd_receipts_total",
     "receiptd_push_requests_total",
     "receiptd_push_request_duration_seconds",
+    # issue 25: every metric family is on the dashboard (an alert's panel, at least)
+    "receiptd_events_total",
+    "receiptd_event_delivery_seconds",
+    "receiptd_events_pending",
+    "receiptd_events_oldest_pending_seconds",
+    "receiptd_mns_polls_refused_total",
+    "receiptd_mns_polls_abandoned_total",
+    "receiptd_token_refreshes_total",
+    "receiptd_loop_errors_total",
+    "receiptd_compensator_runs_total",
+    "receiptd_pruned_rows_total",
+    "receiptd_bodies_crashed_total",
+    "receiptd_messages_quarantined_total",
+    "receiptd_receipt_lag_seconds",
+    "receiptd_delivery_seconds",
+    "receiptd_receipt_errors_total",
+    "receiptd_sends_registered_total",
 }
 
 
@@ -552,6 +620,18 @@ def test_service_monitor_scrapes_the_service(
         assert endpoint.get("path", "/metrics") == "/metrics"
 
 
+def test_prometheus_rule_schema_rejects_typos() -> None:
+    """The hand-written PrometheusRule schema is strict too: a misspelt rule key fails."""
+    bad = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "receiptd"},
+        "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "up", "fro": "5m"}]}]},
+    }
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, PROMETHEUS_RULE_SCHEMA)
+
+
 def test_service_monitor_schema_rejects_typos() -> None:
     """The hand-written CRD schema is strict: a misspelt field must fail."""
     bad = {
@@ -638,6 +718,25 @@ def test_dashboard_structure() -> None:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${datasource}", panel["title"]
             assert target["expr"].count("(") == target["expr"].count(")"), target["expr"]
+
+
+RULES = DEPLOY / "prometheus" / "receiptd-rules.yml"
+
+
+def test_dashboard_has_a_panel_per_alert_and_only_recorded_rules() -> None:
+    """Every alert has a panel ("Alert: <name>") an on-call engineer lands on, naming its
+    runbook; every recording rule the dashboard queries exists."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    alerts = {r["alert"] for g in groups for r in g["rules"] if "alert" in r}
+    records = {r["record"] for g in groups for r in g["rules"] if "record" in r}
+    dashboard = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    panels = {p["title"].removeprefix("Alert: "): p for p in dashboard["panels"]}
+    assert alerts <= panels.keys(), alerts - panels.keys()
+    for name in alerts:
+        assert f"docs/operations.md#{name.lower()}" in panels[name]["description"], name
+    used = {n for e in dashboard_exprs() for n in re.findall(r"\breceiptd:[a-z0-9_:]+", e)}
+    assert used <= records, used - records
+    assert used, "the alert panels show the recorded series the alerts use"
 
 
 # --- the push overlay (a second Service and an Ingress) -----------------------------------------
