@@ -1,9 +1,10 @@
-"""The operations endpoint: /healthz, /readyz, /metrics and the optional send API (status of a
-send, registration of sends, the registry's summary; docs/operations.md).
+"""The operations endpoint: /healthz, /readyz, /metrics, /openapi.json and the optional send API
+(status of a send, registration of sends, the registry's summary and counts; docs/api.md).
 
 A small WSGI app served by waitress (``receiptd.web.server``: bounded worker threads, body and
 header limits, and the connection bounds of ``receiptd.web.connections``). Every answer is
-JSON or Prometheus text; bad requests get a clean 4xx.
+JSON or Prometheus text; bad requests get a clean 4xx. :data:`ROUTES` is what it answers, and
+``receiptd/web/openapi.json`` documents each (tests/unit/web/test_openapi.py compares them).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import hmac
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -39,6 +42,29 @@ MAX_REGISTRATION_BODY = 1024 * 1024  # bytes; about 5,000 sends per request
 MAX_REGISTRATION_SENDS = 5000
 # The ops port is scraped and probed, never public: the same bounds, fewer connections.
 OPS_LIMITS = connections.Limits(max_connections=100)
+# Path (OpenAPI template) → the methods it answers; every GET answers HEAD too.
+ROUTES: Mapping[str, tuple[str, ...]] = {
+    "/healthz": ("GET",),
+    "/readyz": ("GET",),
+    "/metrics": ("GET",),
+    "/openapi.json": ("GET",),
+    "/v1/sends": ("POST",),
+    "/v1/sends/{biz_id}": ("GET",),
+    "/v1/status": ("GET",),
+    "/v1/stats": ("GET",),
+}
+SEND_PATH = "/v1/sends/"  # the prefix of /v1/sends/{biz_id}
+# The longest value of each registration field the sends table keeps (receiptd.db.models).
+FIELD_LENGTHS = {
+    "biz_id": MAX_BIZ_ID,
+    "message_id": MAX_BIZ_ID,
+    "phone_number": 32,
+    "out_id": 128,
+    "template_code": 64,
+    "sign_name": 64,
+    "task_id": registration.MAX_TASK_ID,
+}
+OPENAPI = resources.files("receiptd.web").joinpath("openapi.json").read_bytes()
 
 
 @dataclass(frozen=True)
@@ -75,34 +101,59 @@ class OpsApp:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "/")
-        if path == "/v1/sends" and method == "POST":
-            return self._register_sends(environ, start_response)
-        if method not in ("GET", "HEAD"):
+        route = route_of(path)
+        if route is None and method in ("GET", "HEAD", "POST"):
+            return json_response(start_response, 404, {"error": "not found"})
+        # A method no path takes (CONNECT, OPTIONS *, ...) is refused wherever it points.
+        methods = ROUTES[route] if route else ("GET", "POST")
+        if method not in methods and not (method == "HEAD" and "GET" in methods):
+            allow = ", ".join((*methods, "HEAD") if "GET" in methods else methods)
             return json_response(
-                start_response, 405, {"error": "method not allowed"}, [("Allow", "GET, HEAD")]
+                start_response, 405, {"error": "method not allowed"}, [("Allow", allow)]
             )
+        assert route is not None  # answered 404 or 405 above otherwise
+        if method == "POST":
+            return self._register_sends(environ, start_response)
         if _declared_body(environ) > 0:
             return json_response(start_response, 413, {"error": "GET requests carry no body"})
-        if path == "/healthz":
-            return self._probe(start_response, self._probes.liveness)
-        if path == "/readyz":
-            code_body = self._probe(start_response, self._probes.readiness)
-            return code_body
-        if path == "/metrics":
+        return self._get(route, environ, start_response)
+
+    def _get(
+        self, route: str, environ: dict[str, Any], start_response: StartResponse
+    ) -> list[bytes]:
+        if route in ("/healthz", "/readyz"):
+            ready = route == "/readyz"
+            probes = self._probes.readiness if ready else self._probes.liveness
+            return self._probe(start_response, probes)
+        if route == "/metrics":
+            # receiptd_ready as of this scrape: a supervisor that never asks /readyz (systemd)
+            # would otherwise leave the gauge at its start-up 0 (the ReceiptdNotReady alert).
+            self._readiness()
             return send_response(
                 start_response, 200, generate_latest(metrics.REGISTRY), CONTENT_TYPE_LATEST
             )
-        if path.startswith("/v1/sends/"):
-            return self._send_status(environ, start_response, path.removeprefix("/v1/sends/"))
-        if path == "/v1/status":
-            return self._status(environ, start_response)
-        return json_response(start_response, 404, {"error": "not found"})
+        if route == "/openapi.json":
+            return send_response(start_response, 200, OPENAPI, "application/json")
+        if route == "/v1/status":
+            return self._summary_answer(environ, start_response, _summary.report)
+        if route == "/v1/stats":
+            return self._summary_answer(environ, start_response, _summary.stats)
+        biz_id = str(environ.get("PATH_INFO", "")).removeprefix(SEND_PATH)
+        return self._send_status(environ, start_response, biz_id)
+
+    def _readiness(self) -> tuple[bool, dict[str, tuple[bool, str]]]:
+        """Run the readiness checks and set ``receiptd_ready`` from them."""
+        results = {name: run_check(check) for name, check in self._probes.readiness.items()}
+        ok = all(passed for passed, _ in results.values())
+        metrics.READY.set(1 if ok else 0)
+        return ok, results
 
     def _probe(self, start_response: StartResponse, checks: Mapping[str, Check]) -> list[bytes]:
-        results = {name: run_check(check) for name, check in checks.items()}
-        ok = all(passed for passed, _ in results.values())
         if checks is self._probes.readiness:
-            metrics.READY.set(1 if ok else 0)
+            ok, results = self._readiness()
+        else:
+            results = {name: run_check(check) for name, check in checks.items()}
+            ok = all(passed for passed, _ in results.values())
         body = {"ok": ok, "checks": {n: {"ok": p, "detail": d} for n, (p, d) in results.items()}}
         return json_response(start_response, 200 if ok else 503, body)
 
@@ -131,13 +182,20 @@ class OpsApp:
             start_response, 200, {"biz_id": biz_id, "recipients": [self._public(r) for r in rows]}
         )
 
-    def _status(self, environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-        """The registry's summary, as ``receiptd status --json`` prints it."""
+    def _summary_answer(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        render: Callable[[ports.StatusSummary, datetime, str | None], dict[str, Any]],
+    ) -> list[bytes]:
+        """The registry's summary (``GET /v1/status``, as ``receiptd status --json`` prints
+        it) or its counts (``GET /v1/stats``), as ``render`` shapes it."""
         refused = self._refuse(environ, start_response, self._summary)
         if refused is not None:
             return refused
         assert self._summary is not None  # _refuse answered 404 otherwise
         try:
+            query(environ, ("account",))
             account = query_account(environ)
         except ValueError as exc:
             return json_response(start_response, 400, {"error": str(exc)})
@@ -146,7 +204,7 @@ class OpsApp:
         except Exception as exc:  # a database error is the server's problem, reported as 503
             log.warning("status_lookup_failed", error=str(exc))
             return json_response(start_response, 503, {"error": "database unavailable"})
-        return json_response(start_response, 200, _summary.report(summary, utc_now(), account))
+        return json_response(start_response, 200, render(summary, utc_now(), account))
 
     def _register_sends(
         self, environ: dict[str, Any], start_response: StartResponse
@@ -160,6 +218,7 @@ class OpsApp:
         if length > MAX_REGISTRATION_BODY:
             return json_response(start_response, 413, {"error": "body too large"})
         try:
+            query(environ, ())
             sends = _parse_registration(environ["wsgi.input"].read(length), self._accounts)
         except ValueError as exc:
             return json_response(start_response, 400, {"error": str(exc)})
@@ -213,10 +272,25 @@ class OpsApp:
         }
 
 
+def route_of(path: str) -> str | None:
+    """The :data:`ROUTES` entry a request path is answered by (None: not found)."""
+    if path in ROUTES:
+        return path
+    return "/v1/sends/{biz_id}" if path.startswith(SEND_PATH) else None
+
+
+def query(environ: Mapping[str, Any], known: Collection[str]) -> dict[str, list[str]]:
+    """The query parameters of a request, or ValueError naming one not in ``known``."""
+    given = parse_qs(str(environ.get("QUERY_STRING", "")), keep_blank_values=True)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise ValueError(f"unknown query parameter(s) {', '.join(map(repr, unknown))}")
+    return given
+
+
 def query_account(environ: Mapping[str, Any]) -> str | None:
     """The ``?account=ID`` of a request (None without one), or ValueError."""
-    query = str(environ.get("QUERY_STRING", ""))
-    given = parse_qs(query, keep_blank_values=True).get("account")
+    given = query(environ, ("account", "matched_by")).get("account")
     if given is None:
         return None
     if len(given) != 1 or not ACCOUNT_ID.fullmatch(given[0]):
@@ -227,8 +301,7 @@ def query_account(environ: Mapping[str, Any]) -> str | None:
 def query_key(environ: Mapping[str, Any]) -> domain.SendKey | None:
     """The ``?matched_by=biz_id|message_id`` of a request (None without one), or ValueError:
     ``/v1/sends/{id}`` finds a send by its BizId or its MessageId; this narrows to one."""
-    query = str(environ.get("QUERY_STRING", ""))
-    given = parse_qs(query, keep_blank_values=True).get("matched_by")
+    given = query(environ, ("account", "matched_by")).get("matched_by")
     if given is None:
         return None
     keys = [k.value for k in domain.SendKey]
@@ -253,10 +326,25 @@ def _parse_registration(
         if not isinstance(record, dict):
             raise ValueError(f"item {index}: must be an object")
         try:
+            _check_fields(record)
             sends.append(registration.new_send(record, accounts))
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # Overflow: sent_at out of range in UTC
             raise ValueError(f"item {index}: {exc}") from None
     return sends
+
+
+def _check_fields(record: Mapping[str, Any]) -> None:
+    """ValueError unless every known field is a string (or null: absent) of a length the
+    sends table keeps (a longer one would fail its INSERT: a 400, not a 503)."""
+    for name in registration.COLUMNS:
+        value = record.get(name)
+        if value is None:
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"{name} must be a string")
+        limit = FIELD_LENGTHS.get(name)
+        if limit is not None and len(value) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
 
 
 def _iso(value: Any) -> str | None:

@@ -1,5 +1,6 @@
 """The send registry's summary as plain data: what ``receiptd status --json`` prints and
-``GET /v1/status`` answers (pure; the shape is documented in docs/operations.md).
+``GET /v1/status`` answers (:func:`report`; the shape is documented in docs/operations.md), and
+the counts ``GET /v1/stats`` answers (:func:`stats`; docs/api.md). Pure.
 
 ``sends`` and ``oldest_pending_seconds`` are per provider (every account together, as before
 accounts existed); ``accounts`` breaks them down per (provider, account). With ``account``
@@ -34,6 +35,33 @@ def report(
         "last_run_finished": _iso(summary.last_run_finished),
         "dead_letters": summary.dead_letters,
         "inbound": summary.inbound,
+    }
+
+
+def stats(
+    summary: ports.StatusSummary, now: datetime, account: str | None = None
+) -> dict[str, Any]:
+    """``GET /v1/stats``: sends per (provider, account, status, settled_by), the oldest
+    pending send per (provider, account), dead letters and replies, as of ``now``; with
+    ``account``, the sends of that account alone (of each provider with one by that id).
+
+    ``settled_by`` is null while a send is pending, as ``GET /v1/sends/{biz_id}`` has it."""
+    counts = [
+        {"provider": p, "account": a, "status": s, "settled_by": by or None, "sends": n}
+        for (p, a, s, by), n in sorted(summary.settled.items())
+        if account is None or a == account
+    ]
+    oldest = [
+        {"provider": p, "account": a, "sent_at": _iso(at)}
+        for (p, a), at in sorted(summary.oldest_pending.items())
+        if account is None or a == account
+    ]
+    return {
+        "counts": counts,
+        "oldest_pending": oldest,
+        "dead_letters": summary.dead_letters,
+        "inbound": summary.inbound,
+        "generated_at": _iso(now),
     }
 
 

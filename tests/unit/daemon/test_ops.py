@@ -5,7 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,7 +35,14 @@ def state() -> dict[str, Any]:
 ROWS = [ROW, dict(ROW, account="brand_b", status="failed")]
 KNOWN = {("aliyun", "default"), ("aliyun", "brand_b"), ("huawei", "default")}
 SUMMARY = ports.StatusSummary(
-    counts={("aliyun", "default", "pending"): 2, ("aliyun", "brand_b", "delivered"): 1}
+    counts={("aliyun", "default", "pending"): 2, ("aliyun", "brand_b", "delivered"): 1},
+    settled={
+        ("aliyun", "default", "pending", ""): 2,
+        ("aliyun", "brand_b", "delivered", "query"): 1,
+    },
+    oldest_pending={("aliyun", "default"): datetime(2026, 11, 25, 7, 0, tzinfo=UTC)},
+    dead_letters=3,
+    inbound=4,
 )
 
 
@@ -317,15 +324,146 @@ def test_status_summary_per_account(server: OpsServer) -> None:
     assert call(server, "GET", "/v1/status?account=-", auth())[0] == 400
 
 
-def test_status_summary_off_without_a_reader_and_503_when_it_fails() -> None:
+@pytest.mark.parametrize("path", ["/v1/status", "/v1/stats"])
+def test_status_summary_off_without_a_reader_and_503_when_it_fails(path: str) -> None:
     def broken() -> ports.StatusSummary:
         raise ports.StoreUnavailable("database gone")
 
-    for summary, code in ((None, 404), (broken, 503)):
-        app = OpsApp(Probes({}, {}), status_token=TOKEN, summary=summary)
+    for token, summary, code in ((TOKEN, None, 404), (None, broken, 404), (TOKEN, broken, 503)):
+        app = OpsApp(Probes({}, {}), status_token=token, summary=summary)
         srv = OpsServer(app, "127.0.0.1", 0)
         srv.start()
         try:
-            assert call(srv, "GET", "/v1/status", auth())[0] == code
+            status, body, _ = call(srv, "GET", path, auth())
+            assert status == code
+            assert json.loads(body)["error"] in ("not found", "database unavailable")
         finally:
             srv.close()
+
+
+def test_stats_counts_per_account_status_and_settled_by(server: OpsServer) -> None:
+    status, body, _ = call(server, "GET", "/v1/stats", auth())
+    assert status == 200
+    data = json.loads(body)
+    assert data["counts"] == [
+        {"provider": "aliyun", "account": "brand_b", "status": "delivered",
+         "settled_by": "query", "sends": 1},
+        {"provider": "aliyun", "account": "default", "status": "pending",
+         "settled_by": None, "sends": 2},
+    ]  # fmt: skip
+    assert data["oldest_pending"] == [
+        {"provider": "aliyun", "account": "default", "sent_at": "2026-11-25T07:00:00+00:00"}
+    ]
+    assert (data["dead_letters"], data["inbound"]) == (3, 4)
+    assert datetime.fromisoformat(data["generated_at"]).utcoffset() == timedelta(0)
+
+
+def test_stats_narrow_to_one_account(server: OpsServer) -> None:
+    status, body, _ = call(server, "GET", "/v1/stats?account=brand_b", auth())
+    assert status == 200
+    data = json.loads(body)
+    assert [c["account"] for c in data["counts"]] == ["brand_b"]
+    assert data["oldest_pending"] == []
+
+
+@pytest.mark.parametrize("query", ["account=", "account=Brand", "account=a&account=b"])
+def test_stats_refuse_a_malformed_account(server: OpsServer, query: str) -> None:
+    status, body, _ = call(server, "GET", f"/v1/stats?{query}", auth())
+    assert status == 400
+    assert "account must be one account id" in json.loads(body)["error"]
+
+
+@pytest.mark.parametrize("auth_header", [None, "Bearer wrong", f"Basic {TOKEN}"])
+def test_stats_require_the_token(server: OpsServer, auth_header: str | None) -> None:
+    headers = {"Authorization": auth_header} if auth_header else {}
+    status, body, resp = call(server, "GET", "/v1/stats", headers)
+    assert status == 401
+    assert resp.getheader("WWW-Authenticate") == 'Bearer realm="receiptd"'
+    assert b"counts" not in body
+
+
+def test_the_openapi_document_is_served(server: OpsServer) -> None:
+    status, body, resp = call(server, "GET", "/openapi.json")
+    assert status == 200
+    assert resp.getheader("Content-Type") == "application/json"
+    assert json.loads(body)["openapi"].startswith("3.1.")
+    assert "/v1/stats" in json.loads(body)["paths"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/v1/sends", "POST"),
+        ("HEAD", "/v1/sends", "POST"),
+        ("POST", "/v1/sends/b1^0", "GET, HEAD"),
+        ("DELETE", "/v1/stats", "GET, HEAD"),
+        ("PUT", "/openapi.json", "GET, HEAD"),
+    ],
+)
+def test_a_method_a_path_does_not_answer_is_405_with_allow(
+    server: OpsServer, method: str, path: str, allow: str
+) -> None:
+    status, _, resp = call(server, method, path, auth(), b"" if method != "GET" else None)
+    assert status == 405
+    assert resp.getheader("Allow") == allow
+
+
+def test_an_unknown_path_is_404_for_the_methods_the_app_takes(server: OpsServer) -> None:
+    for method in ("GET", "POST"):
+        status, body, _ = call(server, method, "/v2/sends", auth(), b"")
+        assert (status, json.loads(body)) == (404, {"error": "not found"})
+    status, _, resp = call(server, "DELETE", "/v2/sends", auth(), b"")
+    assert (status, resp.getheader("Allow")) == (405, "GET, POST, HEAD")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"phone_number": 13812345678}, "item 0: phone_number must be a string"),
+        ({"biz_id": ["x"]}, "item 0: biz_id must be a string"),
+        ({"biz_id": "b" * 65}, "item 0: biz_id is longer than 64 characters"),
+        ({"phone_number": "1" * 33}, "item 0: phone_number is longer than 32 characters"),
+        ({"out_id": "o" * 129}, "item 0: out_id is longer than 128 characters"),
+        ({"sign_name": "s" * 65}, "item 0: sign_name is longer than 64 characters"),
+        ({"sent_at": "9999-12-31T23:59:59-23:59"}, "item 0: "),  # past datetime.max in UTC
+        ({"sent_at": "0001-01-01T00:00:00+23:59"}, "item 0: "),  # before datetime.min in UTC
+    ],
+)
+def test_registration_refuses_what_the_sends_table_cannot_keep(
+    server: OpsServer, state: dict[str, Any], change: dict[str, Any], reason: str
+) -> None:
+    """A value the table cannot keep is the client's error (400), never an INSERT failing
+    into a 503 or an overflow into a 500."""
+    body = json.dumps([dict(HUAWEI_SEND, **change)]).encode()
+    status, answer, _ = call(server, "POST", "/v1/sends", auth(), body)
+    assert status == 400
+    assert json.loads(answer)["error"].startswith(reason)
+    assert "registered" not in state
+
+
+def test_registration_takes_null_as_an_absent_field(
+    server: OpsServer, state: dict[str, Any]
+) -> None:
+    body = json.dumps([dict(HUAWEI_SEND, out_id=None, sign_name=None)]).encode()
+    assert call(server, "POST", "/v1/sends", auth(), body)[0] == 200
+    (send,) = state["registered"]
+    assert (send.out_id, send.sign_name) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v1/stats?acount=default"),
+        ("GET", "/v1/stats?matched_by=biz_id"),
+        ("GET", "/v1/status?x=1"),
+        ("GET", "/v1/sends/b1^0?page=2"),
+        ("POST", "/v1/sends?dry_run=1"),
+    ],
+)
+def test_an_unknown_query_parameter_is_refused_by_name(
+    server: OpsServer, method: str, path: str
+) -> None:
+    body = json.dumps([HUAWEI_SEND]).encode() if method == "POST" else None
+    status, answer, _ = call(server, method, path, auth(), body)
+    assert status == 400
+    assert json.loads(answer)["error"].startswith("unknown query parameter(s) '")

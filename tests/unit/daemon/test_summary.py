@@ -68,3 +68,58 @@ def test_an_empty_registry() -> None:
         "dead_letters": 0,
         "inbound": 0,
     }
+
+
+STATS = ports.StatusSummary(
+    settled={
+        ("huawei", "default", "failed", "receipt"): 4,
+        ("aliyun", "default", "delivered", "query"): 1,
+        ("aliyun", "default", "delivered", "receipt"): 2,
+        ("aliyun", "brand_b", "pending", ""): 2,
+    },
+    oldest_pending={
+        ("aliyun", "default"): NOW - timedelta(seconds=90),
+        ("aliyun", "brand_b"): (NOW - timedelta(seconds=600)).replace(tzinfo=None),  # naive: UTC
+    },
+    dead_letters=7,
+    inbound=2,
+)
+
+
+def test_stats_list_each_status_and_settled_by_sorted_pending_as_null() -> None:
+    data = summary.stats(STATS, NOW)
+    assert [tuple(c.values()) for c in data["counts"]] == [
+        ("aliyun", "brand_b", "pending", None, 2),
+        ("aliyun", "default", "delivered", "query", 1),
+        ("aliyun", "default", "delivered", "receipt", 2),
+        ("huawei", "default", "failed", "receipt", 4),
+    ]
+    assert list(data["counts"][0]) == ["provider", "account", "status", "settled_by", "sends"]
+    assert data["oldest_pending"] == [
+        {"provider": "aliyun", "account": "brand_b", "sent_at": "2026-11-25T07:50:00+00:00"},
+        {"provider": "aliyun", "account": "default", "sent_at": "2026-11-25T07:58:30+00:00"},
+    ]
+    assert (data["dead_letters"], data["inbound"]) == (7, 2)
+    assert data["generated_at"] == "2026-11-25T08:00:00+00:00"
+
+
+def test_stats_of_one_account_keep_every_accounts_dead_letters_and_replies() -> None:
+    data = summary.stats(STATS, NOW, account="default")
+    assert {(c["provider"], c["account"]) for c in data["counts"]} == {
+        ("aliyun", "default"),
+        ("huawei", "default"),
+    }
+    assert [o["account"] for o in data["oldest_pending"]] == ["default"]
+    assert (data["dead_letters"], data["inbound"]) == (7, 2)
+    nobody = summary.stats(STATS, NOW, account="nobody")
+    assert (nobody["counts"], nobody["oldest_pending"]) == ([], [])
+
+
+def test_stats_of_an_empty_registry() -> None:
+    assert summary.stats(ports.StatusSummary(), NOW) == {
+        "counts": [],
+        "oldest_pending": [],
+        "dead_letters": 0,
+        "inbound": 0,
+        "generated_at": "2026-11-25T08:00:00+00:00",
+    }
