@@ -23,6 +23,7 @@ COMMANDS = {
     "demo": "receiptd.cli.demo:demo",
     "emulator": "receiptd.cli.emulator:command",
     "prune": "receiptd.cli.prune:prune",
+    "report": "receiptd.cli.report:report",
     "events": "receiptd.cli.events:events_group",
     "run": "receiptd.cli.run:run",
     "send": "receiptd.cli.send:send",
