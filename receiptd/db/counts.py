@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select
 
 from receiptd.db.locks import take_write_lock
-from receiptd.db.models import SEND_COUNT
+from receiptd.db.models import SEND, SEND_COUNT
 
 Key = tuple[str, str, str, str]  # (provider, account, status, settled_by or "")
 SQUASH_BATCH = 10_000  # delta rows folded per squash transaction
@@ -63,6 +63,22 @@ def totals(conn: Connection, account: str | None = None) -> dict[Key, int]:
         if int(row.n):
             out[row.provider, row.account, row.status, row.settled_by] = int(row.n)
     return out
+
+
+def recount(conn: Connection) -> int:
+    """Count ``sms_send`` afresh: one row per key, replacing every delta (what migration 0007
+    does once; for rows written around the write paths, e.g. a bulk load). Returns the keys.
+    Writers must be stopped meanwhile: their deltas would be counted twice or lost."""
+    take_write_lock(conn)
+    conn.execute(delete(SEND_COUNT))
+    c = SEND.c
+    settled_by = func.coalesce(c.settled_by, "")
+    query = select(c.provider, c.account, c.status, settled_by, func.count()).group_by(
+        c.provider, c.account, c.status, settled_by
+    )
+    rows = {(p, a, s, by): int(n) for p, a, s, by, n in conn.execute(query)}
+    record(conn, rows)
+    return len(rows)
 
 
 def squash(conn: Connection, limit: int = SQUASH_BATCH) -> int:

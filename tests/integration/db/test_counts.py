@@ -203,3 +203,17 @@ def test_concurrent_writers_leave_the_counts_equal_to_count_star(engine: sa.Engi
         f"\ncounts under concurrent writers on {engine.dialect.name}: {sorted(expected.items())}; "
         f"transactions aborted by the database and retried: {dict(world.retries)}"
     )
+
+
+def test_a_recount_replaces_the_deltas_with_what_the_table_holds(engine: sa.Engine) -> None:
+    store = SqlStore(engine)
+    SendStore(store).register([send(i, "brand_b") for i in range(4)], NOW)
+    store.write_batch(ports.Batch(reports=[receipt(0, "brand_b", False)]), NOW)
+    with engine.begin() as conn:  # rows written around the write paths (a bulk load)
+        conn.execute(SEND.update().where(SEND.c.biz_id == "b1").values(status="expired"))
+        assert counts.recount(conn) == 3
+    assert counted(engine) == truth(engine) == {
+        ("aliyun", "brand_b", "pending", ""): 2,
+        ("aliyun", "brand_b", "expired", ""): 1,
+        ("aliyun", "brand_b", "failed", "receipt"): 1,
+    }
