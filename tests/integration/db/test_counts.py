@@ -212,8 +212,12 @@ def test_a_recount_replaces_the_deltas_with_what_the_table_holds(engine: sa.Engi
     with engine.begin() as conn:  # rows written around the write paths (a bulk load)
         conn.execute(SEND.update().where(SEND.c.biz_id == "b1").values(status="expired"))
         assert counts.recount(conn) == 3
-    assert counted(engine) == truth(engine) == {
-        ("aliyun", "brand_b", "pending", ""): 2,
-        ("aliyun", "brand_b", "expired", ""): 1,
-        ("aliyun", "brand_b", "failed", "receipt"): 1,
-    }
+    assert (
+        counted(engine)
+        == truth(engine)
+        == {
+            ("aliyun", "brand_b", "pending", ""): 2,
+            ("aliyun", "brand_b", "expired", ""): 1,
+            ("aliyun", "brand_b", "failed", "receipt"): 1,
+        }
+    )
