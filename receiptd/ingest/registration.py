@@ -36,6 +36,17 @@ COLUMNS = (
 )
 REQUIRED = ("phone_number", "sent_at")
 MAX_TASK_ID = 255  # the provider's limit on TaskId
+# The longest value of each field the sends table keeps (receiptd.db.models): a longer one
+# would fail its INSERT (PostgreSQL, MariaDB) or be kept uncut (SQLite).
+MAX_LENGTH = {
+    "biz_id": 64,
+    "message_id": 64,
+    "phone_number": 32,
+    "out_id": 128,
+    "template_code": 64,
+    "sign_name": 64,
+    "task_id": MAX_TASK_ID,
+}
 
 
 class ImportLineError(ValueError):
@@ -109,6 +120,9 @@ def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSen
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     values = {k: (str(v).strip() if v is not None else "") for k, v in record.items()}
+    for name, limit in MAX_LENGTH.items():
+        if len(values.get(name, "")) > limit:
+            raise ValueError(f"{name} is longer than {limit} characters")
     key, send_id = _send_id(values)
     for name in REQUIRED:
         if not values.get(name):
@@ -117,23 +131,16 @@ def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSen
         provider = domain.Provider(values.get("provider") or "aliyun")
     except ValueError:
         raise ValueError(f"unknown provider {values['provider']!r}") from None
-    try:
-        sent_at = datetime.fromisoformat(values["sent_at"])
-    except ValueError:
-        raise ValueError(f"sent_at {values['sent_at']!r} is not ISO 8601") from None
-    if sent_at.tzinfo is None:
-        raise ValueError("sent_at needs a zone, e.g. 2026-11-24T09:30:00+08:00")
+    sent_at = _sent_at(values["sent_at"])
     account = _account(values.get("account") or domain.DEFAULT_ACCOUNT, provider, known)
     if key is domain.SendKey.MESSAGE_ID and provider is not domain.Provider.ALIYUN:
         raise ValueError("message_id names an Alibaba send (Dysmsapi 2018-05-01)")
     task_id = values.get("task_id") or None
-    if task_id is not None and len(task_id) > MAX_TASK_ID:
-        raise ValueError(f"task_id is longer than {MAX_TASK_ID} characters")
     return ports.NewSend(
         provider=provider,
         biz_id=send_id,
         phone_number=values["phone_number"],
-        sent_at=sent_at.astimezone(UTC),
+        sent_at=sent_at,
         out_id=values.get("out_id") or None,
         template_code=values.get("template_code") or None,
         sign_name=values.get("sign_name") or None,
@@ -141,6 +148,20 @@ def new_send(record: dict[str, Any], known: Known | None = None) -> ports.NewSen
         matched_by=key,
         task_id=task_id,
     )
+
+
+def _sent_at(text: str) -> datetime:
+    """An ISO 8601 time with a zone, in UTC, or ValueError."""
+    try:
+        sent_at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"sent_at {text!r} is not ISO 8601") from None
+    if sent_at.tzinfo is None:
+        raise ValueError("sent_at needs a zone, e.g. 2026-11-24T09:30:00+08:00")
+    try:
+        return sent_at.astimezone(UTC)
+    except OverflowError:  # year 1 east of Greenwich, 9999 west of it
+        raise ValueError(f"sent_at {text!r} is out of range in UTC") from None
 
 
 def _send_id(values: dict[str, str]) -> tuple[domain.SendKey, str]:

@@ -144,3 +144,20 @@ def test_a_message_id_record_is_checked(extra: dict[str, str], reason: str) -> N
     base = {"message_id": "1", "phone_number": "85212345678", "sent_at": "2026-11-24T01:30:00Z"}
     with pytest.raises(ValueError, match=reason):
         registration.new_send({**base, **extra})
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ({"biz_id": "b" * 65}, "biz_id is longer than 64"),
+        ({"phone_number": "1" * 33}, "phone_number is longer than 32"),
+        ({"out_id": "o" * 129}, "out_id is longer than 128"),
+        ({"sent_at": "0001-01-01T00:00:00+08:00"}, "out of range in UTC"),
+    ],
+)
+def test_sends_import_refuses_what_the_sends_table_cannot_keep(
+    extra: dict[str, str], reason: str
+) -> None:
+    base = {"biz_id": "B1", "phone_number": "13800000001", "sent_at": "2026-11-24T01:30:00Z"}
+    with pytest.raises(ValueError, match=reason):
+        registration.new_send({**base, **extra})
