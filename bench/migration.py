@@ -1,6 +1,7 @@
 """What a migration costs on a month of traffic: time per step, and how long reads and writes
 of the tables wait for it (PostgreSQL). 0005 (accounts) by default, or 0006 (international
-sends: ``matched_by`` in the unique keys) with ``--to 0006``.
+sends: ``matched_by`` in the unique keys) with ``--to 0006``, or 0007 (the send counts: one
+count of ``sms_send``) with ``--to 0007``.
 
     .venv/bin/python bench/migration.py                  # 0005, 10 M sends + 10 M receipts
     .venv/bin/python bench/migration.py --to 0006 --rows 1000000
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import harness  # bench/harness.py
 import scale  # bench/scale.py: the month of traffic
 
-STEPS = {"0005": "0004", "0006": "0005"}  # a revision measured → the one it upgrades from
+# a revision measured → the one it upgrades from
+STEPS = {"0005": "0004", "0006": "0005", "0007": "0006"}
 
 
 class Probe(threading.Thread):
