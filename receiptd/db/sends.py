@@ -75,7 +75,12 @@ class SendStore:
         if not aliyun:
             return
         biz_ids = sorted({biz for _, biz, _ in aliyun})
-        query = select(REPORT).where(REPORT.c.account == account, REPORT.c.biz_id.in_(biz_ids))
+        kinds = sorted({kind for kind, _, _ in aliyun})
+        query = select(REPORT).where(  # the unique key's leading columns, in its order
+            REPORT.c.account == account,
+            REPORT.c.matched_by.in_(kinds),
+            REPORT.c.biz_id.in_(biz_ids),
+        )
         stored = conn.execute(query).all()
         reports = [
             _report_of(r._mapping)

@@ -288,7 +288,8 @@ def settle_from_reports(
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
-    rows, locked = _open_sends(conn, _biz_ids(provider, account, biz_ids), events)
+    kinds = sorted({r.matched_by.value for r in reports})
+    rows, locked = _open_sends(conn, _biz_ids(provider, account, kinds, biz_ids), events)
     by_key = {_key_of(row): (i, row["out_id"]) for i, row in rows.items()}
     match_message_id = provider in _MATCHES_MESSAGE_ID
     changes = []
@@ -307,9 +308,15 @@ def _key_of(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return (row["matched_by"], row["biz_id"], row["phone_number"])
 
 
-def _biz_ids(provider: domain.Provider, account: str, biz_ids: list[str]) -> Any:
+def _biz_ids(provider: domain.Provider, account: str, kinds: list[str], biz_ids: list[str]) -> Any:
+    """The sends of these ids, by the unique key's leading columns in order (provider,
+    account, matched_by, biz_id): without ``matched_by`` the index could not reach ``biz_id``
+    and the read would walk every send of the account."""
     return and_(
-        SEND.c.provider == provider.value, SEND.c.account == account, SEND.c.biz_id.in_(biz_ids)
+        SEND.c.provider == provider.value,
+        SEND.c.account == account,
+        SEND.c.matched_by.in_(kinds),
+        SEND.c.biz_id.in_(biz_ids),
     )
 
 
