@@ -326,10 +326,14 @@ def _open_sends(
     """The open (pending or expired) sends matching ``where`` by id, locked until commit: the
     rows ``settle_sends`` changes and counts (receiptd.db.counts) exactly, events or not.
 
-    Found by a plain read first, then locked by primary key in id order (``lock_ids``), as
-    every other settle path locks: InnoDB takes row locks in the order it scans, so locking
-    straight through the (provider, account, biz_id, …) index would lock in another order and
-    deadlock with the compensator's settlements."""
+    Locked in id order, as every other settle path locks. PostgreSQL locks the rows of a
+    ``SELECT … ORDER BY id FOR UPDATE`` in that order (after the sort); InnoDB locks them in
+    the order it scans the (provider, account, matched_by, biz_id, …) index, which would
+    deadlock with the compensator's settlements: there they are found by a plain read first,
+    then locked by primary key (``lock_ids``)."""
+    if conn.dialect.name not in ("mysql", "mariadb"):
+        locked = settle.lock_open(conn, where)
+        return locked, locked
     found = select(SEND.c.id).where(where, SEND.c.status.in_(settle.OPEN))
     locked = settle.lock_ids(conn, sorted(conn.execute(found).scalars()))
     return locked, locked
