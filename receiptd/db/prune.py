@@ -23,7 +23,6 @@ from sqlalchemy import Connection, Engine, Select, Table, and_, delete, func, se
 
 from receiptd import metrics
 from receiptd.db import counts, locks, retention, subset
-from receiptd.db.locks import take_write_lock
 from receiptd.db.models import SEND, Base
 from receiptd.db.store import translate_errors
 from receiptd.logs import get_logger
@@ -123,7 +122,7 @@ class Pruner:
 def _delete_batch(conn: Connection, table: Table, ids: Select[Any]) -> int:
     """One batch: a single DELETE with the id subquery where the database takes LIMIT there
     (PostgreSQL, SQLite); MariaDB refuses LIMIT in an IN subquery, so it reads the ids first.
-    Sends are counted (receiptd.db.counts): their rows are read and locked first."""
+    Sends are taken off the send counts (receiptd.db.counts) as they are deleted."""
     if table is SEND:
         return _delete_sends(conn, ids)
     if conn.dialect.name in ("postgresql", "sqlite"):
@@ -136,19 +135,21 @@ def _delete_batch(conn: Connection, table: Table, ids: Select[Any]) -> int:
 
 
 def _delete_sends(conn: Connection, ids: Select[Any]) -> int:
-    """Delete a batch of settled sends and take them off the send counts, exactly: the chosen
-    rows are read again under a lock, so none changes status between its count and its
-    delete (an expired send may still become delivered until then)."""
-    take_write_lock(conn)
-    chosen = list(conn.execute(ids).scalars())
-    if not chosen:
-        return 0
-    columns = (SEND.c.id, SEND.c.provider, SEND.c.account, SEND.c.status, SEND.c.settled_by)
-    # Locked in id order, as every settle path locks (receiptd.db.settle): no deadlock.
-    locked = select(*columns).where(SEND.c.id.in_(chosen)).order_by(SEND.c.id).with_for_update()
-    rows = [dict(r._mapping) for r in conn.execute(locked)]
-    conn.execute(delete(SEND).where(SEND.c.id.in_([r["id"] for r in rows])))
-    removed = Counter(counts.key_of(r) for r in rows)
+    """Delete a batch of settled sends and take them off the send counts, exactly: ``DELETE …
+    RETURNING`` gives each row as it was deleted (an expired send may still have become
+    delivered before), in the same one statement on every backend (MariaDB has DELETE …
+    RETURNING, not UPDATE … RETURNING; it reads the ids first, as above)."""
+    c = SEND.c
+    if conn.dialect.name in ("postgresql", "sqlite"):
+        where = subset.id_in(conn, c.id, ids)
+    else:
+        chosen = list(conn.execute(ids).scalars())
+        if not chosen:
+            return 0
+        where = c.id.in_(chosen)
+    deleted = delete(SEND).where(where).returning(c.provider, c.account, c.status, c.settled_by)
+    rows = conn.execute(deleted).all()
+    removed = Counter((p, a, status, by or "") for p, a, status, by in rows)
     counts.record(conn, {key: -n for key, n in removed.items()})
     return len(rows)
 
