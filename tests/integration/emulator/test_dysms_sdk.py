@@ -130,8 +130,28 @@ def test_query_bad_phone(sms: DysmsClient) -> None:
     assert query(sms, phone="123").code == "isv.MOBILE_NUMBER_ILLEGAL"
 
 
+def on_one_china_date(now: dt.datetime, span: dt.timedelta) -> dt.datetime:
+    """``now``, or the last second of the previous China date when ``now`` is less than
+    ``span`` past China's midnight: sends made up to ``span`` before it share one SendDate
+    (they once straddled 00:00 CST = 16:00 UTC, and the query of today found 7 of 9)."""
+    local = now.astimezone(CST)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    if local - midnight < span:
+        return (midnight - dt.timedelta(seconds=1)).astimezone(dt.UTC)
+    return now
+
+
+def test_sends_of_minutes_before_china_midnight_stay_on_their_date() -> None:
+    just_after = dt.datetime(2026, 12, 2, 16, 7, tzinfo=dt.UTC)  # 00:07 CST on 3 December
+    moved = on_one_china_date(just_after, dt.timedelta(minutes=10))
+    assert moved == dt.datetime(2026, 12, 2, 15, 59, 59, tzinfo=dt.UTC)
+    later = dt.datetime(2026, 12, 2, 17, 0, tzinfo=dt.UTC)
+    assert on_one_china_date(later, dt.timedelta(minutes=10)) == later
+
+
 def test_status_follows_receipt_time_and_pages(sms: DysmsClient, emu: Emulator) -> None:
-    now = dt.datetime.now(dt.UTC)
+    now = on_one_china_date(dt.datetime.now(dt.UTC), dt.timedelta(minutes=10))
+    day = now.astimezone(CST).strftime("%Y%m%d")
     seeds = [
         SeedSend(
             PHONE,
@@ -153,8 +173,8 @@ def test_status_follows_receipt_time_and_pages(sms: DysmsClient, emu: Emulator) 
         SeedSend(PHONE, "阿里云短信测试", "SMS_154950909", "never", now, outcome="pending")
     )
     emu.seed_sends(seeds)
-    first = query(sms, page_size=5, current_page=1)
-    second = query(sms, page_size=5, current_page=2)
+    first = query(sms, page_size=5, current_page=1, send_date=day)
+    second = query(sms, page_size=5, current_page=2, send_date=day)
     assert first.total_count == second.total_count == 9
     rows = (
         first.sms_send_detail_dtos.sms_send_detail_dto
@@ -167,7 +187,8 @@ def test_status_follows_receipt_time_and_pages(sms: DysmsClient, emu: Emulator) 
     assert by_out_id["o1"].receive_date
     for waiting in ("future", "never"):
         assert (by_out_id[waiting].send_status, by_out_id[waiting].receive_date) == (1, "")
-    assert query(sms, page_size=5, current_page=3).sms_send_detail_dtos.sms_send_detail_dto == []
+    third = query(sms, page_size=5, current_page=3, send_date=day)
+    assert third.sms_send_detail_dtos.sms_send_detail_dto == []
 
 
 def test_send_date_is_the_china_date(sms: DysmsClient, emu: Emulator) -> None:
