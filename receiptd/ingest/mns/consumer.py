@@ -51,6 +51,7 @@ __all__ = ["Backoff", "ConsumeStats", "Consumer", "QueueFactory", "decode_batch"
 log = get_logger(__name__)
 DEFAULT_BACKOFF = Backoff()  # frozen: one shared default
 QueueFactory = Callable[[], ports.ReceiptQueue]
+LOOP_ERROR_KINDS = ("queue", "database", "auth")  # receiptd_loop_errors_total{kind}
 
 
 def loop_prefix(account: str, kind: domain.MessageType) -> str:
@@ -231,6 +232,10 @@ class _Worker:
         self._refusals = RefusalTracker(
             shared.label, shared.refusal, shared.monotonic, shared.account
         )
+        # Each error kind's series exists from the start (0): a rate over it has data before
+        # the first error and sees that first one (a series born at 1 shows no increase).
+        for kind in LOOP_ERROR_KINDS:
+            metrics.LOOP_ERRORS.labels(name, kind)
 
     def run(self, until_idle: bool) -> None:
         self.queue = self.s.factory()
