@@ -283,7 +283,15 @@ def test_the_grammar_reaches_the_extremes() -> None:
     found = {"valid": 0, "digit limit": 0, "surrogate": 0, "nesting": 0}
     checks = list(HealthCheck)
 
-    @settings(max_examples=500, deadline=None, suppress_health_check=checks, database=None)
+    # Derandomized: which extremes 500 random draws reach varies by run (one .ci/run drew no
+    # lone surrogate); the same 500 every run make this a fact about the grammar, not luck.
+    @settings(
+        max_examples=500,
+        deadline=None,
+        suppress_health_check=checks,
+        database=None,
+        derandomize=True,
+    )
     @given(SHAPES["SmsReport"]())
     def run(body: Body) -> None:
         try:
