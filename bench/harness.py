@@ -2,7 +2,8 @@
 
 * ``start()``: call first in ``main()``. receiptd's info logs go nowhere (warnings and errors
   to stderr), so a script's stdout is its tables; SIGTERM becomes ``SystemExit``, so the
-  ``finally`` blocks that drop scratch databases run when a run is stopped, too.
+  ``finally`` blocks that drop scratch databases run when a run is stopped, too (and, should
+  that exception be swallowed, a fallback drops them after ``STOP_GRACE`` seconds and exits).
 * ``Load``: the load average when the run started and when it ended (the machine may be
   shared: a figure means little without it).
 * ``scratch_postgres()`` / ``Scratch``: PostgreSQL databases of a run's own, dropped at the
@@ -19,6 +20,7 @@ import argparse
 import os
 import signal
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,8 +43,26 @@ def start() -> Load:
     return Load()
 
 
+# A SystemExit raised while the interpreter runs a garbage-collection callback or a __del__
+# is printed as "Exception ignored" and the run goes on (tests/bench saw a stopped scale run
+# keep loading past its 120 s). So a stop also arms a fallback: if the run has not ended
+# within STOP_GRACE seconds, the scratch databases are dropped here and the process ends.
+STOP_GRACE = 30.0
+_LIVE: list[Scratch] = []  # the scratch sets of this run, for the fallback
+
+
 def _exit(signum: int, _frame: FrameType | None) -> None:
+    fallback = threading.Timer(STOP_GRACE, _hard_exit, args=(128 + signum,))
+    fallback.daemon = True
+    fallback.start()
     raise SystemExit(128 + signum)
+
+
+def _hard_exit(code: int) -> None:
+    for scratch in list(_LIVE):
+        scratch.__exit__()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class Load:
@@ -124,10 +144,14 @@ class Scratch:
         return url
 
     def __enter__(self) -> Scratch:
+        _LIVE.append(self)
         return self
 
     def __exit__(self, *_exc: object) -> None:
+        if self in _LIVE:
+            _LIVE.remove(self)
         if self.keep:
             return
-        for url in self.urls:
+        urls, self.urls = self.urls, []  # once: a stop's fallback may race the normal end
+        for url in urls:
             drop_postgres(url)  # IF EXISTS: also when its creation never happened

@@ -235,7 +235,12 @@ def test_scale_bench_drops_its_databases_when_stopped(server: sa.Engine) -> None
         assert line, f"exited before creating a database: {''.join(lines)}"
         lines.append(line)
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    finally:  # never leave the process and its pipes behind (they would fail a later test)
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert DROPPED.findall(err) == [found.group(1)], err
     assert existing(server, [found.group(1)]) == []
