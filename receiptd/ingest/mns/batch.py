@@ -183,6 +183,7 @@ class BatchWriter:
     """Commits a batch (retrying, isolating poison) and deletes what was committed."""
 
     DELETE_ATTEMPTS = 3
+    AUTH_RETRIES = 3  # immediate retries with a refreshed token, before attempts count
 
     def __init__(
         self,
@@ -281,13 +282,22 @@ class BatchWriter:
         self._meters.delete_failed.inc(len(failures))
 
     def _try_delete(self, handles: list[str], ctx: BatchContext) -> list[ports.DeleteFailure]:
-        for attempt in range(self.DELETE_ATTEMPTS):
+        attempt = auth_errors = 0
+        while True:
             try:
                 return ctx.queue.delete(handles)
             except ports.QueueError as exc:
                 ctx.stats.errors += 1
                 metrics.LOOP_ERRORS.labels(ctx.loop, "queue").inc()
                 last = exc
-                if attempt + 1 < self.DELETE_ATTEMPTS:
-                    ctx.stop.wait(min(self.backoff.delay(attempt), 2.0))
+            # An auth error has already dropped the token: the next try uses a fresh one at
+            # once, without a backoff (another thread's report may have met an older token
+            # first, so a few are allowed before they count as failed attempts).
+            if isinstance(last, ports.QueueAuthError) and auth_errors < self.AUTH_RETRIES:
+                auth_errors += 1
+                continue
+            attempt += 1
+            if attempt >= self.DELETE_ATTEMPTS:
+                break
+            ctx.stop.wait(min(self.backoff.delay(attempt - 1), 2.0))
         return [ports.DeleteFailure(h, type(last).__name__, str(last)) for h in handles]
