@@ -101,11 +101,18 @@ def settle_sends(
 
 
 def lock_open(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
-    """The open sends matching ``where`` by id, locked until commit (in id order: concurrent
-    writers lock in the same order and cannot deadlock on each other)."""
-    take_write_lock(conn)
-    query = select(SEND).where(where, SEND.c.status.in_(OPEN)).order_by(SEND.c.id)
-    return {r["id"]: dict(r) for r in conn.execute(query.with_for_update()).mappings()}
+    """The open sends matching ``where`` by id, locked until commit, in id order: concurrent
+    writers lock in the same order and cannot deadlock on each other.
+
+    PostgreSQL (and SQLite, under its write lock) locks the rows of ``SELECT … ORDER BY id
+    FOR UPDATE`` in that order, after the sort. InnoDB locks rows in the order it scans the
+    index ``where`` uses (e.g. the unique key's provider, account, matched_by, biz_id), which
+    would deadlock with a writer locking by id: there the rows are found by a plain read
+    first, then locked by primary key (:func:`lock_ids`)."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        found = select(SEND.c.id).where(where, SEND.c.status.in_(OPEN))
+        return lock_ids(conn, sorted(conn.execute(found).scalars()))
+    return _locked(conn, where)
 
 
 def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
@@ -113,8 +120,14 @@ def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
     will change other rows of these too locks them all here first, in one id order."""
     rows: dict[int, Mapping[str, Any]] = {}
     for start in range(0, len(ids), _CHUNK):
-        rows.update(lock_open(conn, SEND.c.id.in_(ids[start : start + _CHUNK])))
+        rows.update(_locked(conn, SEND.c.id.in_(ids[start : start + _CHUNK])))
     return rows
+
+
+def _locked(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
+    take_write_lock(conn)
+    query = select(SEND).where(where, SEND.c.status.in_(OPEN)).order_by(SEND.c.id)
+    return {r["id"]: dict(r) for r in conn.execute(query.with_for_update()).mappings()}
 
 
 def _changes(row: Mapping[str, Any], change: SendChange) -> bool:

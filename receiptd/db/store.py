@@ -281,16 +281,16 @@ def settle_from_reports(
 
     One indexed SELECT finds which receipts have an open send (usually none: most receipts
     arrive for sends the compensator or an earlier receipt settled, or that were never
-    registered), then only those are settled (with their events) by
-    :func:`receiptd.db.settle.settle_sends`, whose status guard leaves a send settled
-    concurrently in between alone.
+    registered) and locks those rows (``settle.lock_open``), so that exactly they are
+    settled, counted and given their events by :func:`receiptd.db.settle.settle_sends`.
     """
     if not reports:
         return 0
     biz_ids = sorted({r.biz_id for r in reports})
     kinds = sorted({r.matched_by.value for r in reports})
-    rows, locked = _open_sends(conn, _biz_ids(provider, account, kinds, biz_ids), events)
-    by_key = {_key_of(row): (i, row["out_id"]) for i, row in rows.items()}
+    # Locked, events or not: the rows settle_sends changes and counts (receiptd.db.counts).
+    locked = settle.lock_open(conn, _biz_ids(provider, account, kinds, biz_ids))
+    by_key = {_key_of(row): (i, row["out_id"]) for i, row in locked.items()}
     match_message_id = provider in _MATCHES_MESSAGE_ID
     changes = []
     for r in reports:
@@ -318,25 +318,6 @@ def _biz_ids(provider: domain.Provider, account: str, kinds: list[str], biz_ids:
         SEND.c.matched_by.in_(kinds),
         SEND.c.biz_id.in_(biz_ids),
     )
-
-
-def _open_sends(
-    conn: Connection, where: Any, events: outbox.Outbox | None
-) -> tuple[dict[int, Mapping[str, Any]], dict[int, Mapping[str, Any]]]:
-    """The open (pending or expired) sends matching ``where`` by id, locked until commit: the
-    rows ``settle_sends`` changes and counts (receiptd.db.counts) exactly, events or not.
-
-    Locked in id order, as every other settle path locks. PostgreSQL locks the rows of a
-    ``SELECT … ORDER BY id FOR UPDATE`` in that order (after the sort); InnoDB locks them in
-    the order it scans the (provider, account, matched_by, biz_id, …) index, which would
-    deadlock with the compensator's settlements: there they are found by a plain read first,
-    then locked by primary key (``lock_ids``)."""
-    if conn.dialect.name not in ("mysql", "mariadb"):
-        locked = settle.lock_open(conn, where)
-        return locked, locked
-    found = select(SEND.c.id).where(where, SEND.c.status.in_(settle.OPEN))
-    locked = settle.lock_ids(conn, sorted(conn.execute(found).scalars()))
-    return locked, locked
 
 
 # The name the Huawei path had before both providers shared one function.

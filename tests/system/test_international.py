@@ -34,13 +34,12 @@ import sqlalchemy as sa
 from receiptd.db.models import DEAD, REPORT
 from receiptd.testing import emulated
 from receiptd_emulator import Emulator, SeedGlobeSend, SeedSend
-from tests.system.daemon import Daemon, daemon_env, free_port
+from tests.system.daemon import Daemon, free_port
 from tests.system.reliability import Db
-from tests.system.test_accounts import stop  # SIGTERM, exit 0, no error logged
+from tests.system.test_accounts import TOKEN, run_env, stop  # the same daemon settings
 
 pytestmark = pytest.mark.system
 
-TOKEN = "intl-status-token-0123456789abcd"
 PUSH_TOKEN = "intl-push-token-0123456789abcdef"
 STATUS = {3: "delivered", 2: "failed"}  # QuerySendDetails SendStatus of a final send
 GLOBE_STATUS = {"1": "delivered", "2": "failed"}  # QueryMessage Status of a final send
@@ -68,19 +67,6 @@ def settings_file(path: Path, emu: Emulator) -> Path:
     lines += [f"{k} = {q(v)}" for k, v in intl.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def run_env(emu: Emulator, db_url: str, **extra: str) -> dict[str, str]:
-    env = daemon_env(
-        emu,
-        db_url,
-        free_port(),
-        RECEIPTD_STATUS_API_TOKEN=TOKEN,
-        RECEIPTD_COMPENSATOR_INTERVAL="2",
-        RECEIPTD_COMPENSATOR_GRACE="8",  # > every receipt's delay (1 s)
-        **extra,
-    )
-    return {k: v for k, v in env.items() if not k.startswith("RECEIPTD_ALIYUN_")}
 
 
 def seed(emu: Emulator, sent: datetime) -> list[dict[str, str]]:
