@@ -210,5 +210,11 @@ SENDS_REGISTERED = Counter(
     registry=REGISTRY,
 )
 READY = Gauge("receiptd_ready", "1 when /readyz passes.", registry=REGISTRY)
+ROLE_INFO = Gauge(
+    "receiptd_role_info",
+    "1 for each role this process runs (consumer|push|webhooks|compensator|prune).",
+    ["role"],
+    registry=REGISTRY,
+)
 BUILD = Info("receiptd_build", "receiptd build information.", registry=REGISTRY)
 BUILD.info({"version": __version__})

@@ -8,7 +8,7 @@ from typing import NoReturn
 import click
 from sqlalchemy.exc import SQLAlchemyError
 
-from receiptd import config, ports
+from receiptd import config, ports, roles
 from receiptd.cli import common
 from receiptd.config.values import check_account_ids, split_ids
 from receiptd.daemon.health import Health
@@ -33,12 +33,25 @@ log = get_logger(__name__)
     help="Consume and compensate only these accounts (overrides serve_accounts; "
     "`default`: the flat settings' accounts).",
 )
+@click.option(
+    "--roles",
+    "named_roles",
+    default=None,
+    metavar="ROLE[,ROLE...]",
+    help="Run only these roles: consumer, push, webhooks, compensator, prune; `worker` is "
+    "compensator,prune (overrides the roles setting; default: every configured role).",
+)
 @click.pass_context
-def run(ctx: click.Context, migrate_first: bool, serve: str | None) -> None:
-    """Run the daemon: consumers, compensator, and the health/metrics endpoint."""
+def run(
+    ctx: click.Context, migrate_first: bool, serve: str | None, named_roles: str | None
+) -> None:
+    """Run the daemon: consumers, push listener, webhooks, compensator, prune (its roles), and
+    the health/metrics endpoint."""
     settings = common.settings(ctx)
     if serve is not None:
         settings = serving(settings, serve)
+    if named_roles is not None:
+        settings = with_roles(settings, named_roles)
     parts = settings.parts
     if not (parts.configured_accounts or parts.push.addr):
         common.fail(
@@ -47,6 +60,10 @@ def run(ctx: click.Context, migrate_first: bool, serve: str | None) -> None:
             common.EXIT_CONFIG,
         )
     store, sends = common.stores(settings)
+    try:  # a role that cannot run stops start-up before the database is asked
+        daemon.active_roles(settings, store)
+    except config.ConfigError as exc:
+        _fail(store, str(exc), common.EXIT_CONFIG)
     _prepare_database(store, migrate_first or parts.daemon.migrate_on_start)
     try:
         service, ready = daemon.service(settings, store, sends, Health())
@@ -61,6 +78,7 @@ def run(ctx: click.Context, migrate_first: bool, serve: str | None) -> None:
         report_queue=parts.aliyun.report_queue,
         push_addr=parts.push.addr,
         accounts=[f"{a.provider}/{a.name}" for a in parts.served_accounts],
+        roles=list(service.roles),
     )
     with on_stop_signals(service.stop):
         code = service.run(ready)
@@ -85,6 +103,18 @@ def serving(settings: config.Settings, value: str) -> config.Settings:
             common.EXIT_CONFIG,
         )
     return settings.model_copy(update={"serve_accounts": ",".join(ids)})
+
+
+def with_roles(settings: config.Settings, value: str) -> config.Settings:
+    """The settings with ``roles`` replaced by ``value`` (``--roles consumer,push``); an
+    empty list or an unknown role exits 2 naming it."""
+    try:
+        named = roles.parse(value)
+    except ValueError as exc:
+        common.fail(f"--roles: {exc}", common.EXIT_CONFIG)
+    if not named:
+        common.fail("--roles: give at least one role", common.EXIT_CONFIG)
+    return settings.model_copy(update={"roles": ",".join(named)})
 
 
 def _prepare_database(store: SqlStore, migrate_first: bool) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from receiptd import roles as _roles
 from receiptd.config import accounts as _accounts
 from receiptd.config.accounts import Account, AliyunAccount, HuaweiAccount
 from receiptd.config.values import (
@@ -57,6 +58,7 @@ class DaemonPart:
     heartbeat_timeout: float
     shutdown_timeout: float
     migrate_on_start: bool
+    roles: tuple[str, ...]  # the roles named (``roles``); empty: every configured role
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -195,6 +197,7 @@ def parts(flat: Settings) -> Parts:
             heartbeat_timeout=flat.heartbeat_timeout,
             shutdown_timeout=flat.shutdown_timeout,
             migrate_on_start=flat.migrate_on_start,
+            roles=_roles.parse(flat.roles),
         ),
         consumer=ConsumerPart(
             batch_size=flat.consumer_batch_size,

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from receiptd import roles as _roles
 from receiptd.config import accounts as _accounts
 from receiptd.config import parts as _parts
 from receiptd.config.account_keys import AccountKeys
@@ -178,6 +179,9 @@ class Settings(BaseSettings):
     # by receiptd.config.account_sources), and the accounts this replica serves (empty: all).
     accounts: dict[str, AccountKeys] = Field(default_factory=dict)
     serve_accounts: str = ""  # comma-separated ids; `default`: the flat settings' accounts
+    # What `receiptd run` does (receiptd.daemon.roles): comma-separated roles or groups;
+    # empty: every configured role.
+    roles: str = ""
 
     @classmethod
     def settings_customise_sources(
@@ -249,6 +253,18 @@ class Settings(BaseSettings):
     def _join_serve_accounts(cls, value: object) -> object:
         """TOML may list them: ``serve_accounts = ["a", "b"]``."""
         return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+    @field_validator("roles", mode="before")
+    @classmethod
+    def _join_roles(cls, value: object) -> object:
+        """TOML may list them: ``roles = ["consumer", "push"]``."""
+        return ",".join(map(str, value)) if isinstance(value, list | tuple) else value
+
+    @field_validator("roles")
+    @classmethod
+    def _check_roles(cls, value: str) -> str:
+        _roles.parse(value)
+        return value
 
     @field_validator("serve_accounts")
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -59,10 +59,13 @@ OPENAPI = resources.files("receiptd.web").joinpath("openapi.json").read_bytes()
 
 @dataclass(frozen=True)
 class Probes:
-    """Named checks: liveness fails when any liveness check fails; same for readiness."""
+    """Named checks: liveness fails when any liveness check fails; same for readiness.
+    ``roles`` maps each role the process runs to the readiness check it stands on (/readyz
+    lists them)."""
 
     liveness: Mapping[str, Check]
     readiness: Mapping[str, Check]
+    roles: Mapping[str, str] = field(default_factory=dict)
 
 
 class OpsApp:
@@ -144,7 +147,15 @@ class OpsApp:
         else:
             results = {name: run_check(check) for name, check in checks.items()}
             ok = all(passed for passed, _ in results.values())
-        body = {"ok": ok, "checks": {n: {"ok": p, "detail": d} for n, (p, d) in results.items()}}
+        body: dict[str, Any] = {
+            "ok": ok,
+            "checks": {n: {"ok": p, "detail": d} for n, (p, d) in results.items()},
+        }
+        if checks is self._probes.readiness:
+            body["roles"] = {
+                role: {"ok": results[check][0], "detail": results[check][1]}
+                for role, check in self._probes.roles.items()
+            }
         return json_response(start_response, 200 if ok else 503, body)
 
     def _send_status(

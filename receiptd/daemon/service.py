@@ -79,6 +79,7 @@ class ServiceParts:
     heartbeat_timeout: float
     shutdown_timeout: float
     dispose: Callable[[], None] = field(default=ports.nothing)
+    roles: tuple[str, ...] = ()  # what the loops and jobs are for (receiptd.roles)
 
 
 class SupervisedJob:
@@ -126,6 +127,10 @@ class Service:
         self._stop = threading.Event()
         self._scheduler: BackgroundScheduler | None = None
         self.jobs = [SupervisedJob(job, parts.health) for job in parts.jobs]
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return self.parts.roles
 
     def stop(self) -> None:
         """Request a drain (idempotent, callable from a signal handler)."""
@@ -189,7 +194,7 @@ class Service:
                 return 1
             if not announced and on_ready():
                 p.notifier.ready("consuming")
-                log.info("service_ready")
+                log.info("service_ready", roles=list(p.roles))
                 announced = True
         return 0
 

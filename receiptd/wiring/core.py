@@ -113,6 +113,16 @@ def daemon_consumers(
     ]
 
 
+def consumes(settings: config.Settings) -> bool:
+    """Whether an Aliyun account this replica serves has a queue with threads."""
+    return any(
+        _threads(account, kind)
+        for account in settings.parts.served_accounts
+        if isinstance(account, config.AliyunAccount)
+        for kind in queue_kinds(account)
+    )
+
+
 def compensator(
     settings: config.Settings,
     sends: ports.SendStore,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from pydantic import SecretStr
 
-from receiptd import config, domain, ports
+from receiptd import config, domain, metrics, ports, roles
 from receiptd.clock import utc_now
 from receiptd.daemon.health import Health
 from receiptd.daemon.ops import OPS_LIMITS, Check, OpsApp, OpsServer, Probes, run_check
@@ -23,6 +23,7 @@ from receiptd.web import connections
 from receiptd.webhooks import dispatcher as webhooks
 from receiptd.wiring import core
 
+CONSUMER, PUSH, WEBHOOKS = roles.CONSUMER, roles.PUSH, roles.WEBHOOKS
 COMPENSATOR_JOB = "compensator"
 COUNTS_JOB = "counts"
 # File descriptors kept for everything but the listeners' connections: database pools, MNS
@@ -41,42 +42,101 @@ class CannotListen(Exception):
 def service(
     settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
 ) -> tuple[Service, Callable[[], bool]]:
-    """The daemon and its readiness test (True once every readiness check passes).
+    """The daemon of the roles this process runs (:func:`active_roles`) and its readiness
+    test (True once every readiness check passes).
 
-    Raises config.ConfigError for a configured but unusable provider and CannotListen when
-    the ops or the push address cannot be bound.
+    Raises config.ConfigError for a configured but unusable provider or a role named but not
+    configured, and CannotListen when the ops or the push address cannot be bound.
     """
     part = settings.parts.daemon
+    active = active_roles(settings, store)
     readiness = {"database": database_check(store), "queues": queues_check(health)}
-    probes = Probes({"loops": liveness_check(health, part.heartbeat_timeout)}, readiness)
+    probes = Probes(
+        {"loops": liveness_check(health, part.heartbeat_timeout)},
+        readiness,
+        roles=role_checks(active),
+    )
     app = ops_app(settings, sends, probes)
     host, port = config.split_host_port(part.http_addr)
     try:
         server = OpsServer(app, host, port)
     except OSError as exc:
         raise CannotListen("http_addr", part.http_addr, exc) from exc
-    dispatchers, webhook_jobs = webhook_parts(settings, store, health)
+    dispatchers, webhook_jobs = (
+        webhook_parts(settings, store, health) if WEBHOOKS in active else ([], [])
+    )
     parts = ServiceParts(
         # The push listener first: on a stop it stops accepting before the consumers drain;
         # the dispatcher last: it delivers what the others committed until it is told to stop.
         loops=[
-            *push_listener(settings, store),
-            *core.daemon_consumers(settings, store, health),
+            *(push_listener(settings, store) if PUSH in active else []),
+            *(core.daemon_consumers(settings, store, health) if CONSUMER in active else []),
             *dispatchers,
         ],
-        jobs=[*_jobs(settings, store, sends, health), *webhook_jobs],
+        jobs=[*_jobs(settings, store, sends, health, active), *webhook_jobs],
         server=server,
         health=health,
         notifier=Notifier(),
         heartbeat_timeout=part.heartbeat_timeout,
         shutdown_timeout=part.shutdown_timeout,
         dispose=store.engine.dispose,
+        roles=active,
     )
+    for role in active:
+        metrics.ROLE_INFO.labels(role).set(1)
 
     def ready() -> bool:
         return all(run_check(check)[0] for check in readiness.values())
 
     return Service(parts), ready
+
+
+def active_roles(settings: config.Settings, store: SqlStore) -> tuple[str, ...]:
+    """The roles this process runs: those named (``roles``, ``--roles``), or without any every
+    configured one. ConfigError for a named role that is not configured, and for part of the
+    roles on SQLite: one process writes a SQLite file (its locks are per process, and each
+    split role would be a writer of its own contending for it)."""
+    missing = unconfigured_roles(settings)
+    named = settings.parts.daemon.roles
+    try:
+        active = roles.choose(named, missing)
+    except roles.RoleNotConfigured as exc:
+        raise config.ConfigError(str(exc)) from None
+    if store.engine.dialect.name == "sqlite" and roles.is_split(active, missing):
+        raise config.ConfigError(
+            f"invalid setting roles: {','.join(active)} is only part of the configured roles, "
+            "and split roles need PostgreSQL or MariaDB (one process writes a SQLite file); "
+            "leave roles unset on SQLite"
+        )
+    return active
+
+
+def unconfigured_roles(settings: config.Settings) -> dict[str, str]:
+    """Each role this process could not run, mapped to the setting it lacks (and why)."""
+    parts = settings.parts
+    missing: dict[str, str] = {}
+    if not core.consumes(settings):
+        missing[CONSUMER] = (
+            "aliyun_access_key_id: no Aliyun account served here has a queue "
+            "(serve_accounts or --accounts may leave them out)"
+        )
+    if not (parts.push.addr and push_accounts(settings)):
+        missing[PUSH] = "push_addr: not set"
+    if not parts.webhooks.endpoints:
+        missing[WEBHOOKS] = "webhook_urls: no webhook endpoint is configured"
+    if not parts.compensator.enabled:
+        missing[roles.COMPENSATOR] = "compensator_enabled: false"
+    elif not parts.served_accounts:
+        missing[roles.COMPENSATOR] = "aliyun_access_key_id: no provider account served here"
+    if not parts.retention.prune_enabled:
+        missing[roles.PRUNE] = "prune_enabled: false"
+    return missing
+
+
+def role_checks(active: tuple[str, ...]) -> dict[str, str]:
+    """The readiness check each role stands on (/readyz lists them): the consumer's queues;
+    every other role needs the database alone."""
+    return {role: "queues" if role == CONSUMER else "database" for role in active}
 
 
 def ops_app(settings: config.Settings, sends: SendStore, probes: Probes) -> OpsApp:
@@ -94,13 +154,18 @@ def ops_app(settings: config.Settings, sends: SendStore, probes: Probes) -> OpsA
 
 
 def _jobs(
-    settings: config.Settings, store: SqlStore, sends: SendStore, health: Health
+    settings: config.Settings,
+    store: SqlStore,
+    sends: SendStore,
+    health: Health,
+    active: tuple[str, ...],
 ) -> list[Job]:
-    jobs: list[Job] = [*prune_job(settings, store, health)]
-    # The send counts' delta rows, folded every minute (receiptd.db.counts).
-    jobs.append(Job(COUNTS_JOB, sends.squash_counts, 60.0, first_run_in=30.0))
+    jobs: list[Job] = [*prune_job(settings, store, health)] if roles.PRUNE in active else []
+    if roles.folds_counts(active, settings.parts.daemon.roles):
+        # The send counts' delta rows, folded every minute (receiptd.db.counts).
+        jobs.append(Job(COUNTS_JOB, sends.squash_counts, 60.0, first_run_in=30.0))
     part = settings.parts.compensator
-    if part.enabled:
+    if roles.COMPENSATOR in active and part.enabled:
         beat = f"job.{COMPENSATOR_JOB}"
         comp = core.compensator(settings, sends, heartbeat=lambda: health.heartbeat(beat))
         if comp is not None:

@@ -114,6 +114,7 @@ CHANGED: dict[str, Any] = {
     "push_token": "another-push-token-42",
     "accounts": {"brand_a": {"provider": "huawei", "access_key_id": "B"} | HUAWEI_KEYS},
     "serve_accounts": "default",
+    "roles": "consumer,worker",
 }
 
 
