@@ -342,3 +342,102 @@ def test_only_accepted_exposures(systemd_analyze: str) -> None:
     exposed = {c["name"] for c in checks if c["exposure"] and float(c["exposure"]) > 0}
     unexpected = exposed - ACCEPTED_EXPOSURES
     assert not unexpected, f"hardening checks failing: {sorted(unexpected)}"
+
+
+# --- receiptd@.service (one role group per instance) and receiptd.target -----------------
+
+TEMPLATE = REPO / "systemd" / "receiptd@.service"
+TARGET = REPO / "systemd" / "receiptd.target"
+ROLE_GROUPS = ("consumer", "push", "webhooks", "worker")
+# The only [Service] keys in which the template differs from receiptd.service: the roles on
+# the command line, the per-instance environment file, the shared dynamic user's name.
+TEMPLATE_ONLY = {"ExecStart", "EnvironmentFile", "User"}
+
+
+def sandboxing_block(text: str) -> str:
+    """The text from the sandboxing heading to [Install], comments included."""
+    start = text.index("# --- Sandboxing")
+    return text[start : text.index("[Install]", start)]
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, dict[str, list[str]]]:
+    return parse_unit(TEMPLATE.read_text(encoding="utf-8"))
+
+
+def test_template_hardening_is_receiptd_service_line_for_line(
+    unit: dict[str, dict[str, list[str]]], template: dict[str, dict[str, list[str]]]
+) -> None:
+    """One copy of the sandbox in effect: every [Service] key but TEMPLATE_ONLY is the same,
+    and the sandboxing block is the same text."""
+    assert sandboxing_block(TEMPLATE.read_text()) == sandboxing_block(UNIT.read_text())
+    shared, own = unit["Service"], template["Service"]
+    differing = {k for k in shared.keys() | own.keys() if shared.get(k) != own.get(k)}
+    assert differing == TEMPLATE_ONLY, differing ^ TEMPLATE_ONLY
+    for key in ("StartLimitIntervalSec", "StartLimitBurst", "After", "Wants"):
+        assert template["Unit"][key] == unit["Unit"][key], key
+
+
+def test_template_runs_its_instance_as_roles(template: dict[str, dict[str, list[str]]]) -> None:
+    service = template["Service"]
+    argv = one(service, "ExecStart").split()
+    assert argv[-2:] == ["--roles", "%i"]
+    assert argv[:-2] == one(parse_unit(UNIT.read_text())["Service"], "ExecStart").split()
+    # The shared overrides, then the instance's own (required: its own ops port).
+    assert service["EnvironmentFile"] == [
+        "-/etc/receiptd/receiptd.env",
+        "/etc/receiptd/roles/%i.env",
+    ]
+    assert one(service, "User") == "receiptd"
+    assert template["Unit"]["PartOf"] == ["receiptd.target"]
+    assert template["Install"] == {"WantedBy": ["receiptd.target"]}
+
+
+@pytest.mark.parametrize("group", ROLE_GROUPS)
+def test_every_role_group_is_accepted_by_run(group: str) -> None:
+    result = CliRunner().invoke(cli.main, ["run", "--roles", group, "--help"])
+    assert result.exit_code == 0, result.output
+
+
+def test_target() -> None:
+    target = parse_unit(TARGET.read_text(encoding="utf-8"))
+    assert target["Unit"]["Conflicts"] == ["receiptd.service"]
+    assert target["Install"] == {"WantedBy": ["multi-user.target"]}
+
+
+def executable_copy(source: Path, directory: Path, name: str) -> Path:
+    text = source.read_text(encoding="utf-8")
+    assert text.count(f"ExecStart={RECEIPTD_BIN} ") == 1
+    copy = directory / name
+    copy.write_text(text.replace(f"ExecStart={RECEIPTD_BIN} ", f"ExecStart={sys.executable} "))
+    return copy
+
+
+def test_template_and_target_verify(systemd_analyze: str, tmp_path: Path) -> None:
+    """verify of an instance of (a copy of) the template and of the target, as test_verify."""
+    executable_copy(TEMPLATE, tmp_path, TEMPLATE.name)
+    shutil.copyfile(TARGET, tmp_path / TARGET.name)
+    instances = []
+    for group in ROLE_GROUPS:
+        link = tmp_path / f"receiptd@{group}.service"
+        link.symlink_to(TEMPLATE.name)
+        instances.append(str(link))
+    result = run_analyze(
+        systemd_analyze, "verify", "--recursive-errors=no", *instances, str(tmp_path / TARGET.name)
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.strip() == "", result.stderr
+
+
+def test_template_security_exposure(systemd_analyze: str, tmp_path: Path) -> None:
+    executable_copy(TEMPLATE, tmp_path, TEMPLATE.name)
+    link = tmp_path / "receiptd@consumer.service"
+    link.symlink_to(TEMPLATE.name)
+    result = run_analyze(systemd_analyze, "security", "--offline=true", "--json=short", str(link))
+    assert result.returncode == 0, result.stderr
+    checks = json.loads(result.stdout)
+    exposed = {c["name"] for c in checks if c["exposure"] and float(c["exposure"]) > 0}
+    assert exposed <= ACCEPTED_EXPOSURES, sorted(exposed - ACCEPTED_EXPOSURES)
+    total = run_analyze(systemd_analyze, "security", "--offline=true", str(link)).stdout
+    match = re.search(r"Overall exposure level for receiptd@consumer\.service: (\d+\.\d+)", total)
+    assert match and float(match.group(1)) <= MAX_EXPOSURE, total
