@@ -115,6 +115,7 @@ BAD_VALUES: dict[str, list[str]] = {
     # Named accounts ([accounts.<id>]; RECEIPTD_ACCOUNT_<ID>_<KEY>: tests/unit/config)
     "accounts": ["not json", '{"default": {"provider": "aliyun"}}', '{"a": {"provider": "gcp"}}'],
     "serve_accounts": ["brand_c", "Brand-A"],
+    "roles": ["consumers", "worker,all"],
 }
 # Free text: no value is invalid in itself (the provider refuses a wrong key at run time).
 FREE_TEXT = {
