@@ -146,6 +146,7 @@ class GuardedChannel(HTTPChannel):  # type: ignore[misc]  # waitress ships no ty
     """A waitress channel that stamps when its request began and counts its source."""
 
     server: GuardedServer
+    request: Any  # waitress's parser of the request being read, None between requests
 
     def __init__(self, server: GuardedServer, sock: Any, addr: Any, adj: Any, map: Any) -> None:
         now = server.clock()
@@ -180,6 +181,26 @@ class GuardedChannel(HTTPChannel):  # type: ignore[misc]  # waitress ships no ty
 
     def overdue(self, now: float) -> str | None:
         return overdue(self.waiting(), self.stamps, now, self.server.limits)
+
+    def handle_close(self) -> None:
+        """waitress's close, which frees the answers' buffers, then the request being read:
+        waitress leaves its body buffer, a temporary file once the body passed
+        ``inbuf_overflow``, for the garbage collector (an unclosed file then). A request
+        already queued is closed by the worker that serves it (or ``cancel``)."""
+        super().handle_close()
+        with self.requests_lock:
+            request, self.request = self.request, None
+        if request is not None:
+            request.close()
+
+    def cancel(self) -> None:
+        """At shutdown, for a request queued but never served: waitress forgets the queued
+        requests without closing their body buffers (temporary files past ``inbuf_overflow``)."""
+        with self.requests_lock:
+            queued = list(self.requests)
+        super().cancel()
+        for request in queued:
+            request.close()
 
     def del_channel(self, map: Any = None) -> None:
         super().del_channel(map)

@@ -129,7 +129,10 @@ class HttpServer:
                 elif dispatcher is server:
                     wasyncore.dispatcher.close(server)  # waitress's close() shuts the trigger
                 else:
-                    dispatcher.close()
+                    # A channel's handle_close, not the socket's close(): it also closes the
+                    # channel's buffers, a temporary file once an answer passed
+                    # ``outbuf_overflow`` (a kept-alive connection keeps its last one).
+                    dispatcher.handle_close()
 
         trigger.pull_trigger(close_all)
         self._thread.join(timeout)
