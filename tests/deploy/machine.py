@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 # Units of the minimal image that cannot work without D-Bus, which receiptd does not need.
@@ -18,7 +19,9 @@ MASKED = ("systemd-logind.service", "getty.target", "console-getty.service")
 
 
 class Machine:
-    def __init__(self, root: Path, console_log: Path) -> None:
+    def __init__(self, root: Path, console_log: Path, bind_ro: Sequence[Path] = ()) -> None:
+        """Boot ``root``; each of ``bind_ro`` (host directories) appears read-only at the same
+        path inside, mounted after nspawn's own ``/run`` tmpfs (so ``/run/...`` works)."""
         for unit in MASKED:
             link = root / "etc/systemd/system" / unit
             link.unlink(missing_ok=True)
@@ -37,6 +40,7 @@ class Machine:
                 "--keep-unit",
                 "--private-network",
                 f"--machine=receiptd-deploy-{root.parent.name[-8:]}",
+                *(f"--bind-ro={path}" for path in bind_ro),
             ],
             stdin=subprocess.DEVNULL,
             stdout=self._console,

@@ -5,6 +5,11 @@ checkout (installed with ``pip --no-index``: no network needed), the unit at
 ``/etc/systemd/system/``, a ``receiptd.toml`` pointing at the provider emulator (a transient
 unit started with ``systemd-run``) and the secrets in ``/etc/credstore/receiptd.*``, as
 systemd/README.md tells a user to. Every sandboxing line of the unit is thereby in force.
+
+Last, the split roles of systemd/README.md "Split roles": ``receiptd@consumer`` and
+``receiptd@worker`` under ``receiptd.target``, unmodified too, on a fresh database of the host's
+PostgreSQL (split roles refuse SQLite). The machine's network namespace cannot reach the host's
+``127.0.0.1:5432``, so the host's socket directory is bound read-only into it.
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
+from tests.conftest import create_server_database, drop_server_database, unavailable
 from tests.deploy import artifacts
 from tests.deploy.conftest import require
 from tests.deploy.machine import Machine
 
 UNIT = artifacts.REPO / "systemd" / "receiptd.service"
+TEMPLATE = artifacts.REPO / "systemd" / "receiptd@.service"
+TARGET = artifacts.REPO / "systemd" / "receiptd.target"
+# Where the host's PostgreSQL listens (Debian's default); the same path inside the machine.
+PG_SOCKETS = Path("/run/postgresql")
+# systemd/README.md "Split roles": each instance's own ops port, and the roles its group runs.
+SPLIT = {"consumer": (9401, ["consumer"]), "worker": (9404, ["compensator", "prune"])}
 EMULATOR_PORT = 18080
 STATUS_TOKEN = "deploy-tier-status-token"
 DRAIN_BOUND = 10.0  # the unit's RECEIPTD_SHUTDOWN_TIMEOUT
@@ -95,7 +109,7 @@ def machine(
     print(f"receiptd installed into the machine in {time.monotonic() - start:.1f} s")
     shutil.copyfile(UNIT, root / "etc/systemd/system/receiptd.service")
     write_config(root)
-    machine = Machine(root, work / "console.log")
+    machine = Machine(root, work / "console.log", [PG_SOCKETS] if PG_SOCKETS.is_dir() else [])
     try:
         print(f"machine booted in {machine.wait_booted():.1f} s")
         print(machine.run("systemd-analyze", "time").stdout.strip())
@@ -121,8 +135,10 @@ def wait_for(predicate: object, timeout: float) -> float:
     raise AssertionError(f"not within {timeout} s")
 
 
-def http(machine: Machine, path: str, token: str | None = None) -> tuple[int, str]:
-    """GET on the daemon's port, from inside the machine's network namespace."""
+def http(
+    machine: Machine, path: str, token: str | None = None, port: int = 9400
+) -> tuple[int, str]:
+    """GET on a daemon's ops port, from inside the machine's network namespace."""
     script = """
 import sys, urllib.error, urllib.request
 url, *header = sys.argv[1:]
@@ -136,7 +152,7 @@ except OSError as e:
     print(0); print(e)
 """
     headers = ["Authorization", f"Bearer {token}"] if token else []
-    out = machine.run("python3", "-c", script, f"http://127.0.0.1:9400{path}", *headers).stdout
+    out = machine.run("python3", "-c", script, f"http://127.0.0.1:{port}{path}", *headers).stdout
     code, _, body = out.partition("\n")
     return int(code), body
 
@@ -150,7 +166,8 @@ def as_service_user(machine: Machine, *args: str) -> str:
     unit = f"receiptd-cli-{time.monotonic_ns()}"
     credentials = [
         f"--property=LoadCredential={name}:receiptd.{name}"
-        for name in ("aliyun_access_key_id", "aliyun_access_key_secret")
+        # database_url: present only while the split roles run on PostgreSQL (else skipped).
+        for name in ("aliyun_access_key_id", "aliyun_access_key_secret", "database_url")
     ]
     done = machine.run(
         "systemd-run", f"--unit={unit}", "--service-type=oneshot", "--property=DynamicUser=yes",
@@ -260,3 +277,112 @@ def test_stop_drains_with_success_and_the_journal_has_no_sandbox_errors(
     # The watchdog test's deliberate SIGABRT aside, nothing the sandbox refused.
     problems = [line for line in journal.splitlines() if SANDBOX_ERRORS.search(line)]
     assert problems == [], "\n".join(problems)
+
+
+def host_database() -> str:
+    """A fresh database on the host's PostgreSQL, as the machine reaches it: over the bound
+    socket directory (``trust`` for local connections, so no password)."""
+    if not PG_SOCKETS.is_dir():
+        unavailable("postgresql", FileNotFoundError(f"no socket directory {PG_SOCKETS}"))
+    try:
+        url = make_url(create_server_database("postgresql"))
+    except sa.exc.OperationalError as exc:
+        unavailable("postgresql", exc)
+    return f"postgresql+psycopg://{url.username}@/{url.database}?host={PG_SOCKETS}"
+
+
+def install_split_roles(machine: Machine, database_url: str) -> None:
+    """systemd/README.md "Split roles", with the shared database_url credential (step 3),
+    which wins over the TOML's SQLite URL for every instance; migrated once (step 4)."""
+    for unit in (TEMPLATE, TARGET):
+        shutil.copyfile(unit, machine.root / "etc/systemd/system" / unit.name)
+    roles_dir = machine.root / "etc/receiptd/roles"
+    roles_dir.mkdir(mode=0o755, exist_ok=True)
+    for group, (port, _) in SPLIT.items():
+        (roles_dir / f"{group}.env").write_text(f"RECEIPTD_HTTP_ADDR=127.0.0.1:{port}\n")
+    credential = machine.root / "etc/credstore/receiptd.database_url"
+    credential.write_text(database_url)
+    credential.chmod(0o600)
+    machine.systemctl("daemon-reload")
+    as_service_user(machine, "--config", "/etc/receiptd/receiptd.toml", "db", "upgrade")
+    machine.systemctl("enable", *(f"receiptd@{group}" for group in SPLIT))
+
+
+@pytest.fixture
+def split_roles(machine: Machine) -> Iterator[None]:
+    """The split instances enabled on a fresh host database; afterwards disabled and the
+    credential removed, so that receiptd.service is back on its SQLite file."""
+    database_url = host_database()
+    try:
+        install_split_roles(machine, database_url)
+        yield
+    finally:
+        machine.systemctl("stop", "receiptd.target", check=False)
+        machine.systemctl("disable", *(f"receiptd@{group}" for group in SPLIT), check=False)
+        (machine.root / "etc/credstore/receiptd.database_url").unlink(missing_ok=True)
+        drop_server_database("postgresql", database_url)
+
+
+def ready_roles(machine: Machine, port: int) -> list[str]:
+    """The roles /readyz names (it answers 200)."""
+    code, body = http(machine, "/readyz", port=port)
+    assert code == 200, body
+    return sorted(json.loads(body)["roles"])
+
+
+def metric_roles(machine: Machine, port: int) -> list[str]:
+    """The roles receiptd_role_info on /metrics sets to 1."""
+    code, body = http(machine, "/metrics", port=port)
+    assert code == 200, body
+    return sorted(re.findall(r'^receiptd_role_info\{role="(\w+)"\} 1\.0$', body, re.MULTILINE))
+
+
+def consumer_state(machine: Machine) -> str:
+    return machine.show("receiptd@consumer", "ActiveState")["ActiveState"]
+
+
+def test_split_roles_run_as_instances_of_the_target_and_stop_one_by_one(
+    machine: Machine, split_roles: None
+) -> None:
+    socket = f"{PG_SOCKETS}/.s.PGSQL.5432"
+    assert machine.run("test", "-S", socket, check=False).returncode == 0, f"no {socket} inside"
+    # The single-process unit, running, gives way to the target (Conflicts=).
+    machine.systemctl("start", "receiptd")
+    start = time.monotonic()
+    started = machine.run("systemctl", "start", "receiptd.target", check=False, timeout=120)
+    journals = "\n".join(machine.journal(f"receiptd@{group}") for group in SPLIT)
+    assert started.returncode == 0, f"{started.stderr}\n{journals}"
+    print(f"systemctl start receiptd.target returned after {time.monotonic() - start:.2f} s")
+    assert machine.show("receiptd", "ActiveState")["ActiveState"] == "inactive"
+
+    pids: dict[str, str] = {}
+    for group, (port, roles) in SPLIT.items():
+        unit = f"receiptd@{group}"
+        state = machine.show(unit, "ActiveState", "SubState", "NRestarts")
+        # Running already when `systemctl start` returned: the target waits for READY=1.
+        assert state == {"ActiveState": "active", "SubState": "running", "NRestarts": "0"}, state
+        assert ready_roles(machine, port) == roles
+        assert metric_roles(machine, port) == roles
+        pids[group] = machine.show(unit, "MainPID")["MainPID"]
+
+    machine.systemctl("stop", "receiptd@worker")
+    stopped = machine.show("receiptd@worker", "ActiveState", "Result", "ExecMainStatus")
+    assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    consumer = machine.show("receiptd@consumer", "ActiveState", "MainPID")
+    assert consumer == {"ActiveState": "active", "MainPID": pids["consumer"]}
+    assert ready_roles(machine, SPLIT["consumer"][0]) == ["consumer"]
+
+    start = time.monotonic()
+    machine.systemctl("stop", "receiptd.target")
+    returned = time.monotonic() - start
+    # PartOf= reaches the consumer, but systemctl waits for the target's own stop job only,
+    # which runs first: ordered after its instances on the way up, before them on the way down.
+    seconds = wait_for(lambda: consumer_state(machine) == "inactive", DRAIN_BOUND)
+    print(f"systemctl stop receiptd.target returned after {returned:.2f} s, "
+          f"the consumer stopped {seconds:.2f} s later")  # fmt: skip
+    stopped = machine.show("receiptd@consumer", "ActiveState", "Result", "ExecMainStatus")
+    assert stopped == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}
+    for group in SPLIT:
+        journal = machine.journal(f"receiptd@{group}")
+        problems = [line for line in journal.splitlines() if SANDBOX_ERRORS.search(line)]
+        assert problems == [], "\n".join(problems)
