@@ -59,8 +59,12 @@ def held(engine: Engine, lock: Lock, *, wait: bool = True) -> Iterator[bool]:
 
 def _acquire(backend: str, lock: Lock, wait: bool) -> tuple[TextClause, dict[str, object]]:
     if backend == "postgresql":
-        sql = "SELECT pg_advisory_lock(:k) IS NULL" if wait else "SELECT pg_try_advisory_lock(:k)"
-        return text(sql), {"k": lock.key}  # pg_advisory_lock returns void (NULL): granted
+        # pg_advisory_lock returns void once granted, and a void value is not NULL (``IS
+        # NULL`` is false): one row from it in FROM says granted. Reading the void as "not
+        # granted" left the lock held, unreleased, by the pooled connection (a second replica
+        # starting with --migrate then waited forever).
+        sql = "SELECT true FROM pg_advisory_lock(:k)" if wait else "SELECT pg_try_advisory_lock(:k)"
+        return text(sql), {"k": lock.key}
     return text(f"SELECT GET_LOCK({_SCOPED}, :t)"), {"n": lock.name, "t": 300 if wait else 0}
 
 

@@ -45,6 +45,20 @@ def test_a_held_lock_keeps_a_second_holder_of_the_same_database_off(
         assert again  # released with the block
 
 
+def test_a_waiting_holder_is_granted_and_releases_the_lock_with_its_block(
+    two_databases: tuple[sa.Engine, sa.Engine],
+) -> None:
+    """The waiting form (``--migrate``): granted, and free again after the block, even though
+    the pool keeps the connection that held it open."""
+    one, _ = two_databases
+    with locks.held(one, locks.MIGRATE) as first:
+        assert first
+        with locks.held(one, locks.MIGRATE, wait=False) as while_held:
+            assert not while_held
+    with locks.held(one, locks.MIGRATE, wait=False) as after:
+        assert after
+
+
 def test_a_lock_in_one_database_does_not_hold_another_on_the_same_server(
     two_databases: tuple[sa.Engine, sa.Engine],
 ) -> None:
