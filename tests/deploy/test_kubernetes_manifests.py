@@ -29,11 +29,14 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from receiptd import roles
+
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
 SECRET_EXAMPLE = DEPLOY / "overlays" / "production" / "secret.example.yaml"
 DASHBOARD = DEPLOY / "grafana" / "receiptd-dashboard.json"
 DOCKERFILE = REPO / "Dockerfile"
+RULES = DEPLOY / "prometheus" / "receiptd-rules.yml"
 
 # Matches the kubectl client on the CI machine (v1.32); kubernetes-validate ships 1.25-1.37.
 KUBE_VERSION = "1.32.0"
@@ -42,6 +45,19 @@ TARGETS = {
     "base": DEPLOY / "base",
     "production": DEPLOY / "overlays" / "production",
     "monitoring": DEPLOY / "overlays" / "monitoring",
+    "roles": DEPLOY / "overlays" / "roles",
+    "roles-monitoring": DEPLOY / "overlays" / "roles-monitoring",
+}
+# The kinds of a role group of overlays/roles (the push group adds its Ingress and HPA).
+_ROLES_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "ConfigMap",
+    "Service",
+    "Deployment",
+    "PodDisruptionBudget",
+    "HorizontalPodAutoscaler",
+    "Ingress",
 }
 EXPECTED_KINDS = {
     "base": {"ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"},
@@ -63,6 +79,8 @@ EXPECTED_KINDS = {
         "ServiceMonitor",
         "PrometheusRule",
     },
+    "roles": _ROLES_KINDS,
+    "roles-monitoring": {*_ROLES_KINDS, "ServiceMonitor", "PrometheusRule"},
 }
 SECRET_NAME = "receiptd-secrets"
 HTTP_PORT = 9400
@@ -358,9 +376,24 @@ def container_env(container: dict[str, Any], objects: list[dict[str, Any]]) -> d
     return env
 
 
-def deployment_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    containers = the(objects, "Deployment")["spec"]["template"]["spec"]["containers"]
+def receiptd_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == "receiptd")
+
+
+def deployment_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The receiptd container of the kustomization's one Deployment."""
+    return receiptd_container(the(objects, "Deployment"))
+
+
+def selects(selector: dict[str, str], obj: dict[str, Any]) -> bool:
+    """Whether a label selector picks the pods of a Deployment."""
+    return selector.items() <= obj["spec"]["template"]["metadata"]["labels"].items()
+
+
+def selector_of(obj: dict[str, Any]) -> dict[str, str]:
+    spec = obj["spec"]
+    return dict(spec["selector"] if obj["kind"] == "Service" else spec["selector"]["matchLabels"])
 
 
 # --- Pod Security Standard "restricted" ------------------------------------------------------
@@ -480,16 +513,21 @@ def test_pod_security_restricted(objects: list[dict[str, Any]]) -> None:
 
 
 def test_graceful_shutdown_exceeds_drain_bound(objects: list[dict[str, Any]]) -> None:
-    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
-    env = container_env(deployment_container(objects), objects)
-    drain = float(env["RECEIPTD_SHUTDOWN_TIMEOUT"])
-    grace = pod["terminationGracePeriodSeconds"]
-    assert drain > 0
-    assert grace >= drain + 5, f"terminationGracePeriodSeconds {grace} vs drain bound {drain}s"
+    for deployment in by_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        env = container_env(receiptd_container(deployment), objects)
+        drain = float(env["RECEIPTD_SHUTDOWN_TIMEOUT"])
+        grace = pod["terminationGracePeriodSeconds"]
+        assert drain > 0
+        assert grace >= drain + 5, f"terminationGracePeriodSeconds {grace} vs drain {drain}s"
 
 
 def test_probes_hit_health_endpoints(objects: list[dict[str, Any]]) -> None:
-    container = deployment_container(objects)
+    for deployment in by_kind(objects, "Deployment"):
+        _probes_hit_health_endpoints(receiptd_container(deployment), objects)
+
+
+def _probes_hit_health_endpoints(container: dict[str, Any], objects: list[dict[str, Any]]) -> None:
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     env = container_env(container, objects)
     # receiptd listens where RECEIPTD_HTTP_ADDR says; the probes must use that port.
@@ -516,36 +554,52 @@ def test_resources_requests_and_limits(objects: list[dict[str, Any]]) -> None:
 
 
 def test_no_api_access_and_no_service_links(objects: list[dict[str, Any]]) -> None:
-    account = the(objects, "ServiceAccount")
-    assert account["automountServiceAccountToken"] is False
-    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
-    assert pod["serviceAccountName"] == account["metadata"]["name"]
-    assert pod["automountServiceAccountToken"] is False
-    # Service links would inject RECEIPTD_SERVICE_HOST etc. among receiptd's own settings.
-    assert pod["enableServiceLinks"] is False
+    accounts = {a["metadata"]["name"]: a for a in by_kind(objects, "ServiceAccount")}
+    for deployment in by_kind(objects, "Deployment"):
+        pod = deployment["spec"]["template"]["spec"]
+        assert accounts[pod["serviceAccountName"]]["automountServiceAccountToken"] is False
+        assert pod["automountServiceAccountToken"] is False
+        # Service links would inject RECEIPTD_SERVICE_HOST etc. among receiptd's own settings.
+        assert pod["enableServiceLinks"] is False
 
 
 def test_selectors_match_pods(objects: list[dict[str, Any]]) -> None:
-    deployment = the(objects, "Deployment")
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    selectors = {
-        "Deployment": deployment["spec"]["selector"]["matchLabels"],
-        "Service": the(objects, "Service")["spec"]["selector"],
-        "PodDisruptionBudget": the(objects, "PodDisruptionBudget")["spec"]["selector"][
-            "matchLabels"
-        ],
-    }
-    for kind, selector in selectors.items():
-        assert selector.items() <= labels.items(), f"{kind} selector {selector} misses the pods"
-    container_ports = {p["name"] for p in deployment_container(objects)["ports"]}
-    for port in the(objects, "Service")["spec"]["ports"]:
-        assert port["targetPort"] in container_ports
+    """Each Service and PodDisruptionBudget picks the pods of exactly one Deployment (role
+    groups never share pods); each Deployment has one PDB and an ops Service on "http"."""
+    deployments = by_kind(objects, "Deployment")
+    for deployment in deployments:
+        assert selects(selector_of(deployment), deployment), deployment["metadata"]["name"]
+    for obj in [*by_kind(objects, "Service"), *by_kind(objects, "PodDisruptionBudget")]:
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        picked = [d for d in deployments if selects(selector_of(obj), d)]
+        assert len(picked) == 1, f"{name} selects the pods of {len(picked)} Deployments"
+        ports = {p["name"] for p in receiptd_container(picked[0])["ports"]}
+        for port in obj["spec"].get("ports", []):
+            assert port["targetPort"] in ports, name
+    for deployment in deployments:
+        budgets = [
+            b
+            for b in by_kind(objects, "PodDisruptionBudget")
+            if selects(selector_of(b), deployment)
+        ]
+        ops = [
+            s
+            for s in by_kind(objects, "Service")
+            if selects(selector_of(s), deployment)
+            and "http" in {p["name"] for p in s["spec"]["ports"]}
+        ]
+        assert len(budgets) == 1 and len(ops) == 1, deployment["metadata"]["name"]
 
 
 def test_state_and_secret_volumes(objects: list[dict[str, Any]]) -> None:
+    for deployment in by_kind(objects, "Deployment"):
+        _state_and_secret_volumes(deployment, objects)
+
+
+def _state_and_secret_volumes(deployment: dict[str, Any], objects: list[dict[str, Any]]) -> None:
     """State lives on an emptyDir; every RECEIPTD_*_FILE is a key of the mounted Secret."""
-    pod = the(objects, "Deployment")["spec"]["template"]["spec"]
-    container = deployment_container(objects)
+    pod = deployment["spec"]["template"]["spec"]
+    container = receiptd_container(deployment)
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = {m["mountPath"]: volumes[m["name"]] for m in container["volumeMounts"]}
     assert "emptyDir" in mounts["/var/lib/receiptd"]
@@ -766,3 +820,101 @@ def test_push_overlay_exposes_only_the_push_port(kubectl: str) -> None:
     assert ingress["tls"] and ingress["tls"][0]["secretName"]
     (path,) = ingress["rules"][0]["http"]["paths"]
     assert path["path"] == "/push/" and path["backend"]["service"]["name"] == "receiptd-push"
+
+
+# --- the roles overlay (a Deployment per role group) --------------------------------------------
+
+GROUPS = {"consumer": "consumer", "listener": "push", "webhooks": "webhooks", "worker": "worker"}
+
+
+def role_groups(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """RECEIPTD_ROLES -> its Deployment."""
+    out = {}
+    for deployment in by_kind(objects, "Deployment"):
+        env = container_env(receiptd_container(deployment), objects)
+        out[env["RECEIPTD_ROLES"]] = deployment
+    return out
+
+
+def test_roles_overlay_runs_every_role_once(
+    rendered_all: dict[str, list[dict[str, Any]]],
+) -> None:
+    """Four Deployments, one per role group, named after it; together every role, each once;
+    the same settings everywhere but the roles and the push listener's own."""
+    objects = rendered_all["roles"]
+    groups = role_groups(objects)
+    assert {d["metadata"]["name"] for d in groups.values()} == {f"receiptd-{g}" for g in GROUPS}
+    assert set(groups) == set(GROUPS.values())
+    parsed = [roles.parse(value) for value in groups]
+    assert sorted(r for group in parsed for r in group) == sorted(roles.ROLES)
+    shared = [
+        {
+            k: v
+            for k, v in container_env(receiptd_container(d), objects).items()
+            if k != "RECEIPTD_ROLES" and not k.startswith("RECEIPTD_PUSH_")
+        }
+        for d in groups.values()
+    ]
+    assert all(env == shared[0] for env in shared), "role groups differ in their settings"
+    assert {"RECEIPTD_WEBHOOK_URLS", "RECEIPTD_DATABASE_URL_FILE"} <= shared[0].keys()
+    for role, deployment in groups.items():
+        env = container_env(receiptd_container(deployment), objects)
+        assert ("RECEIPTD_PUSH_ADDR" in env) == (role == "push"), role
+        assert receiptd_container(deployment)["args"] == ["run", "--migrate"]
+        labels = deployment["spec"]["selector"]["matchLabels"]
+        assert labels["app.kubernetes.io/component"] == role
+    assert len(by_kind(objects, "Namespace")) == 1
+
+
+def test_roles_overlay_scales_the_push_listener_on_cpu(
+    rendered_all: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered_all["roles"]
+    push = role_groups(objects)["push"]
+    hpa = the(objects, "HorizontalPodAutoscaler")["spec"]
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": push["metadata"]["name"],
+    }
+    assert 2 <= hpa["minReplicas"] < hpa["maxReplicas"]
+    (metric,) = hpa["metrics"]
+    assert metric["resource"]["name"] == "cpu"
+    assert metric["resource"]["target"]["type"] == "Utilization"
+    # The HPA owns the count; utilisation is relative to the request.
+    assert "replicas" not in push["spec"]
+    assert receiptd_container(push)["resources"]["requests"]["cpu"]
+    for role, deployment in role_groups(objects).items():
+        if role != "push":
+            assert deployment["spec"]["replicas"] >= 1, role
+    ingress = the(objects, "Ingress")["spec"]
+    backend = ingress["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    (service,) = [
+        s for s in by_kind(objects, "Service") if s["metadata"]["name"] == backend["name"]
+    ]
+    assert selects(selector_of(service), push)
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == ["push"]
+
+
+def test_roles_monitoring_scrapes_every_group_as_one_job(
+    rendered_all: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The ServiceMonitor selects every group's ops Service and names the job after a label
+    they share, so the alerts' job="receiptd" holds for every group."""
+    objects = rendered_all["roles-monitoring"]
+    monitor = the(objects, "ServiceMonitor")["spec"]
+    (endpoint,) = monitor["endpoints"]
+    scraped = [
+        s
+        for s in by_kind(objects, "Service")
+        if monitor["selector"]["matchLabels"].items() <= s["metadata"]["labels"].items()
+        and endpoint["port"] in {p["name"] for p in s["spec"]["ports"]}
+    ]
+    groups = role_groups(objects)
+    assert len(scraped) == len(groups)
+    for deployment in groups.values():
+        assert [s for s in scraped if selects(selector_of(s), deployment)]
+    assert {s["metadata"]["labels"][monitor["jobLabel"]] for s in scraped} == {"receiptd"}
+    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
+    exprs = " ".join(r["expr"] for g in rules["groups"] for r in g["rules"])
+    assert 'job="receiptd"' in exprs
