@@ -24,11 +24,22 @@ the full database. Both databases are dropped at the end, also when the run fail
 
 A smoke run (tests/bench): ``--rows 20000 --pending-share 0.5 --reps 2 --settle-reps 2
 --consumer-receipts 200 --consumer-wait 1``.
+
+The claim alone (its Python cost does not depend on the table's size; issue 26)::
+
+    git archive HEAD | tar -x -C /tmp/base           # an unchanged tree to compare with
+    .venv/bin/python bench/scale.py --claim-only --rows 200000 --against /tmp/base
+
+``--claim-only`` builds the full database only and times ``claim_due`` of 5,000 (``--reps``
+a round, ``--rounds`` rounds) in a process of its own; ``--against DIR`` times the receiptd
+package in DIR too, its rounds alternating with this tree's on the same database, so both
+meet the same load.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -45,6 +56,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+import receiptd
 from receiptd import domain, ports
 from receiptd.daemon.ops import OpsApp, OpsServer, Probes
 from receiptd.db import counts, migrate, retention
@@ -241,19 +253,25 @@ def release(engine: sa.Engine, claimed: list[ports.PendingSend]) -> None:
             )
 
 
+def claim_times(engine: sa.Engine, reps: int, now: datetime = NOW) -> tuple[list[float], int]:
+    """``reps`` claims of 5,000 (each released after): ms each, and the sends each claimed."""
+    sends = SendStore(SqlStore(engine))
+    claims: list[float] = []
+    claimed: list[ports.PendingSend] = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        claimed = sends.claim_due(ALIYUN, now, GRACE, 5000)
+        claims.append((time.perf_counter() - t) * 1000)
+        release(engine, claimed)
+    return claims, len(claimed)  # 5,000 unless fewer are pending (small --rows)
+
+
 def measure(url: str, reps: int, settle_reps: int) -> dict[str, Any]:
     engine = create_db_engine(url)
     store, sends = SqlStore(engine), SendStore(SqlStore(engine))
     out: dict[str, Any] = {}
     try:
-        claims: list[float] = []
-        for _ in range(reps):
-            t = time.perf_counter()
-            claimed = sends.claim_due(ALIYUN, NOW, GRACE, 5000)
-            claims.append((time.perf_counter() - t) * 1000)
-            out["claimed"] = len(claimed)  # 5,000 unless fewer are pending (small --rows)
-            release(engine, claimed)
-        out["claim"] = claims
+        out["claim"], out["claimed"] = claim_times(engine, reps)
         out["peek"], _ = timed(lambda: sends.peek_due(ALIYUN, NOW, GRACE, 5000), reps)
         due = sends.peek_due(ALIYUN, NOW, GRACE, 16 * settle_reps)
         assert len(due) >= 16, "too few pending sends for one batch: raise --rows/--pending-share"
@@ -344,6 +362,62 @@ def consumer_rate(emu: consumer_bench.Emu, url: str, n: int, tmp: Path) -> float
     finally:
         engine.dispose()
     return run.rate
+
+
+# --- the claim alone, against another tree -------------------------------------------------
+
+
+def claim_worker(url: str, reps: int, now: str) -> None:
+    """In its own process: one warm-up claim, then ``reps`` timed; JSON on stdout."""
+    engine = create_db_engine(url)
+    try:
+        at = datetime.fromisoformat(now)  # the parent's: it loaded the data relative to it
+        claim_times(engine, 1, at)  # the connection, SQLAlchemy's statement cache
+        samples, claimed = claim_times(engine, reps, at)
+    finally:
+        engine.dispose()
+    print(json.dumps({"receiptd": receiptd.__file__, "claim": samples, "claimed": claimed}))
+
+
+def claim_rounds(url: str, trees: dict[str, Path], reps: int, rounds: int) -> dict[str, Any]:
+    """Each tree's receiptd in a process of its own, rounds alternating: ms per claim."""
+    samples: dict[str, list[float]] = {label: [] for label in trees}
+    claimed = 0
+    for _ in range(rounds):
+        for label, tree in trees.items():
+            env = {**os.environ, "PYTHONPATH": str(tree)}
+            command = [sys.executable, __file__, "--claim-worker", url, "--reps", str(reps),
+                       "--now", NOW.isoformat()]  # fmt: skip
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+            assert done.returncode == 0, done.stderr[-2000:]
+            result = json.loads(done.stdout)
+            assert Path(result["receiptd"]).is_relative_to(tree), result["receiptd"]
+            samples[label] += result["claim"]
+            claimed = result["claimed"]
+    return {"samples": samples, "claimed": claimed}
+
+
+def claim_only(args: argparse.Namespace, load_average: harness.Load) -> None:
+    here = Path(__file__).resolve().parents[1]
+    trees = {f"this tree ({here})": here}
+    if args.against:
+        trees[f"against ({args.against})"] = args.against.resolve()
+    with harness.Scratch(keep=args.keep) as databases:
+        url = databases.create("receiptd_scale_claim")
+        engine = create_db_engine(url)
+        try:
+            migrate.upgrade(engine)
+            pending = load(engine, args.rows, args.days, args.pending_share, full=True)
+        finally:
+            engine.dispose()
+        result = claim_rounds(url, trees, args.reps, args.rounds)
+    print(f"\n{args.rows:,} sms_send + {args.rows:,} sms_report; {pending:,} pending; "
+          f"{args.rounds} rounds of {args.reps}; {load_average.line()}\n")  # fmt: skip
+    print(f"| claim {result['claimed']:,} due sends | p50 | p99 | min |")
+    print("|---|---:|---:|---:|")
+    for label, samples in result["samples"].items():
+        print(f"| {label} | {pct(samples, 0.5):.1f} ms | {pct(samples, 0.99):.1f} ms "
+              f"| {min(samples):.1f} ms |")  # fmt: skip
 
 
 # --- EXPLAIN ------------------------------------------------------------------------------
@@ -483,8 +557,22 @@ def main() -> None:
     parser.add_argument("--consumer-receipts", type=int, default=20_000)
     parser.add_argument("--explain", type=Path, default=None, help="write EXPLAIN output here")
     parser.add_argument("--keep", action="store_true", help="keep the databases")
+    parser.add_argument("--claim-only", action="store_true", help="time the claim alone")
+    parser.add_argument("--rounds", type=int, default=5, help="--claim-only: rounds of --reps")
+    parser.add_argument(
+        "--against", type=Path, default=None,
+        help="--claim-only: also time the receiptd package in this directory",
+    )  # fmt: skip
+    parser.add_argument("--claim-worker", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--now", help=argparse.SUPPRESS)
     harness.add_consumer_wait(parser)
     args = parser.parse_args()
+    if args.claim_worker:
+        claim_worker(args.claim_worker, args.reps, args.now)
+        return
+    if args.claim_only:
+        claim_only(args, load)
+        return
     scratch = tempfile.TemporaryDirectory(prefix="receiptd-scale-")
     with scratch as tmp, harness.Scratch(keep=args.keep) as databases:
         results = run(args, databases, Path(tmp))

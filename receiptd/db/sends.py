@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from operator import attrgetter
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 
 from receiptd import domain, metrics, ports
 from receiptd.compensation import horizon as _horizon
@@ -154,13 +166,13 @@ class SendStore:
         claim = update(SEND).values(claimed_by=token, claimed_until=until)
         if conn.dialect.update_returning:  # PostgreSQL, SQLite: one round trip (docs/scale.md)
             stmt = claim.where(subset.id_in(conn, SEND.c.id, ids_query)).returning(*_PENDING)
-            return _oldest_first(_pending_of(r._mapping) for r in conn.execute(stmt))
+            return _oldest_first(_pending_sends(conn.execute(stmt).all()))
         ids = list(conn.execute(ids_query).scalars())  # MariaDB: no LIMIT in an IN subquery
         claimed: list[ports.PendingSend] = []
         for chunk in _chunks(ids, 500):
             conn.execute(claim.where(SEND.c.id.in_(chunk), free, SEND.c.status == PENDING))
             mine = select(*_PENDING).where(SEND.c.id.in_(chunk), SEND.c.claimed_by == token)
-            claimed.extend(_pending_of(r._mapping) for r in conn.execute(mine))
+            claimed.extend(_pending_sends(conn.execute(mine).all()))
         return _oldest_first(claimed)
 
     def peek_due(
@@ -175,9 +187,7 @@ class SendStore:
         """The sends ``claim_due`` would claim now, read without claiming (``--dry-run``)."""
         due = _due(provider, account, now, grace)
         query = select(*_PENDING).where(due).order_by(SEND.c.sent_at)
-        return self.store.run(
-            lambda conn: [_pending_of(r._mapping) for r in conn.execute(query.limit(limit))]
-        )
+        return self.store.run(lambda conn: _pending_sends(conn.execute(query.limit(limit)).all()))
 
     def expire_outside_window(
         self,
@@ -365,7 +375,10 @@ def _count(conn: Connection, table: Any, where: Any = None) -> int:
 
 def _oldest_first(sends: Iterable[ports.PendingSend]) -> list[ports.PendingSend]:
     """In claim order (RETURNING and the chunked reads give rows in no particular order)."""
-    return sorted(sends, key=lambda s: (s.sent_at, s.id))
+    return sorted(sends, key=_CLAIM_ORDER)
+
+
+_CLAIM_ORDER = attrgetter("sent_at", "id")
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
@@ -384,26 +397,48 @@ def _report_of(row: Any) -> domain.SmsReport:
     )
 
 
-_PENDING = [  # the columns a PendingSend needs (claims read nothing else: 5,000 rows a time)
-    SEND.c[name]
-    for name in (
-        "id", "provider", "account", "biz_id", "phone_number", "sent_at", "send_date",
-        "out_id", "template_code", "check_count", "matched_by",
-    )
+# The columns a PendingSend needs (claims read nothing else: 5,000 rows a time), in the order
+# _pending_sends unpacks them. ``sent_at`` is read as the plain DateTime it is stored as (naive
+# UTC) and made aware in _pending_sends, as UTCDateTime's result processor would, but without
+# its two calls per row and with ``datetime.combine``: ``replace(tzinfo=UTC)`` costs 7 times as
+# much (2.6 against 0.37 ms for 5,000).
+_PENDING = [
+    SEND.c.id, SEND.c.provider, SEND.c.account, SEND.c.biz_id, SEND.c.phone_number,
+    type_coerce(SEND.c.sent_at, DateTime()).label("sent_at"), SEND.c.send_date, SEND.c.out_id,
+    SEND.c.template_code, SEND.c.check_count, SEND.c.matched_by,
 ]  # fmt: skip
 
 
-def _pending_of(row: Any) -> ports.PendingSend:
-    return ports.PendingSend(
-        id=row["id"],
-        provider=domain.Provider(row["provider"]),
-        biz_id=row["biz_id"],
-        phone_number=row["phone_number"],
-        sent_at=row["sent_at"],
-        send_date=row["send_date"],
-        out_id=row["out_id"],
-        template_code=row["template_code"],
-        check_count=row["check_count"],
-        account=row["account"],
-        matched_by=domain.SendKey(row["matched_by"]),
-    )
+class _ByValue(dict[str, Any]):
+    """An enum's members by value: a dict hit instead of ``Enum(value)``'s lookup machinery
+    (5,000 rows a claim, two enums each); an unknown value still raises the enum's ValueError."""
+
+    def __init__(self, members: type[enum.Enum]) -> None:
+        super().__init__((m.value, m) for m in members)
+        self.members = members
+
+    def __missing__(self, value: str) -> Any:
+        return self.members(value)
+
+
+_PROVIDERS = _ByValue(domain.Provider)
+_SEND_KEYS = _ByValue(domain.SendKey)
+
+
+def _pending_sends(rows: Iterable[Sequence[Any]]) -> list[ports.PendingSend]:
+    """Rows of ``_PENDING`` as PendingSends: unpacked by position, enums from a dict, the
+    dataclass built positionally (5,000 rows: 14.5 ms through ``Row._mapping``, keywords and
+    ``Enum(value)``, now 5.5 ms; docs/scale.md). The arguments are in PendingSend's field
+    order (tests/integration/test_send_store_contract.py compares whole values)."""
+    combine = datetime.combine
+    return [
+        ports.PendingSend(
+            send_id, _PROVIDERS[provider], biz_id, phone_number,
+            combine(sent_at, sent_at.time(), UTC), send_date, out_id, template_code,
+            check_count, account, _SEND_KEYS[matched_by],
+        )
+        for (
+            send_id, provider, account, biz_id, phone_number, sent_at, send_date,
+            out_id, template_code, check_count, matched_by,
+        ) in rows
+    ]  # fmt: skip

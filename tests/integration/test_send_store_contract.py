@@ -5,6 +5,7 @@ The compensator's unit tests run on the in-memory twin; this suite is what makes
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -87,6 +88,33 @@ def test_claim_takes_due_sends_oldest_first_up_to_the_limit(store: Store) -> Non
     assert [s.biz_id for s in claim(store)] == ["mid"]  # "old" is held by the first claim
     assert claim(store) == []
     assert [s.biz_id for s in claim(store, provider=HUAWEI)] == ["hw"]
+
+
+def test_claim_and_peek_return_whole_sends_equal_on_every_store(store: Store) -> None:
+    """Every field of a claimed send, as registered (the SQL store maps rows by position:
+    a column order drifting from PendingSend's fields fails here), sent_at aware in UTC."""
+    globe = ports.NewSend(
+        ALIYUN, "MSG-1", "85291234567", NOW - timedelta(hours=2), out_id="o-g",
+        template_code="SMS_1", account="intl", matched_by=domain.SendKey.MESSAGE_ID,
+    )  # fmt: skip
+    store.port.register([globe, send("b", timedelta(hours=1))], NOW)
+    expected = [
+        ports.PendingSend(
+            0, ALIYUN, "MSG-1", "85291234567", NOW - timedelta(hours=2), date(2026, 11, 25),
+            "o-g", "SMS_1", 0, "intl", domain.SendKey.MESSAGE_ID,
+        ),
+        ports.PendingSend(
+            0, ALIYUN, "b", "13800000001", NOW - timedelta(hours=1), date(2026, 11, 25),
+            "o-b", None, 0, "default", domain.SendKey.BIZ_ID,
+        ),
+    ]  # fmt: skip
+    peeked = store.port.peek_due(ALIYUN, NOW, GRACE, 10, account="intl")
+    peeked += store.port.peek_due(ALIYUN, NOW, GRACE, 10)
+    claimed = store.port.claim_due(ALIYUN, NOW, GRACE, 10, account="intl") + claim(store)
+    for got in (peeked, claimed):
+        assert [dataclasses.replace(s, id=0) for s in got] == expected
+        assert all(s.sent_at.utcoffset() == timedelta(0) for s in got)
+        assert len({s.id for s in got}) == 2
 
 
 def test_a_claim_is_a_lease(store: Store) -> None:
