@@ -23,7 +23,9 @@ In each scenario:
   only the endpoints, keys and database URL are set). Throughput is end to end, queued →
   committed and deleted: from the first receive (the emulator's visible count drops) to the
   moment the queue holds nothing (every message deleted). Its peak RSS is the process's own
-  ``VmHWM`` (/proc, polled until it exits), its CPU from /proc during the measured window.
+  ``VmHWM`` (/proc, polled until it exits), its CPU from /proc during the measured window,
+  split into the MNS SDK's share and receiptd's own by py-spy samples over that window
+  (``Split``; ``--no-split`` skips the sampling, which adds ~10 % CPU on two cores).
 * The demo loop, as the provider's Python demo for MNS receipts does it: one
   ``receive_message(wait_seconds=3)`` with the SDK's default base64 decoding, ``json.loads``,
   insert and commit one row, ``delete_message`` of that one message.
@@ -44,6 +46,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,6 +61,7 @@ from typing import Any
 
 import baseline  # bench/baseline.py
 import harness  # bench/harness.py
+import mns
 import sqlalchemy as sa
 from mns.account import Account
 from mns.mns_exception import MNSServerException
@@ -208,12 +212,79 @@ class Run:
     rss_mb: float
     cpu_ms_per_1k: float
     emulator_cpu_ms_per_1k: float
+    sdk_share: float | None = None  # of the consumer's GIL samples (``Split``); None: not split
+
+    def split_ms_per_1k(self) -> tuple[float, float] | None:
+        """(SDK, receiptd's own) CPU per 1,000 receipts: the sampling share times the CPU."""
+        if self.sdk_share is None:
+            return None
+        sdk = self.sdk_share * self.cpu_ms_per_1k
+        return sdk, self.cpu_ms_per_1k - sdk
+
+
+class Split:
+    """Which share of the consumer's CPU the MNS SDK spends, from py-spy samples.
+
+    py-spy attaches to the running consumer when the measured window opens and is stopped when
+    it closes. ``--gil`` keeps only the thread holding the GIL: the consumer is bound by it, and
+    py-spy's idle detection counts threads waiting in psycopg or a socket as busy, while with
+    ``--gil`` every sample is Python running. ``--nonblocking`` reads the stacks without pausing
+    the consumer, so its CPU and throughput stay as measured. A sample whose stack passes
+    through the SDK package (``mns/``: its requests, http.client under them, the minidom XML
+    decoding) is the SDK's; every other one is receiptd's own (decoding, the store, metrics,
+    SQLAlchemy and psycopg under them); a sample without a stack is left out of both.
+    """
+
+    RATE = 100  # samples/s: ~250 at 10,000 receipts (±3 % share); more perturbs the consumer
+
+    def __init__(self, pid: int, raw: Path) -> None:
+        self.raw = raw
+        spy = Path(sys.executable).with_name("py-spy")
+        cmd = [str(spy), "record", "--pid", str(pid), "--gil", "--nonblocking", "--rate",
+               str(self.RATE), "--full-filenames", "--format", "raw", "-o", str(raw)]  # fmt: skip
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def stop(self) -> float | None:
+        """The SDK's share of the samples (None: none taken, e.g. a window shorter than the
+        attach, or py-spy unable to attach)."""
+        self.proc.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            return None
+        return sdk_share(self.raw.read_text() if self.raw.exists() else "")
+
+
+SDK_DIR = str(Path(mns.__file__).resolve().parent) + os.sep
+
+
+def sdk_share(raw: str) -> float | None:
+    """SDK samples / samples with a stack, from py-spy's raw format (``frame;frame;... N``)."""
+    sdk = total = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack.strip() or not count.isdigit():
+            continue
+        total += int(count)
+        if SDK_DIR in stack:
+            sdk += int(count)
+    return sdk / total if total else None
 
 
 def receiptd_run(
-    emu: Emu, engine: sa.Engine, url: str, n: int, log: Path, start: int = 0, **extra: str
+    emu: Emu,
+    engine: sa.Engine,
+    url: str,
+    n: int,
+    log: Path,
+    start: int = 0,
+    split: bool = False,
+    **extra: str,
 ) -> Run:
-    """``receiptd consume`` on ``n`` receipts (``extra``: settings beyond production's)."""
+    """``receiptd consume`` on ``n`` receipts (``extra``: settings beyond production's);
+    ``split``: sample it with py-spy over the window for the SDK's share (``Split``)."""
     before = engine_rows(engine)
     emu.fill(start, n)
     cmd = [sys.executable, "-m", "receiptd", "consume", "--queue", "report", "--until-idle"]
@@ -227,9 +298,11 @@ def receiptd_run(
     while emu.call("depth")["visible"] == n:
         peak = max(peak, _alive(proc, log))
     t0, cpu0, emu0 = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(emu.proc.pid)
+    sampler = Split(proc.pid, log.with_suffix(".spy")) if split else None
     while emu.depth():
         peak = max(peak, _alive(proc, log))
     t1, cpu1, emu1 = time.monotonic(), cpu_seconds(proc.pid), cpu_seconds(emu.proc.pid)
+    share = sampler.stop() if sampler else None
     while not (waited := os.wait4(proc.pid, os.WNOHANG))[0]:  # VmHWM until it exits
         peak = max(peak, peak_rss_kb(proc.pid))
         time.sleep(0.01)
@@ -244,6 +317,7 @@ def receiptd_run(
         rss_mb=peak / 1024,
         cpu_ms_per_1k=(cpu1 - cpu0) * per_1k,
         emulator_cpu_ms_per_1k=(emu1 - emu0) * per_1k,
+        sdk_share=share,
     )
 
 
@@ -359,11 +433,12 @@ def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> l
     migrate.upgrade(engine)
     tmp = Path(args.tmp)
     prod = f"{Settings.model_fields['consumer_report_threads'].default} (prod)"
+    split = not args.no_split
     rows = []
     try:
         # Loopback: the emulator's sub-ms round trip. Body indexes are disjoint per run
         # (biz_id and phone number derive from them), so every run inserts new rows.
-        ours = receiptd_run(emu, engine, url, args.receipts, tmp / f"{backend}.log")
+        ours = receiptd_run(emu, engine, url, args.receipts, tmp / f"{backend}.log", split=split)
         old = _before(emu, engine, url, args.receipts, tmp / f"{backend}-before.log", args)
         demo = demo_rate(emu, engine, args.demo_receipts, start=10_000_000)
         p99 = p99_latency(emu, engine, url, args.rate, args.seconds)
@@ -375,7 +450,7 @@ def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> l
             emu.call("latency", args.latency_ms / 1000)
             try:
                 n, log = args.latency_receipts, tmp / f"{backend}-rtt.log"
-                ours = receiptd_run(emu, engine, url, n, log, start=30_000_000)
+                ours = receiptd_run(emu, engine, url, n, log, start=30_000_000, split=split)
                 log = tmp / f"{backend}-rtt-before.log"
                 old = _before(emu, engine, url, n, log, args, start=60_000_000)
                 more = None
@@ -383,7 +458,7 @@ def run_backend(emu: Emu, backend: str, url: str, args: argparse.Namespace) -> l
                     threads = str(args.latency_threads)
                     log = tmp / f"{backend}-rtt-{threads}.log"
                     more = receiptd_run(
-                        emu, engine, url, n, log, start=40_000_000,
+                        emu, engine, url, n, log, start=40_000_000, split=split,
                         RECEIPTD_CONSUMER_REPORT_THREADS=threads,
                     )  # fmt: skip
                 demo = demo_rate(emu, engine, args.latency_demo_receipts, start=50_000_000)
@@ -411,18 +486,24 @@ def _before(
     """The same run with receiptd as it was at ``--baseline`` (None with ``--no-baseline``)."""
     if not args.before_tree:
         return None
-    return receiptd_run(emu, engine, url, n, log, start=start, PYTHONPATH=args.before_tree)
+    return receiptd_run(
+        emu, engine, url, n, log, start=start, split=not args.no_split,
+        PYTHONPATH=args.before_tree,
+    )  # fmt: skip
 
 
 def report(rows: list[Row], args: argparse.Namespace, load: harness.Load) -> None:
     print(f"{'backend':<11}{'MNS RTT':<10}{'threads':<11}{'receiptd/s':>10}{'demo/s':>8}"
-          f"{'ratio':>8}{'p99 (s)':>9}{'RSS MB':>8}{'CPU ms/1k':>10}{'emu ms/1k':>10}")  # fmt: skip
+          f"{'ratio':>8}{'p99 (s)':>9}{'RSS MB':>8}{'CPU ms/1k':>10}{'SDK ms/1k':>10}"
+          f"{'own ms/1k':>10}{'emu ms/1k':>10}")  # fmt: skip
     for r in rows:
         p99 = "-" if r.p99 is None else f"{r.p99:.3f}"
+        split = r.run.split_ms_per_1k()
+        sdk, own = ("-", "-") if split is None else (f"{split[0]:.0f}", f"{split[1]:.0f}")
         print(
             f"{r.backend:<11}{r.rtt:<10}{r.threads:<11}{r.run.rate:>10.0f}{r.demo:>8.0f}"
             f"{r.run.rate / r.demo:>7.1f}x{p99:>9}{r.run.rss_mb:>8.0f}"
-            f"{r.run.cpu_ms_per_1k:>10.0f}{r.run.emulator_cpu_ms_per_1k:>10.0f}"
+            f"{r.run.cpu_ms_per_1k:>10.0f}{sdk:>10}{own:>10}{r.run.emulator_cpu_ms_per_1k:>10.0f}"
         )
     print(
         f"loopback: receiptd {args.receipts:,} receipts, demo {args.demo_receipts:,}, p99 at "
@@ -439,7 +520,8 @@ def report(rows: list[Row], args: argparse.Namespace, load: harness.Load) -> Non
         "RECEIPTD_CONSUMER_REPORT_THREADS, not production; a commit: receiptd as it was at that "
         "commit, its own defaults, same run)\n"
         "RSS: peak (VmHWM) of the `receiptd consume` process alone; CPU: receiptd's and the "
-        "emulator's CPU per 1,000 receipts in the measured window"
+        "emulator's CPU per 1,000 receipts in the measured window; SDK / own: that CPU split "
+        "by the share of py-spy's GIL samples inside the MNS SDK (mns/) and outside it"
     )
     print(load.line())
 
@@ -466,6 +548,10 @@ def main() -> None:
     parser.add_argument("--baseline", default="", help="commit to compare with (default: the "
                         "merge base with main)")  # fmt: skip
     parser.add_argument("--no-baseline", action="store_true", help="skip the 'before' runs")
+    parser.add_argument(
+        "--no-split", action="store_true",
+        help="no py-spy sampling of the consumer (the SDK and own columns show '-')",
+    )  # fmt: skip
     harness.add_consumer_wait(parser)
     args = parser.parse_args()
     backends = args.backends.split(",")

@@ -100,19 +100,35 @@ def settle_sends(
     return len(todo)
 
 
-def lock_open(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
-    """The open sends matching ``where`` by id, locked until commit, in id order: concurrent
-    writers lock in the same order and cannot deadlock on each other.
+class OpenSends:
+    """The reads of :func:`lock_open` for one ``where``, built once: a caller that locks by
+    the same condition every transaction (the consumer, once per batch) passes its values as
+    bind parameters instead of building a new statement each time. Building ``select(SEND)``
+    (every column) and its conditions, and adapting the cached compilation's result columns
+    to a new statement object, cost about half of a receipt batch's store time."""
+
+    def __init__(self, where: Any) -> None:
+        self.ids = select(SEND.c.id).where(where, SEND.c.status.in_(OPEN))
+        self.rows = _locking(where)
+
+
+def lock_open(
+    conn: Connection, where: Any, params: Mapping[str, Any] | None = None
+) -> dict[int, Mapping[str, Any]]:
+    """The open sends matching ``where`` (a condition, or an :class:`OpenSends` whose bind
+    parameters ``params`` fills) by id, locked until commit, in id order: concurrent writers
+    lock in the same order and cannot deadlock on each other.
 
     PostgreSQL (and SQLite, under its write lock) locks the rows of ``SELECT … ORDER BY id
     FOR UPDATE`` in that order, after the sort. InnoDB locks rows in the order it scans the
     index ``where`` uses (e.g. the unique key's provider, account, matched_by, biz_id), which
     would deadlock with a writer locking by id: there the rows are found by a plain read
     first, then locked by primary key (:func:`lock_ids`)."""
+    reads = where if isinstance(where, OpenSends) else OpenSends(where)
     if conn.dialect.name in ("mysql", "mariadb"):
-        found = select(SEND.c.id).where(where, SEND.c.status.in_(OPEN))
-        return lock_ids(conn, sorted(conn.execute(found).scalars()))
-    return _locked(conn, where)
+        return lock_ids(conn, sorted(conn.execute(reads.ids, params).scalars()))
+    take_write_lock(conn)
+    return _rows_by_id(conn.execute(reads.rows, params))
 
 
 def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
@@ -126,8 +142,16 @@ def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
 
 def _locked(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
     take_write_lock(conn)
+    return _rows_by_id(conn.execute(_locking(where)))
+
+
+def _locking(where: Any) -> Any:
     query = select(SEND).where(where, SEND.c.status.in_(OPEN)).order_by(SEND.c.id)
-    return {r["id"]: dict(r) for r in conn.execute(query.with_for_update()).mappings()}
+    return query.with_for_update()
+
+
+def _rows_by_id(result: Any) -> dict[int, Mapping[str, Any]]:
+    return {r["id"]: dict(r) for r in result.mappings()}
 
 
 def _changes(row: Mapping[str, Any], change: SendChange) -> bool:

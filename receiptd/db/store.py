@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, select, text, update
+from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from receiptd import domain, error_families, errors, metrics, ports
@@ -214,12 +214,16 @@ def observe_new_receipts(records: Sequence[ports.ReportRecord]) -> None:
     ``receiptd_receipt_errors_total`` by code family, for receipts just committed. A metric
     never fails the write it describes."""
     try:
+        delivery: dict[tuple[str, str], Any] = {}  # labels() takes a lock: once per batch
         for record in records:
             r = record.report
             labels = (r.provider.value, record.account)
             if r.report_time is not None:
                 seconds = (r.report_time - r.send_time).total_seconds()
-                metrics.DELIVERY_SECONDS.labels(*labels).observe(max(seconds, 0.0))
+                child = delivery.get(labels)
+                if child is None:
+                    child = delivery[labels] = metrics.DELIVERY_SECONDS.labels(*labels)
+                child.observe(max(seconds, 0.0))
             if not r.success:
                 metrics.RECEIPT_ERRORS.labels(*labels, error_families.family(r.err_code)).inc()
     except Exception as exc:  # a defect in a label or a value: logged, the batch stands
@@ -289,7 +293,8 @@ def settle_from_reports(
     biz_ids = sorted({r.biz_id for r in reports})
     kinds = sorted({r.matched_by.value for r in reports})
     # Locked, events or not: the rows settle_sends changes and counts (receiptd.db.counts).
-    locked = settle.lock_open(conn, _biz_ids(provider, account, kinds, biz_ids))
+    params = {"provider": provider.value, "account": account, "kinds": kinds, "biz_ids": biz_ids}
+    locked = settle.lock_open(conn, _OPEN_BY_BIZ_ID, params)
     by_key = {_key_of(row): (i, row["out_id"]) for i, row in locked.items()}
     match_message_id = provider in _MATCHES_MESSAGE_ID
     changes = []
@@ -308,16 +313,18 @@ def _key_of(row: Mapping[str, Any]) -> tuple[str, str, str]:
     return (row["matched_by"], row["biz_id"], row["phone_number"])
 
 
-def _biz_ids(provider: domain.Provider, account: str, kinds: list[str], biz_ids: list[str]) -> Any:
-    """The sends of these ids, by the unique key's leading columns in order (provider,
-    account, matched_by, biz_id): without ``matched_by`` the index could not reach ``biz_id``
-    and the read would walk every send of the account."""
-    return and_(
-        SEND.c.provider == provider.value,
-        SEND.c.account == account,
-        SEND.c.matched_by.in_(kinds),
-        SEND.c.biz_id.in_(biz_ids),
+# The sends of a batch's ids, by the unique key's leading columns in order (provider,
+# account, matched_by, biz_id): without ``matched_by`` the index could not reach ``biz_id``
+# and the read would walk every send of the account. Built once (``settle.OpenSends``); the
+# values are bound per batch.
+_OPEN_BY_BIZ_ID = settle.OpenSends(
+    and_(
+        SEND.c.provider == bindparam("provider"),
+        SEND.c.account == bindparam("account"),
+        SEND.c.matched_by.in_(bindparam("kinds", expanding=True)),
+        SEND.c.biz_id.in_(bindparam("biz_ids", expanding=True)),
     )
+)
 
 
 # The name the Huawei path had before both providers shared one function.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -58,7 +58,7 @@ def insert_ignore_ids(
         return []
     if conn.dialect.name == "postgresql":
         stmt = _pg_json_insert(table, tuple(keys), tuple(rows[0]))
-        document = json.dumps(rows, default=_json_value, ensure_ascii=False)
+        document = json.dumps(rows, default=_json_values(), ensure_ascii=False)
         return list(conn.execute(stmt, {"rows": document}).scalars())
     stmt = _insert_ignore_stmt(conn.dialect.name, table, tuple(keys))
     inserted: list[int] = []
@@ -107,12 +107,29 @@ def _pg_record_type(table: Table, column: str) -> str:
 _PG: Any = postgresql.dialect()  # type: ignore[no-untyped-call]
 
 
+def _json_values() -> Callable[[Any], str]:
+    """:func:`_json_value` once per distinct value of one document. The encoder calls back
+    into Python for every datetime (three a receipt row), which cost as much as encoding the
+    rest of the rows; every row of a batch carries the same ``received_at``, and receipts of
+    one batch often share their times."""
+    texts: dict[Any, str] = {}
+
+    def default(value: Any) -> str:
+        text = texts.get(value)
+        if text is None:
+            text = texts[value] = _json_value(value)
+        return text
+
+    return default
+
+
 def _json_value(value: Any) -> str:
     """Datetimes as naive UTC ISO text (how UTCDateTime stores them), dates as ISO text."""
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ")
+        utc = value if value.tzinfo is UTC else value.astimezone(UTC)  # receipts': UTC already
+        return utc.replace(tzinfo=None).isoformat(" ")
     if isinstance(value, date):
         return value.isoformat()
     raise TypeError(f"cannot store {type(value).__name__} in a JSON row")
