@@ -74,7 +74,8 @@ SMOKE = {  # by test name
     ),
     "test_push_bench": Smoke(
         "push rec/s", "push.py",
-        ("--receipts", "100", "--concurrency", "2", "--rate", "200", "--seconds", "1"),
+        ("--receipts", "100", "--concurrency", "2", "--rate", "200", "--seconds", "1",
+         "--backlog", "200", "--servers-seconds", "1", "--granian-workers", "1"),
     ),
     "test_webhooks_bench": Smoke(
         "events delivered to a local receiver", "webhooks.py",
@@ -210,6 +211,9 @@ def test_compensator_bench(done: tuple[str, str]) -> None:
 def test_push_bench(done: tuple[str, str]) -> None:
     out, _ = done
     assert re.search(r"rows ([\d,]+) for \1 receipts sent", out), out
+    assert re.search(r"consumer draining 200 receipts .*: p99 [\d.]+ ms", out), out
+    for layout in ("waitress in receiptd run --roles push", "granian WSGI, 1 worker process "):
+        assert re.search(rf"^{re.escape(layout)}.*\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+$", out, re.M), out
 
 
 def test_webhooks_bench(done: tuple[str, str]) -> None:
