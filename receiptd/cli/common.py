@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NoReturn, TypeVar
 import click
 
 from receiptd import config, logs, ports, wiring
+from receiptd.db import migrate
 
 if TYPE_CHECKING:
     from receiptd.compensation.cycle import Compensator
@@ -39,17 +40,21 @@ def settings(ctx: click.Context) -> config.Settings:
             obj["settings"] = config.load_settings(obj.get("config_file"))
         except config.ConfigError as exc:
             fail(str(exc), EXIT_CONFIG)
-        s = obj["settings"]
-        part = s.parts.logging
-        logs.configure(
-            level=part.level,
-            fmt=part.format,
-            secrets=secret_values(s),
-            mask_phones=not part.show_phone_numbers,
-            stream=sys.stderr,
-        )
+        configure_logs(obj["settings"])
     result: config.Settings = obj["settings"]
     return result
+
+
+def configure_logs(s: config.Settings) -> None:
+    """receiptd's logging as the settings say, to stderr, its secrets masked."""
+    part = s.parts.logging
+    logs.configure(
+        level=part.level,
+        fmt=part.format,
+        secrets=secret_values(s),
+        mask_phones=not part.show_phone_numbers,
+        stream=sys.stderr,
+    )
 
 
 def secret_values(s: config.Settings) -> list[str]:
@@ -70,6 +75,30 @@ def secret_values(s: config.Settings) -> list[str]:
 
 def stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
     return wiring.stores(s)
+
+
+def ready_stores(s: config.Settings) -> tuple[SqlStore, SendStore]:
+    """The stores of a command that reads or writes the tables: exit 3 (``EXIT_DATABASE``)
+    with what to do unless the database answers and its schema is at the head revision
+    (instead of a traceback naming a missing table)."""
+    store, sends = stores(s)
+    try:
+        check_database(store)
+    except SystemExit:
+        store.engine.dispose()
+        raise
+    return store, sends
+
+
+def check_database(store: SqlStore) -> None:
+    """Exit 3 unless the database answers and its schema is at the head revision."""
+    try:
+        store.ping()
+        current = migrate.is_up_to_date(store.engine)
+    except Exception as exc:  # StoreUnavailable, or a driver error alembic lets through
+        fail(f"database unreachable: {exc}", EXIT_DATABASE)
+    if not current:
+        fail("database schema is not up to date: run 'receiptd db upgrade'", EXIT_DATABASE)
 
 
 def compensator(

@@ -37,11 +37,11 @@ def compensate(
         common.fail("use --once (the daemon 'receiptd run' schedules cycles)", common.EXIT_CONFIG)
     settings = common.settings(ctx)
     accounts = None if account is None else common.configured_accounts(settings, account)
-    _, sends = common.stores(settings)
-    comp = common.compensator(settings, sends, grace, accounts)
-    if comp is None:
-        common.fail("no provider is configured (set aliyun_access_key_id)", common.EXIT_CONFIG)
-    try:
+    _, sends = common.ready_stores(settings)
+    try:  # every exit disposes of the engine (the schema check opened a connection)
+        comp = common.compensator(settings, sends, grace, accounts)
+        if comp is None:
+            common.fail("no provider is configured (set aliyun_access_key_id)", common.EXIT_CONFIG)
         if dry_run:
             _print_plan(comp.plan(), mask=not settings.parts.logging.show_phone_numbers)
         else:

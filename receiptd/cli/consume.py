@@ -11,22 +11,9 @@ import click
 from receiptd import config, domain, wiring
 from receiptd.cli import common
 from receiptd.daemon.health import Health
-from receiptd.db import migrate
-from receiptd.db.store import SqlStore
 from receiptd.ingest.mns.consumer import Consumer, ConsumeStats
 
 KINDS = {kind.label: kind for kind in domain.MessageType}  # report, up, globe
-
-
-def check_database(store: SqlStore) -> None:
-    """Exit 3 unless the database answers and its schema is at the head revision."""
-    try:
-        store.ping()
-        current = migrate.is_up_to_date(store.engine)
-    except Exception as exc:  # StoreUnavailable, or a driver error alembic lets through
-        common.fail(f"database unreachable: {exc}", common.EXIT_DATABASE)
-    if not current:
-        common.fail("database schema is not up to date: run 'receiptd db upgrade'", 3)
 
 
 @click.command("consume")
@@ -55,7 +42,7 @@ def consume(ctx: click.Context, queue: str, until_idle: bool, account: str | Non
     accounts = _accounts(settings, account)
     store, _ = common.stores(settings)
     try:
-        check_database(store)
+        common.check_database(store)
         health = Health()
         consumers = [
             c

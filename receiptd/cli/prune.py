@@ -29,10 +29,10 @@ def prune(ctx: click.Context, dry_run: bool, tables: tuple[str, ...]) -> None:
     retention (retention_days, retention_days_<table>; 0 keeps forever). Pending sends are
     never deleted."""
     settings = common.settings(ctx)
-    store, _ = common.stores(settings)
     cutoffs = wiring.retention_cutoffs(settings, utc_now(), tables or retention.TABLES)
-    pruner = wiring.pruner(settings, store.engine)
-    try:
+    store, _ = common.ready_stores(settings)
+    try:  # every exit disposes of the engine (the schema check opened a connection)
+        pruner = wiring.pruner(settings, store.engine)
         counts = pruner.count(cutoffs)
         if dry_run:
             _print(cutoffs, counts, "would delete")

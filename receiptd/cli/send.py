@@ -192,7 +192,7 @@ def import_sends(ctx: click.Context, file: Path) -> None:
         common.fail(f"{file}: {exc}", common.EXIT_FAILURE)
     except registration.ImportLineError as exc:
         common.fail(f"{file}:{exc}", common.EXIT_FAILURE)
-    _, store = common.stores(settings)
+    _, store = common.ready_stores(settings)
     try:
         inserted = store.register(sends, utc_now())
     except ports.StoreError as exc:

@@ -29,7 +29,7 @@ def _pairs(counts: dict[str, int]) -> str:
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, account: str | None) -> None:
     """Counts by provider, account and status, oldest pending send, last compensator run."""
-    _, sends = common.stores(common.settings(ctx))
+    _, sends = common.ready_stores(common.settings(ctx))
     try:
         data = _summary.report(sends.summary(), utc_now(), account)
     except ports.StoreUnavailable as exc:
