@@ -7,21 +7,12 @@ imports this module and builds its own store and group commits)::
 
 from __future__ import annotations
 
-import sys
-
-from receiptd import config, logs
-from receiptd.cli.common import secret_values
+from receiptd import config
+from receiptd.cli.common import configure_logs
 from receiptd.wiring import core, daemon
 
 _settings = config.load_settings(None)
-_log = _settings.parts.logging
-logs.configure(
-    level=_log.level,
-    fmt=_log.format,
-    secrets=secret_values(_settings),
-    mask_phones=not _log.show_phone_numbers,
-    stream=sys.stderr,
-)
+configure_logs(_settings)
 _store, _ = core.stores(_settings)
 _app = daemon.push_app(_settings, _store)
 if _app is None:

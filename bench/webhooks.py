@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import multiprocessing as mp
 import secrets
 import signal
@@ -33,13 +34,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import harness  # bench/harness.py
 import sqlalchemy as sa
-from consumer import Emu, consumer_env, receiptd_run  # bench/consumer.py
+from consumer import Emu, consumer_env, cpu_seconds, receiptd_run  # bench/consumer.py
 from pydantic import SecretStr
 
 from receiptd import config, domain, ports, wiring
@@ -192,22 +194,51 @@ def run_process(
         return subprocess.Popen(command, env=env, stdout=out, stderr=out)
 
 
+def postgres_pids() -> list[int]:
+    """The local PostgreSQL server's processes (its backends do the database's work)."""
+    pgrep = ["pgrep", "-u", "postgres"]
+    out = subprocess.run(pgrep, capture_output=True, text=True, check=False).stdout
+    return [int(pid) for pid in out.split()]
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        # A backend that ended meanwhile: its CPU is missing from both readings alike.
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_seconds(pid)
+    return total
+
+
 def daemon_rate(
-    emu: Emu, url: str, n: int, start: int, log: Path, roles: str | None = None, **extra: str
-) -> float:
+    emu: Emu,
+    url: str,
+    n: int,
+    start: int,
+    log: Path,
+    roles: str | None = None,
+    watch: dict[str, Callable[[], list[int]]] | None = None,
+    **extra: str,
+) -> tuple[float, dict[str, float]]:
     """``receiptd run`` (consumers and, with an endpoint, the dispatcher in one process; no
-    compensator) on ``n`` queued receipts: first receive to empty queue, as receiptd_run."""
+    compensator) on ``n`` queued receipts: first receive to empty queue, as receiptd_run. With
+    it, CPU ms per 1,000 receipts in that window of this process ("consumer") and of each
+    group of ``watch`` (what else shares the cores)."""
     emu.fill(start, n)
     proc = run_process(emu, url, log, roles, **extra)
     try:
         while emu.call("depth")["visible"] == n:
             assert proc.poll() is None, log.read_text()[-2000:]
             time.sleep(0.002)
-        t0 = time.monotonic()
+        # The processes at the window's start (PostgreSQL's backends: the connections open
+        # then, which the pools keep), read again at its end.
+        groups = {"consumer": [proc.pid], **{k: pids() for k, pids in (watch or {}).items()}}
+        t0, cpu0 = time.monotonic(), {k: cpu_of(v) for k, v in groups.items()}
         while emu.depth():
             assert proc.poll() is None, log.read_text()[-2000:]
             time.sleep(0.002)
-        return n / (time.monotonic() - t0)
+        t1, cpu1 = time.monotonic(), {k: cpu_of(v) for k, v in groups.items()}
+        return n / (t1 - t0), {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in groups}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -215,9 +246,10 @@ def daemon_rate(
 
 def daemon_rates(
     emu: Emu, url: str, receiver: ReceiverProcess, n: int, tmp: Path, first: int
-) -> tuple[float, float, float, int]:
+) -> tuple[float, float, float, int, dict[str, float]]:
     """receiptd run receipts/s with webhooks off; on (its own dispatcher delivering); on with
-    the webhooks role in a process of its own (``--roles consumer`` + ``--roles webhooks``)."""
+    the webhooks role in a process of its own (``--roles consumer`` + ``--roles webhooks``),
+    and where the two cores went in that split run (CPU ms per 1,000 receipts)."""
     engine = create_db_engine(url)
     store = SqlStore(engine)
     env = {
@@ -226,12 +258,18 @@ def daemon_rates(
     }
     try:
         register(store, first, 3 * n)
-        off = daemon_rate(emu, url, n, first, tmp / f"run-off-{first}.log")
-        on = daemon_rate(emu, url, n, first + n, tmp / f"run-on-{first}.log", **env)
+        off, _ = daemon_rate(emu, url, n, first, tmp / f"run-off-{first}.log")
+        on, _ = daemon_rate(emu, url, n, first + n, tmp / f"run-on-{first}.log", **env)
         hooks = run_process(emu, url, tmp / f"run-webhooks-{first}.log", "webhooks", **env)
         try:
             log = tmp / f"run-split-{first}.log"
-            split = daemon_rate(emu, url, n, first + 2 * n, log, "consumer", **env)
+            watch: dict[str, Callable[[], list[int]]] = {
+                "dispatcher": lambda: [hooks.pid],
+                "receiver": lambda: [receiver.proc.pid or 0],
+                "emulator": lambda: [emu.proc.pid or 0],
+                "postgres": postgres_pids,
+            }
+            split, cpu = daemon_rate(emu, url, n, first + 2 * n, log, "consumer", watch, **env)
             deadline = time.monotonic() + 60
             while pending(engine, "daemon") and time.monotonic() < deadline:
                 assert hooks.poll() is None, "the webhooks process died"
@@ -239,7 +277,7 @@ def daemon_rates(
         finally:
             hooks.send_signal(signal.SIGTERM)
             hooks.wait(30)
-        return off, on, split, pending(engine, "daemon")
+        return off, on, split, pending(engine, "daemon"), cpu
     finally:
         engine.dispose()
 
@@ -284,7 +322,7 @@ def report(
         print(f"{'  on, dispatcher + receiver delivering on the same 2 cores':<62}{on:>10.0f}/s"
               f"{on / off:>7.0%}  ≥ 90 %")  # fmt: skip
         print(f"  deliveries still pending 60 s after the last run: {left}")
-    for label, (off, on, split, left) in daemons:
+    for label, (off, on, split, left, cpu) in daemons:
         print(f"receiptd run receipts/s ({label}):")
         print(f"{'  webhooks off':<62}{off:>10.0f}/s")
         print(f"{'  webhooks on, dispatcher in the same process':<62}{on:>10.0f}/s"
@@ -292,6 +330,9 @@ def report(
         print(f"{'  webhooks on, --roles consumer + --roles webhooks':<62}{split:>10.0f}/s"
               f"{split / off:>7.0%}  ≥ 90 %")  # fmt: skip
         print(f"  deliveries pending 60 s after the split run: {left}")
+        spent = ", ".join(f"{who} {ms:.0f}" for who, ms in cpu.items())
+        print(f"  CPU ms per 1,000 receipts in the split run: {spent}; "
+              f"total {sum(cpu.values()):.0f} of the 2 cores' {2e6 / split:.0f}")  # fmt: skip
 
 
 def main() -> None:
@@ -302,12 +343,24 @@ def main() -> None:
     parser.add_argument(
         "--latency-ms", type=float, default=3.0, help="MNS round trip, 2nd run (0: skip it)"
     )
+    parser.add_argument(
+        "--synchronous-commit", choices=("on", "off"), default="on",
+        help="the scratch database's synchronous_commit (off: a diagnosis of what the commit "
+        "flushes cost, never a production setting)",
+    )  # fmt: skip
     harness.add_consumer_wait(parser)
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="receiptd-bench-") as tmp,
         harness.scratch_postgres() as url,
     ):
+        engine = create_db_engine(url)
+        with engine.connect() as conn:  # for every session opened from now on
+            database = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+            conn.execute(sa.text(f'ALTER DATABASE "{database}" SET synchronous_commit TO '
+                                 f"{args.synchronous_commit}"))  # fmt: skip
+            conn.commit()
+        engine.dispose()
         engine = create_db_engine(url)
         migrate.upgrade(engine)
         engine.dispose()
@@ -319,7 +372,8 @@ def main() -> None:
             emu.close()
             receiver.close()
     report(*results)
-    print(f"{args.events:,} events, {args.receipts:,} receipts per consumer run; {load.line()}")
+    print(f"{args.events:,} events, {args.receipts:,} receipts per consumer run; "
+          f"synchronous_commit {args.synchronous_commit}; {load.line()}")  # fmt: skip
 
 
 if __name__ == "__main__":

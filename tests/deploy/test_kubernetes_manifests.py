@@ -48,39 +48,17 @@ TARGETS = {
     "roles": DEPLOY / "overlays" / "roles",
     "roles-monitoring": DEPLOY / "overlays" / "roles-monitoring",
 }
-# The kinds of a role group of overlays/roles (the push group adds its Ingress and HPA).
-_ROLES_KINDS = {
-    "Namespace",
-    "ServiceAccount",
-    "ConfigMap",
-    "Service",
-    "Deployment",
-    "PodDisruptionBudget",
-    "HorizontalPodAutoscaler",
-    "Ingress",
-}
+_BASE_KINDS = {"ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"}
+_PRODUCTION_KINDS = {*_BASE_KINDS, "Namespace"}
+# overlays/roles: production's kinds per role group; the push group adds its Ingress and HPA.
+_ROLES_KINDS = {*_PRODUCTION_KINDS, "HorizontalPodAutoscaler", "Ingress"}
+_MONITORING_KINDS = {"ServiceMonitor", "PrometheusRule"}
 EXPECTED_KINDS = {
-    "base": {"ServiceAccount", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget"},
-    "production": {
-        "Namespace",
-        "ServiceAccount",
-        "ConfigMap",
-        "Service",
-        "Deployment",
-        "PodDisruptionBudget",
-    },
-    "monitoring": {
-        "Namespace",
-        "ServiceAccount",
-        "ConfigMap",
-        "Service",
-        "Deployment",
-        "PodDisruptionBudget",
-        "ServiceMonitor",
-        "PrometheusRule",
-    },
+    "base": _BASE_KINDS,
+    "production": _PRODUCTION_KINDS,
+    "monitoring": {*_PRODUCTION_KINDS, *_MONITORING_KINDS},
     "roles": _ROLES_KINDS,
-    "roles-monitoring": {*_ROLES_KINDS, "ServiceMonitor", "PrometheusRule"},
+    "roles-monitoring": {*_ROLES_KINDS, *_MONITORING_KINDS},
 }
 SECRET_NAME = "receiptd-secrets"
 HTTP_PORT = 9400

@@ -18,19 +18,12 @@ import pytest
 from waitress.adjustments import Adjustments
 
 from receiptd.web import connections, server
+from tests.integration.test_http_connections import Clock
 from tests.integration.web.test_server import app
 
 T = TypeVar("T")
 SPOOLED_BODY = Adjustments.inbuf_overflow + 1  # a body this long is read into a file
 SPOOLED_ANSWER = Adjustments.outbuf_overflow  # an answer this long (with its head) likewise
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class Listener:
