@@ -17,6 +17,7 @@ COMMANDS = (
     ("status", "--json"),
     ("compensate", "--once"),
     ("prune", "--dry-run"),
+    ("sends", "import", "SENDS"),
 )
 
 
@@ -36,8 +37,13 @@ def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path):  # type: ign
 
 @pytest.mark.parametrize("args", COMMANDS, ids=" ".join)
 def test_a_command_on_a_database_never_migrated_exits_3_saying_what_to_do(
-    unmigrated_url: str, args: tuple[str, ...]
+    unmigrated_url: str, args: tuple[str, ...], tmp_path: Path
 ) -> None:
+    sends = tmp_path / "sends.jsonl"
+    sends.write_text(
+        '{"biz_id": "1^0", "phone_number": "13800000009", "sent_at": "2026-11-24T23:59:00Z"}\n'
+    )
+    args = tuple(str(sends) if a == "SENDS" else a for a in args)
     env = {"RECEIPTD_DATABASE_URL": unmigrated_url, "RECEIPTD_LOG_LEVEL": "WARNING"}
     result = CliRunner().invoke(main, list(args), env=env)
     assert result.exit_code == 3, (result.output, result.exception)
