@@ -28,11 +28,13 @@ import argparse
 import base64
 import contextlib
 import multiprocessing as mp
+import os
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -189,6 +191,8 @@ def run_process(
     """``receiptd run`` (no compensator; ``roles``: ``--roles``) with its output to ``log``."""
     env = consumer_env(emu, url, RECEIPTD_COMPENSATOR_ENABLED="false", **extra)
     env["RECEIPTD_HTTP_ADDR"] = "127.0.0.1:0"
+    # libpq's application_name: WaitSampler tells the processes' sessions apart by it.
+    env["PGAPPNAME"] = f"receiptd {roles or 'run'}"
     command = [sys.executable, "-m", "receiptd", "run", *(["--roles", roles] if roles else [])]
     with log.open("w") as out:
         return subprocess.Popen(command, env=env, stdout=out, stderr=out)
@@ -201,13 +205,69 @@ def postgres_pids() -> list[int]:
     return [int(pid) for pid in out.split()]
 
 
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    out = {}
     for pid in pids:
-        # A backend that ended meanwhile: its CPU is missing from both readings alike.
-        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += cpu_seconds(pid)
-    return total
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # ended meanwhile
+            out[pid] = cpu_seconds(pid)
+    return out
+
+
+def machine_busy() -> float:
+    """CPU seconds every core spent outside idle and I/O wait since boot (/proc/stat)."""
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (
+        int(v) for v in Path("/proc/stat").read_text().split()[1:9]
+    )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class WaitSampler:
+    """What the database sessions of each process do, sampled every 5 ms from
+    ``pg_stat_activity`` while the block runs: on CPU (active, no wait), waiting (the wait
+    event), idle in a transaction (the client is working inside one) or idle (between
+    transactions). A share per process (``application_name``) and state."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_db_engine(url)
+        self.samples: dict[tuple[str, str], int] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="wait-sampler", daemon=True)
+
+    def __enter__(self) -> WaitSampler:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.engine.dispose()
+
+    def _run(self) -> None:
+        query = sa.text(
+            "SELECT application_name, state, wait_event_type, wait_event FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND application_name LIKE 'receiptd %'"
+        )
+        with self.engine.connect() as conn:
+            while not self.stop.wait(0.005):
+                for app, state, kind, event in conn.execute(query):
+                    what = _session_state(state, kind, event)
+                    self.samples[(app, what)] = self.samples.get((app, what), 0) + 1
+                conn.rollback()
+
+    def shares(self) -> dict[str, list[tuple[str, float]]]:
+        """Per process: its states by share of its samples, largest first."""
+        out: dict[str, list[tuple[str, float]]] = {}
+        for (app, what), count in sorted(self.samples.items(), key=lambda kv: -kv[1]):
+            total = sum(n for (a, _), n in self.samples.items() if a == app)
+            out.setdefault(app, []).append((what, count / total))
+        return out
+
+
+def _session_state(state: str | None, kind: str | None, event: str | None) -> str:
+    if state == "active":
+        return "on CPU" if kind is None else f"waiting {kind}:{event}"
+    return str(state)
 
 
 def daemon_rate(
@@ -218,6 +278,7 @@ def daemon_rate(
     log: Path,
     roles: str | None = None,
     watch: dict[str, Callable[[], list[int]]] | None = None,
+    waits: WaitSampler | None = None,
     **extra: str,
 ) -> tuple[float, dict[str, float]]:
     """``receiptd run`` (consumers and, with an endpoint, the dispatcher in one process; no
@@ -230,15 +291,23 @@ def daemon_rate(
         while emu.call("depth")["visible"] == n:
             assert proc.poll() is None, log.read_text()[-2000:]
             time.sleep(0.002)
-        # The processes at the window's start (PostgreSQL's backends: the connections open
-        # then, which the pools keep), read again at its end.
-        groups = {"consumer": [proc.pid], **{k: pids() for k, pids in (watch or {}).items()}}
-        t0, cpu0 = time.monotonic(), {k: cpu_of(v) for k, v in groups.items()}
-        while emu.depth():
-            assert proc.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.002)
-        t1, cpu1 = time.monotonic(), {k: cpu_of(v) for k, v in groups.items()}
-        return n / (t1 - t0), {k: (cpu1[k] - cpu0[k]) * 1e6 / n for k in groups}
+        # Each group's processes at the window's start and end: a process that started
+        # meanwhile (a PostgreSQL backend for a connection the pool opened) counts whole.
+        groups = {"consumer": lambda: [proc.pid], **(watch or {})}
+        t0, busy0 = time.monotonic(), machine_busy()
+        cpu0 = {k: cpu_by_pid(pids()) for k, pids in groups.items()}
+        with waits or contextlib.nullcontext():
+            while emu.depth():
+                assert proc.poll() is None, log.read_text()[-2000:]
+                time.sleep(0.002)
+        t1, busy1 = time.monotonic(), machine_busy()
+        cpu1 = {k: cpu_by_pid(pids()) for k, pids in groups.items()}
+        spent = {
+            k: sum(seconds - cpu0[k].get(pid, 0.0) for pid, seconds in cpu1[k].items())
+            for k in groups
+        }
+        spent["machine"] = busy1 - busy0
+        return n / (t1 - t0), {k: seconds * 1e6 / n for k, seconds in spent.items()}
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -246,7 +315,7 @@ def daemon_rate(
 
 def daemon_rates(
     emu: Emu, url: str, receiver: ReceiverProcess, n: int, tmp: Path, first: int
-) -> tuple[float, float, float, int, dict[str, float]]:
+) -> tuple[float, float, float, int, dict[str, float], dict[str, list[tuple[str, float]]]]:
     """receiptd run receipts/s with webhooks off; on (its own dispatcher delivering); on with
     the webhooks role in a process of its own (``--roles consumer`` + ``--roles webhooks``),
     and where the two cores went in that split run (CPU ms per 1,000 receipts)."""
@@ -269,7 +338,10 @@ def daemon_rates(
                 "emulator": lambda: [emu.proc.pid or 0],
                 "postgres": postgres_pids,
             }
-            split, cpu = daemon_rate(emu, url, n, first + 2 * n, log, "consumer", watch, **env)
+            waits = WaitSampler(url)
+            split, cpu = daemon_rate(
+                emu, url, n, first + 2 * n, log, "consumer", watch, waits, **env
+            )
             deadline = time.monotonic() + 60
             while pending(engine, "daemon") and time.monotonic() < deadline:
                 assert hooks.poll() is None, "the webhooks process died"
@@ -277,7 +349,7 @@ def daemon_rates(
         finally:
             hooks.send_signal(signal.SIGTERM)
             hooks.wait(30)
-        return off, on, split, pending(engine, "daemon"), cpu
+        return off, on, split, pending(engine, "daemon"), cpu, waits.shares()
     finally:
         engine.dispose()
 
@@ -322,7 +394,7 @@ def report(
         print(f"{'  on, dispatcher + receiver delivering on the same 2 cores':<62}{on:>10.0f}/s"
               f"{on / off:>7.0%}  ≥ 90 %")  # fmt: skip
         print(f"  deliveries still pending 60 s after the last run: {left}")
-    for label, (off, on, split, left, cpu) in daemons:
+    for label, (off, on, split, left, cpu, waits) in daemons:
         print(f"receiptd run receipts/s ({label}):")
         print(f"{'  webhooks off':<62}{off:>10.0f}/s")
         print(f"{'  webhooks on, dispatcher in the same process':<62}{on:>10.0f}/s"
@@ -330,9 +402,14 @@ def report(
         print(f"{'  webhooks on, --roles consumer + --roles webhooks':<62}{split:>10.0f}/s"
               f"{split / off:>7.0%}  ≥ 90 %")  # fmt: skip
         print(f"  deliveries pending 60 s after the split run: {left}")
+        machine = cpu.pop("machine")
         spent = ", ".join(f"{who} {ms:.0f}" for who, ms in cpu.items())
-        print(f"  CPU ms per 1,000 receipts in the split run: {spent}; "
-              f"total {sum(cpu.values()):.0f} of the 2 cores' {2e6 / split:.0f}")  # fmt: skip
+        cores = os.cpu_count() or 1
+        print(f"  CPU ms per 1,000 receipts in the split run: {spent}; the machine's busy "
+              f"{machine:.0f} of the {cores} cores' {cores * 1e6 / split:.0f}")  # fmt: skip
+        for app, states in waits.items():
+            top = ", ".join(f"{what} {share:.0%}" for what, share in states[:5])
+            print(f"  database sessions of {app}: {top}")
 
 
 def main() -> None:
