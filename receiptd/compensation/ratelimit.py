@@ -84,4 +84,8 @@ class Stoppable:
         if self._stopping.is_set():
             raise Stopped
         self._limiter.acquire()
+        # Again after the wait for a slot (up to 1/rate): a stop that came meanwhile must not
+        # let one more call out (a SIGTERM mid-cycle makes at most the call in flight).
+        if self._stopping.is_set():
+            raise Stopped
         self._on_call()

@@ -207,7 +207,8 @@ def test_stop_ends_the_cycle_without_further_calls_and_releases_claims(sends: Se
     comp = compensator(sends, lookup, grace=0, batch=10, limiter=limiter)
     summary = comp.run_once()
 
-    assert limiter.acquired == 3 and len(lookup.calls) == 3
+    # The stop came while the third call waited for its slot: that call is not made.
+    assert limiter.acquired == 3 and len(lookup.calls) == 2
     assert summary.providers[0].error is None
     rows = [r for b, _, _ in specs for r in sends.by_biz_id(b)]
     assert all(r["status"] == "pending" and r["claimed_by"] is None for r in rows)

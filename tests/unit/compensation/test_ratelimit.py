@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiptd.compensation.ratelimit import TokenBucket, default_burst
+from receiptd.compensation.ratelimit import Stoppable, Stopped, TokenBucket, default_burst
 
 
 class FakeTime:
@@ -105,3 +105,26 @@ def test_invalid_settings(rate: float, burst: int) -> None:
 @pytest.mark.parametrize(("rate", "burst"), [(1, 1), (50, 5), (2000, 200)])
 def test_default_burst(rate: float, burst: int) -> None:
     assert default_burst(rate) == burst
+
+
+def test_a_stop_while_waiting_for_a_slot_lets_no_call_out() -> None:
+    """The stop (SIGTERM) lands while a caller sleeps for its slot: it gets Stopped, not one
+    more call; before the stop, calls pass and are reported."""
+    stopping = threading.Event()
+    fake = FakeTime()
+
+    def stopped_during_the_wait(seconds: float) -> None:
+        stopping.set()
+        fake.sleep(seconds)
+
+    bucket = TokenBucket(rate=20, burst=1, clock=fake.clock, sleep=stopped_during_the_wait)
+    calls: list[float] = []
+    limiter = Stoppable(bucket, stopping, on_call=lambda: calls.append(fake.now))
+    limiter.acquire()  # the burst: at once, no wait
+    assert len(calls) == 1 and not stopping.is_set()
+    with pytest.raises(Stopped):  # waited 50 ms for its slot, the stop came meanwhile
+        limiter.acquire()
+    assert fake.sleeps == [pytest.approx(0.05)] and len(calls) == 1
+    with pytest.raises(Stopped):  # and every later one, at once
+        limiter.acquire()
+    assert len(fake.sleeps) == 1
