@@ -4,11 +4,17 @@ It verifies every request with the ``standardwebhooks`` verifier (what a receivi
 application runs), de-duplicates by ``webhook-id`` the way docs/webhooks.md tells receivers
 to, and can misbehave on purpose: answer a status other than 2xx, answer slowly, or go away
 entirely (``stop``; ``start`` again on the same port).
+
+While stopped, the port stays bound by a socket that does not listen: a sender's connections
+are refused, as by a host where nothing listens, and no other socket can take the number
+meanwhile (an outgoing connection's ephemeral port, say, which made ``start`` fail with
+"Address already in use").
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -41,11 +47,19 @@ class Receiver:
         self._port = port
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._reserved: socket.socket | None = None  # the port's socket while stopped
 
     # --- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> Receiver:
-        server = _QuietServer(("127.0.0.1", self._port), self._handler())
+        server = _QuietServer(("127.0.0.1", self._port), self._handler(), bind_and_activate=False)
+        if self._reserved is None:
+            server.server_bind()
+        else:  # the port kept since stop(): listen on that very socket
+            server.socket.close()
+            server.socket, self._reserved = self._reserved, None
+            server.server_address = server.socket.getsockname()
+        server.server_activate()
         server.daemon_threads = True
         self._port = int(server.server_address[1])
         self._server = server
@@ -54,16 +68,27 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        """Stop answering; the port stays reserved (bound, not listening) for ``start``."""
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+            self._reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            self._reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self._reserved.bind(("127.0.0.1", self._port))
+
+    def close(self) -> None:
+        """Stop, and give the port up."""
+        self.stop()
+        if self._reserved is not None:
+            self._reserved.close()
+            self._reserved = None
 
     def __enter__(self) -> Receiver:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self.close()
 
     @property
     def url(self) -> str:

@@ -262,7 +262,7 @@ def test_receiver_down_recorded_then_all_delivered(engine: sa.Engine) -> None:
         assert w.run_once() == 3
         assert receiver.unique() == 3 and receiver.duplicates() == 0
     finally:
-        receiver.stop()
+        receiver.close()
     assert {(r.status, r.attempts) for r in delivery_rows(engine)} == {("delivered", 2)}
 
 

@@ -229,7 +229,7 @@ def test_down_and_failing_endpoints_never_hold_up_consumption(
             assert code == 0
         finally:
             daemon.kill()
-            down.stop()
+            down.close()
 
 
 def _alive(daemon: Daemon):  # type: ignore[no-untyped-def]
