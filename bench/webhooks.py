@@ -230,6 +230,7 @@ class WaitSampler:
     def __init__(self, url: str) -> None:
         self.engine = create_db_engine(url)
         self.samples: dict[tuple[str, str], int] = {}
+        self.statements: dict[tuple[str, str], int] = {}  # what the running ones run
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, name="wait-sampler", daemon=True)
 
@@ -244,23 +245,29 @@ class WaitSampler:
 
     def _run(self) -> None:
         query = sa.text(
-            "SELECT application_name, state, wait_event_type, wait_event FROM pg_stat_activity"
+            "SELECT application_name, state, wait_event_type, wait_event, left(query, 48)"
+            " FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
             " AND application_name LIKE 'receiptd %'"
         )
         with self.engine.connect() as conn:
             while not self.stop.wait(0.005):
-                for app, state, kind, event in conn.execute(query):
+                for app, state, kind, event, statement in conn.execute(query):
                     what = _session_state(state, kind, event)
                     self.samples[(app, what)] = self.samples.get((app, what), 0) + 1
+                    if what == "on CPU":
+                        key = (app, " ".join(statement.split()))
+                        self.statements[key] = self.statements.get(key, 0) + 1
                 conn.rollback()
 
     def shares(self) -> dict[str, list[tuple[str, float]]]:
-        """Per process: its states by share of its samples, largest first."""
+        """Per process: its states by share of its samples, largest first; then the statements
+        its sessions were running, by share of those samples (``running: <statement>``)."""
         out: dict[str, list[tuple[str, float]]] = {}
-        for (app, what), count in sorted(self.samples.items(), key=lambda kv: -kv[1]):
-            total = sum(n for (a, _), n in self.samples.items() if a == app)
-            out.setdefault(app, []).append((what, count / total))
+        for samples, prefix in ((self.samples, ""), (self.statements, "running: ")):
+            for (app, what), count in sorted(samples.items(), key=lambda kv: -kv[1]):
+                total = sum(n for (a, _), n in samples.items() if a == app)
+                out.setdefault(app, []).append((prefix + what, count / total))
         return out
 
 
@@ -408,8 +415,12 @@ def report(
         print(f"  CPU ms per 1,000 receipts in the split run: {spent}; the machine's busy "
               f"{machine:.0f} of the {cores} cores' {cores * 1e6 / split:.0f}")  # fmt: skip
         for app, states in waits.items():
-            top = ", ".join(f"{what} {share:.0%}" for what, share in states[:5])
+            top = ", ".join(
+                f"{what} {share:.0%}" for what, share in states if "running: " not in what
+            )
             print(f"  database sessions of {app}: {top}")
+            for what, share in [x for x in states if x[0].startswith("running: ")][:4]:
+                print(f"    {share:>4.0%} {what}")
 
 
 def main() -> None:
