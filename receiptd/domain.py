@@ -236,15 +236,16 @@ class Fields:
         self._tz = tz
 
     def text(self, name: str) -> str | None:
-        text = self._data.get(name)
+        value = self._data.get(name)
         # A plain str (what JSON decodes to) skips the type checks: a receipt reads a dozen
         # fields, and these checks were most of the decoder's time.
-        if type(text) is not str:
-            value = text
-            if value is None:
-                return None
-            if isinstance(value, bool) or not isinstance(value, str | int):
-                raise BodyError(f"field {name!r} must be a string, got {type(value).__name__}")
+        if type(value) is str:
+            text = value
+        elif value is None:
+            return None
+        elif isinstance(value, bool) or not isinstance(value, str | int):
+            raise BodyError(f"field {name!r} must be a string, got {type(value).__name__}")
+        else:
             text = str(value)
         if not text:
             return None

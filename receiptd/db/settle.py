@@ -113,22 +113,20 @@ class OpenSends:
 
 
 def lock_open(
-    conn: Connection, where: Any, params: Mapping[str, Any] | None = None
+    conn: Connection, reads: OpenSends, params: Mapping[str, Any]
 ) -> dict[int, Mapping[str, Any]]:
-    """The open sends matching ``where`` (a condition, or an :class:`OpenSends` whose bind
-    parameters ``params`` fills) by id, locked until commit, in id order: concurrent writers
-    lock in the same order and cannot deadlock on each other.
+    """The open sends matching ``reads``' condition (its bind parameters filled by
+    ``params``) by id, locked until commit, in id order: concurrent writers lock in the same
+    order and cannot deadlock on each other.
 
     PostgreSQL (and SQLite, under its write lock) locks the rows of ``SELECT … ORDER BY id
     FOR UPDATE`` in that order, after the sort. InnoDB locks rows in the order it scans the
-    index ``where`` uses (e.g. the unique key's provider, account, matched_by, biz_id), which
-    would deadlock with a writer locking by id: there the rows are found by a plain read
+    index the condition uses (e.g. the unique key's provider, account, matched_by, biz_id),
+    which would deadlock with a writer locking by id: there the rows are found by a plain read
     first, then locked by primary key (:func:`lock_ids`)."""
-    reads = where if isinstance(where, OpenSends) else OpenSends(where)
     if conn.dialect.name in ("mysql", "mariadb"):
         return lock_ids(conn, sorted(conn.execute(reads.ids, params).scalars()))
-    take_write_lock(conn)
-    return _rows_by_id(conn.execute(reads.rows, params))
+    return _locked(conn, reads.rows, params)
 
 
 def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
@@ -136,22 +134,20 @@ def lock_ids(conn: Connection, ids: list[int]) -> dict[int, Mapping[str, Any]]:
     will change other rows of these too locks them all here first, in one id order."""
     rows: dict[int, Mapping[str, Any]] = {}
     for start in range(0, len(ids), _CHUNK):
-        rows.update(_locked(conn, SEND.c.id.in_(ids[start : start + _CHUNK])))
+        rows.update(_locked(conn, _locking(SEND.c.id.in_(ids[start : start + _CHUNK]))))
     return rows
 
 
-def _locked(conn: Connection, where: Any) -> dict[int, Mapping[str, Any]]:
+def _locked(
+    conn: Connection, statement: Any, params: Mapping[str, Any] | None = None
+) -> dict[int, Mapping[str, Any]]:
     take_write_lock(conn)
-    return _rows_by_id(conn.execute(_locking(where)))
+    return {r["id"]: dict(r) for r in conn.execute(statement, params).mappings()}
 
 
 def _locking(where: Any) -> Any:
     query = select(SEND).where(where, SEND.c.status.in_(OPEN)).order_by(SEND.c.id)
     return query.with_for_update()
-
-
-def _rows_by_id(result: Any) -> dict[int, Mapping[str, Any]]:
-    return {r["id"]: dict(r) for r in result.mappings()}
 
 
 def _changes(row: Mapping[str, Any], change: SendChange) -> bool:
