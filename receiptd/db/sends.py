@@ -23,13 +23,15 @@ from sqlalchemy import (
 
 from receiptd import domain, metrics, ports
 from receiptd.compensation import horizon as _horizon
-from receiptd.db import counts, outbox, settle, subset, upsert
+from receiptd.db import counts, lookup, outbox, settle, subset, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
 from receiptd.db.store import SqlStore, settle_from_reports
 
 PENDING = domain.SendStatus.PENDING.value
 # its unique key (0005, 0006)
 _SEND_KEY = ("provider", "account", "matched_by", "biz_id", "phone_number")
+# A receipt's unique key, the account first (receiptd.db.lookup: exact on PostgreSQL).
+_REPORTS_BY_KEY = lookup.KeyLookup(REPORT, ("account",), ("matched_by", "biz_id", "phone_number"))
 
 
 class SendStore:
@@ -86,14 +88,8 @@ class SendStore:
         }
         if not aliyun:
             return
-        biz_ids = sorted({biz for _, biz, _ in aliyun})
-        kinds = sorted({kind for kind, _, _ in aliyun})
-        query = select(REPORT).where(  # the unique key's leading columns, in its order
-            REPORT.c.account == account,
-            REPORT.c.matched_by.in_(kinds),
-            REPORT.c.biz_id.in_(biz_ids),
-        )
-        stored = conn.execute(query).all()
+        params = _REPORTS_BY_KEY.params(conn, {"account": account}, sorted(aliyun))
+        stored = conn.execute(_REPORTS_BY_KEY.rows(conn), params).all()
         reports = [
             _report_of(r._mapping)
             for r in stored

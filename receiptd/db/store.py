@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, and_, bindparam, select, text, update
+from sqlalchemy import Connection, Engine, select, text, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from receiptd import domain, error_families, errors, metrics, ports
-from receiptd.db import outbox, settle, upsert
+from receiptd.db import lookup, outbox, settle, upsert
 from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
 from receiptd.logs import get_logger
 
@@ -290,11 +290,10 @@ def settle_from_reports(
     """
     if not reports:
         return 0
-    biz_ids = sorted({r.biz_id for r in reports})
-    kinds = sorted({r.matched_by.value for r in reports})
+    keys = sorted({(r.matched_by.value, r.biz_id, r.phone_number) for r in reports})
     # Locked, events or not: the rows settle_sends changes and counts (receiptd.db.counts).
-    params = {"provider": provider.value, "account": account, "kinds": kinds, "biz_ids": biz_ids}
-    locked = settle.lock_open(conn, _OPEN_BY_BIZ_ID, params)
+    fixed = {"provider": provider.value, "account": account}
+    locked = settle.lock_open(conn, _OPEN_BY_KEY, fixed, keys)
     by_key = {_key_of(row): (i, row["out_id"]) for i, row in locked.items()}
     match_message_id = provider in _MATCHES_MESSAGE_ID
     changes = []
@@ -308,23 +307,20 @@ def settle_from_reports(
     return settle.settle_sends(conn, changes, now, events, locked=locked)
 
 
+# A send's unique key: the scope a batch shares, then what each receipt names.
+_SEND_SCOPE = ("provider", "account")
+_SEND_KEYED = ("matched_by", "biz_id", "phone_number")
+
+
 def _key_of(row: Mapping[str, Any]) -> tuple[str, str, str]:
     """A send's matching key: which id, the id, the number (the unique key after account)."""
     return (row["matched_by"], row["biz_id"], row["phone_number"])
 
 
-# The sends of a batch's ids, by the unique key's leading columns in order (provider,
-# account, matched_by, biz_id): without ``matched_by`` the index could not reach ``biz_id``
-# and the read would walk every send of the account. Built once (``settle.OpenSends``); the
-# values are bound per batch.
-_OPEN_BY_BIZ_ID = settle.OpenSends(
-    and_(
-        SEND.c.provider == bindparam("provider"),
-        SEND.c.account == bindparam("account"),
-        SEND.c.matched_by.in_(bindparam("kinds", expanding=True)),
-        SEND.c.biz_id.in_(bindparam("biz_ids", expanding=True)),
-    )
-)
+# The sends of a batch's receipts by their unique key (receiptd.db.lookup: bounded by every
+# column whatever PostgreSQL's statistics say). Built once (``settle.OpenSends``); the values
+# are bound per batch.
+_OPEN_BY_KEY = settle.OpenSends(lookup.KeyLookup(SEND, _SEND_SCOPE, _SEND_KEYED))
 
 
 # The name the Huawei path had before both providers shared one function.
