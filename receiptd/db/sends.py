@@ -278,7 +278,7 @@ class SendStore:
 
 _RETRY = (
     update(SEND)
-    .where(SEND.c.id == bindparam("b_id"), SEND.c.status == PENDING)
+    .where(SEND.c.id == bindparam("b_id"))  # locked and still pending: _apply checks
     .values(
         next_check_at=bindparam("b_next"),
         check_count=SEND.c.check_count + 1,
@@ -303,6 +303,7 @@ def _apply(
         conn, sorted({c.send_id for c in changes} | {r["b_id"] for r in retry})
     )
     settled = settle.settle_sends(conn, changes, now, events, count_check=True, locked=locked)
+    retry = [r for r in retry if locked.get(r["b_id"], {}).get("status") == PENDING]
     if retry:
         conn.execute(_RETRY, sorted(retry, key=lambda r: r["b_id"]))
     return settled

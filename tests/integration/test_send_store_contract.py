@@ -163,6 +163,17 @@ def test_a_final_status_never_changes(store: Store) -> None:
     assert claim(store, now=NOW + timedelta(days=1)) == []
 
 
+def test_a_backoff_leaves_a_send_settled_since_its_claim_alone(store: Store) -> None:
+    """A claimer whose lookup still said pending (or whose lease ran out) backs off a send
+    that something else settled meanwhile: the verdict, its counters and schedule stay."""
+    store.port.register([send("a", timedelta(hours=1))], NOW)
+    (a,) = claim(store)
+    assert store.port.settle([ports.Settlement(a.id, DELIVERED)], [a], NOW, 300.0, 3600.0) == 1
+    before = store.row("a")
+    assert store.port.settle([], [a], NOW + timedelta(minutes=1), 300.0, 3600.0) == 0
+    assert store.row("a") == before
+
+
 def test_expiry_outside_the_window_touches_only_old_pending_sends_of_that_provider(
     store: Store,
 ) -> None:

@@ -68,7 +68,7 @@ def test_a_lookup_finds_exactly_its_keys(engine: sa.Engine) -> None:
 @pytest.fixture
 def stale_postgres() -> Iterator[sa.Engine]:
     """A PostgreSQL database whose statistics predate the account ``new``: 20 accounts
-    analyzed, then ``new``'s sends and receipts written."""
+    analyzed (their sends all settled), then ``new``'s sends and receipts written."""
     try:
         url = create_server_database("postgresql")
     except sa.exc.OperationalError as exc:
@@ -92,7 +92,7 @@ def stale_postgres() -> Iterator[sa.Engine]:
 
 
 class Statements:
-    """The SELECTs an engine runs on ``table`` while the block runs."""
+    """The reads and updates an engine runs on ``table`` while the block runs."""
 
     def __init__(self, engine: sa.Engine, table: str) -> None:
         self.engine, self.table, self.seen = engine, table, []
@@ -105,7 +105,9 @@ class Statements:
         sa.event.remove(self.engine, "before_cursor_execute", self._record)
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().startswith("SELECT") and f"FROM {self.table}" in statement:
+        statement = statement.lstrip()
+        reads = statement.startswith("SELECT") and f"FROM {self.table}" in statement
+        if reads or statement.startswith(f"UPDATE {self.table} "):
             self.seen.append((statement, params))
 
     def rows_touched(self) -> list[int]:
@@ -138,8 +140,11 @@ def test_a_receipt_batch_of_a_new_account_reads_only_its_sends(
             ports.Batch([receipt(50_000 + i, "new") for i in range(BATCH)]), NOW
         )
     assert result.sends_settled == BATCH
-    assert statements.seen, "the batch read no send"
-    assert max(statements.rows_touched()) <= 2 * BATCH  # the old IN lists: every send of "new"
+    kinds = sorted({statement.split()[0] for statement, _ in statements.seen})
+    assert kinds == ["SELECT", "UPDATE"], kinds  # the lock, the settle
+    # Before: the lock's IN lists read every send of "new", the settling UPDATE's status
+    # guard every pending send (the statistics say none is pending).
+    assert max(statements.rows_touched()) <= 2 * BATCH
 
 
 def test_registering_sends_of_a_new_account_reads_only_their_receipts(
