@@ -30,6 +30,8 @@ from receiptd.db.store import SqlStore, settle_from_reports
 PENDING = domain.SendStatus.PENDING.value
 # its unique key (0005, 0006)
 _SEND_KEY = ("provider", "account", "matched_by", "biz_id", "phone_number")
+# A send's unique key up to the id, for the status API's lookup by id (by_biz_id).
+_SENDS_BY_ID = lookup.KeyLookup(SEND, (), ("provider", "account", "matched_by", "biz_id"))
 # A receipt's unique key, the account first (receiptd.db.lookup: exact on PostgreSQL).
 _REPORTS_BY_KEY = lookup.KeyLookup(REPORT, ("account",), ("matched_by", "biz_id", "phone_number"))
 
@@ -266,14 +268,26 @@ class SendStore:
         matched_by: domain.SendKey | None = None,
     ) -> list[dict[str, Any]]:
         """Every send with this id, a BizId or a MessageId (each account's; ``account``
-        narrows to one account, ``matched_by`` to one kind of id)."""
-        query = select(SEND).where(SEND.c.biz_id == biz_id)
-        if account is not None:
-            query = query.where(SEND.c.account == account)
-        if matched_by is not None:
-            query = query.where(SEND.c.matched_by == matched_by.value)
-        query = query.order_by(SEND.c.account, SEND.c.phone_number)
-        return self.store.run(lambda conn: [dict(r._mapping) for r in conn.execute(query)])
+        narrows to one account, ``matched_by`` to one kind of id).
+
+        No index begins with ``biz_id`` (the unique key begins with provider and account):
+        ``WHERE biz_id = …`` alone was a sequential scan of every send (38 ms at 300,000
+        rows). The providers and accounts that have sends come from the send counts (a few
+        rows), each (provider, account, kind) with the id is one bounded lookup of the unique
+        key (receiptd.db.lookup)."""
+        kinds = [matched_by.value] if matched_by else [k.value for k in domain.SendKey]
+
+        def read(conn: Connection) -> list[dict[str, Any]]:
+            scopes = {(p, a) for p, a, _, _ in counts.totals(conn, account)}
+            keys = [(p, a, kind, biz_id) for p, a in sorted(scopes) for kind in kinds]
+            if not keys:
+                return []
+            query = _SENDS_BY_ID.rows(conn).order_by(SEND.c.account, SEND.c.phone_number)
+            return [
+                dict(r._mapping) for r in conn.execute(query, _SENDS_BY_ID.params(conn, {}, keys))
+            ]
+
+        return self.store.run(read)
 
 
 _RETRY = (

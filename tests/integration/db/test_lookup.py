@@ -11,6 +11,7 @@ are counted."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -106,7 +107,7 @@ class Statements:
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
         statement = statement.lstrip()
-        reads = statement.startswith("SELECT") and f"FROM {self.table}" in statement
+        reads = statement.startswith("SELECT") and re.search(rf"FROM {self.table}\b", statement)
         if reads or statement.startswith(f"UPDATE {self.table} "):
             self.seen.append((statement, params))
 
@@ -165,3 +166,22 @@ def test_registering_sends_of_a_new_account_reads_only_their_receipts(
             sa.select(sa.func.count()).where(SEND.c.account == "new", SEND.c.status == "delivered")
         )
         assert settled.scalar_one() == BATCH
+
+
+def test_the_status_api_finds_a_send_by_its_id_without_reading_the_others(
+    stale_postgres: sa.Engine,
+) -> None:
+    """``GET /v1/sends/{biz_id}`` (SendStore.by_biz_id): no index begins with biz_id, so the
+    id alone was a sequential scan of every send (2,000 + 3,000 rows here)."""
+    store = SqlStore(stale_postgres)
+    sends = SendStore(store)
+    sends.register([send(50_000 + i, "new") for i in range(NEW_ROWS)], NOW)
+    sends.register([send(50_007, "a3")], NOW)  # the same id in another account
+    with Statements(stale_postgres, "sms_send") as statements:
+        found = sends.by_biz_id("b50007")
+        narrowed = sends.by_biz_id("b50007", account="new")
+        kind = sends.by_biz_id("b50007", matched_by=domain.SendKey.MESSAGE_ID)
+    assert [r["account"] for r in found] == ["a3", "new"]
+    assert [r["account"] for r in narrowed] == ["new"] and kind == []
+    assert len(statements.seen) == 3
+    assert max(statements.rows_touched()) <= 4
