@@ -39,6 +39,7 @@ meet the same load.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -58,6 +59,7 @@ import sqlalchemy as sa
 
 import receiptd
 from receiptd import domain, ports
+from receiptd.daemon import service
 from receiptd.daemon.ops import OpsApp, OpsServer, Probes
 from receiptd.db import counts, migrate, retention
 from receiptd.db.engine import create_db_engine
@@ -271,6 +273,7 @@ def measure(url: str, reps: int, settle_reps: int) -> dict[str, Any]:
     store, sends = SqlStore(engine), SendStore(SqlStore(engine))
     out: dict[str, Any] = {}
     try:
+        service.freeze_start_up_objects()  # what `receiptd run` does before its loops start
         out["claim"], out["claimed"] = claim_times(engine, reps)
         out["peek"], _ = timed(lambda: sends.peek_due(ALIYUN, NOW, GRACE, 5000), reps)
         due = sends.peek_due(ALIYUN, NOW, GRACE, 16 * settle_reps)
@@ -373,6 +376,7 @@ def claim_worker(url: str, reps: int, now: str) -> None:
     try:
         at = datetime.fromisoformat(now)  # the parent's: it loaded the data relative to it
         claim_times(engine, 1, at)  # the connection, SQLAlchemy's statement cache
+        gc.freeze()  # as the daemon does once started (daemon.service.freeze_start_up_objects)
         samples, claimed = claim_times(engine, reps, at)
     finally:
         engine.dispose()

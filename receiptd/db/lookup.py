@@ -1,4 +1,4 @@
-"""Rows by exact values of a unique key: the one read shape that cannot become a scan.
+"""Rows by exact values of a unique key, in a read that stays bounded whatever the statistics say.
 
 A batch looks up its rows by a unique key whose leading columns are fixed for the batch (the
 provider, the account) and whose trailing columns take one value per item (which id, the id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +51,19 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     while not predicate():
         assert time.monotonic() < end, "condition not met"
         time.sleep(0.01)
+
+
+def test_what_start_up_built_is_frozen_out_of_the_collectors_sight() -> None:
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    service = Service(parts())
+    thread, codes = run_in_thread(service)
+    try:
+        wait_for(lambda: gc.get_freeze_count() > 0)
+    finally:
+        service.stop()
+        thread.join(10)
+    assert codes == [0]
 
 
 def test_a_job_that_raises_a_defect_stops_the_daemon_with_exit_1() -> None:
