@@ -227,5 +227,5 @@ def freeze_start_up_objects() -> None:
     metadata and compiled statements, the wiring) lives as long as the process: moved out of
     the collector's sight (``gc.freeze``), a full collection no longer walks it. Those walks
     were the claim's tail: 5 full collections in 30 claims of 5,000, each adding ~70 ms;
-    p99 166 → 87 ms (docs/scale.md, "Issue 26: the claim's p99 and the collector")."""
+    p99 166 → 87 ms (docs/scale.md, "Issue 26: the claim at 10 M rows, and the collector")."""
     gc.freeze()
