@@ -153,6 +153,7 @@ class GuardedChannel(HTTPChannel):  # type: ignore[misc]  # waitress ships no ty
         self.stamps = Stamps(opened=now, answered=now, last_byte=now)
         self._tracked: object = None
         self.source: str | None = None
+        self.overran = False  # past a deadline: closing on the loop's next pass (maintenance)
         super().__init__(server, sock, addr, adj, map=map)
         self.source = server.admitted(addr[0])
 
@@ -249,7 +250,8 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
         for channel in list(self.active_channels.values()):
             reason = channel.overdue(mono)
             if reason is not None:
-                channel.will_close = True
+                # Not closed here: this runs while asyncore walks the channel map (readable()).
+                channel.will_close = channel.overran = True
                 metrics.HTTP_CONNECTIONS_CLOSED.labels(self.name, reason).inc()
 
     def handle_accept(self) -> None:
@@ -296,7 +298,16 @@ class GuardedServer(TcpWSGIServer):  # type: ignore[misc]  # waitress ships no t
 
     def _shed(self) -> bool:
         """Close the connections that have waited longest, never one a worker serves: a
-        32nd of the limit at once, so a flood costs one scan per 32 connections, not each."""
+        32nd of the limit at once, so a flood costs one scan per 32 connections, not each.
+
+        Connections that already overran a deadline go first, and then no other: the check
+        marked them to close on the loop's next pass (and counted them), and a connection
+        accepted before that pass would otherwise cost live ones their place."""
+        overran = [c for c in self.active_channels.values() if c.overran]
+        for channel in overran:
+            channel.handle_close()
+        if overran:
+            return True
         waits = [(w[1], c) for c in self.active_channels.values() if (w := c.waiting())]
         count = max(1, self.limits.max_connections // SHED_FRACTION)
         for _, victim in heapq.nsmallest(count, waits, key=lambda pair: pair[0]):

@@ -195,6 +195,30 @@ def test_a_source_over_its_bound_is_refused_while_others_are_served(
         sock.close()
 
 
+def test_a_full_listener_frees_the_connections_past_their_deadline_before_shedding(
+    listener: Listener,
+) -> None:
+    """The once-a-second check marks the connections past their deadline to be closed on the
+    loop's next pass; a connection accepted in between (the same pass) used to find the
+    listener still full of them and shed live ones in their place."""
+    per_source = LIMITS.per_source
+    old = [listener.admit(f"127.0.4.{i // per_source + 1}") for i in range(32)]
+    listener.clock.now += 6
+    young = [listener.admit(f"127.0.5.{i // per_source + 1}") for i in range(32)]
+    listener.clock.now += 5  # the old ones 11 s after their connect: past the 10 s deadline
+
+    def check_then_accept() -> None:
+        guarded = listener.server._server
+        guarded.maintenance(0)
+        assert guarded._room_for("127.0.6.1")
+
+    listener.in_loop(check_then_accept)
+    assert all(closed(s) for s in old)
+    assert all(still_open(s) for s in young)
+    for sock in young:
+        sock.close()
+
+
 def test_a_full_listener_sheds_the_longest_waiting_never_one_being_served(
     listener: Listener,
 ) -> None:
