@@ -42,28 +42,27 @@ def receipt(i: int, account: str) -> ports.ReportRecord:
 
 
 def test_a_lookup_finds_exactly_its_keys(engine: sa.Engine) -> None:
-    """Two sends share a biz_id (one SendSms to two numbers), a third shares the number:
-    keyed by (biz_id, number) the lookup returns the one send on PostgreSQL and a superset
-    holding it elsewhere (every combination of the IN lists)."""
+    """One SendSms to two numbers (b1 to …01 and …02), b2 to …02, and b1 to …01 again in
+    another account: keyed by (id, number) in ``default`` the lookup returns exactly the two
+    sends on PostgreSQL, and elsewhere a superset holding them (every combination of the IN
+    lists), never another account's."""
     store = SqlStore(engine)
-    sends = [send(1, "default"), send(2, "default"), send(3, "other")]
+    sends = [send(1, "default"), send(2, "default")]
     sends.append(ports.NewSend(domain.Provider.ALIYUN, "b1", "13800000002", NOW))
+    sends.append(ports.NewSend(domain.Provider.ALIYUN, "b1", "13800000001", NOW, account="o"))
     SendStore(store).register(sends, NOW)
     keys = lookup.KeyLookup(SEND, ("provider", "account"), ("matched_by", "biz_id", "phone_number"))
-    wanted = [("biz_id", "b1", "13800000001"), ("biz_id", "b2", "13800000002")]
+    wanted = {("default", "b1", "13800000001"), ("default", "b2", "13800000002")}
+    scope = {"provider": "aliyun", "account": "default"}
     with engine.connect() as conn:
-        params = keys.params(conn, {"provider": "aliyun", "account": "default"}, wanted)
-        found = {
-            (r.matched_by, r.biz_id, r.phone_number) for r in conn.execute(keys.rows(conn), params)
-        }
-    assert set(wanted) <= found
-    assert all(key[1] in ("b1", "b2") for key in found)  # never another account's or id's
+        params = keys.params(conn, scope, sorted(("biz_id", b, p) for _, b, p in wanted))
+        rows = conn.execute(keys.rows(conn), params).all()
+        nothing = conn.execute(keys.rows(conn), keys.params(conn, scope, [])).all()
+    found = {(r.account, r.biz_id, r.phone_number) for r in rows}
+    assert wanted <= found and {r.account for r in rows} == {"default"}
     if engine.dialect.name == "postgresql":
-        assert found == set(wanted)
-    with engine.connect() as conn:  # no keys: nothing, on every backend
-        assert not conn.execute(
-            keys.rows(conn), keys.params(conn, {"provider": "aliyun", "account": "default"}, [])
-        ).all()
+        assert found == wanted
+    assert nothing == []  # no keys: nothing, on every backend
 
 
 @pytest.fixture
