@@ -33,7 +33,7 @@ from receiptd_emulator.koomessage_store import SendDetail
 from receiptd_emulator.push import PushSpec
 from tests.peers import Answer, MisbehavingServer
 
-from .conftest import pop_config, query_token, today_cst
+from .conftest import CST, pop_config, query_token, today_cst
 from .test_control_and_cli import ROOT, call
 from .test_mns_auth import error_type, sts_queue
 
@@ -82,10 +82,12 @@ def send(client: DysmsClient, account: AccountInfo) -> str:
     return str(body.biz_id)
 
 
-def query(client: DysmsClient, biz_id: str) -> tuple[str, int, list[int]]:
+def query(client: DysmsClient, biz_id: str, day: str | None = None) -> tuple[str, int, list[int]]:
+    """QuerySendDetails of ``biz_id`` sent on ``day`` (China's date; default today's)."""
     request = sms_models.QuerySendDetailsRequest(
-        phone_number=PHONE, biz_id=biz_id, send_date=today_cst(), page_size=10, current_page=1
-    )
+        phone_number=PHONE, biz_id=biz_id, send_date=day or today_cst(), page_size=10,
+        current_page=1,
+    )  # fmt: skip
     body = client.query_send_details(request).body
     rows = body.sms_send_detail_dtos.sms_send_detail_dto or []
     return body.code, int(body.total_count), [row.send_status for row in rows]
@@ -129,25 +131,31 @@ def test_accounts_have_their_own_uid_keys_and_queues(emu: Emulator, brand_b: Acc
             other.add_account("Brand-B")
 
 
-def test_the_same_biz_id_asked_by_both_accounts(emu: Emulator, brand_b: AccountInfo) -> None:
+def test_the_same_biz_id_asked_by_both_accounts(
+    emu: Emulator, brand_b: AccountInfo, clock: ManualClock
+) -> None:
     a, b = emu.account(), brand_b
     sms_a, sms_b = sms_client(emu, a), sms_client(emu, b)
     biz_a = send(sms_a, a)
-    assert query(sms_a, biz_a) == ("OK", 1, [1])  # waiting for its receipt
-    assert query(sms_b, biz_a) == ("OK", 0, [])  # B has no such send: Alibaba's "no record"
+    today = dt.datetime.fromtimestamp(clock(), CST).strftime("%Y%m%d")  # the emulator's
+    assert query(sms_a, biz_a, today) == ("OK", 1, [1])  # waiting for its receipt
+    assert query(sms_b, biz_a, today) == ("OK", 0, [])  # B has no such send: "no record"
     assert [r.biz_id for r in emu.records()] == [biz_a]
     assert emu.records("brand_b") == []
 
-    # The same (BizId, phone) in both accounts, with different outcomes: each its own.
-    sent = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
+    # The same (BizId, phone) in both accounts, with different outcomes: each its own. Sent
+    # by the emulator's clock and asked for on the send's own China date: "5 minutes ago" by
+    # the wall clock was yesterday there just after its midnight (a CI failure at 00:05 CST).
+    sent = dt.datetime.fromtimestamp(clock() - 300, dt.UTC)
+    day = sent.astimezone(CST).strftime("%Y%m%d")
     same = {"phone": PHONE, "sign_name": a.sign_name, "template_code": a.template_code}
     emu.seed_sends([SeedSend(**same, biz_id="77^0", send_time=sent, receipt_delay=1)])
     emu.seed_sends(
         [SeedSend(**same, biz_id="77^0", send_time=sent, receipt_delay=1, outcome="failed")],
         account="brand_b",
     )
-    assert query(sms_a, "77^0") == ("OK", 1, [3])
-    assert query(sms_b, "77^0") == ("OK", 1, [2])
+    assert query(sms_a, "77^0", day) == ("OK", 1, [3])
+    assert query(sms_b, "77^0", day) == ("OK", 1, [2])
 
 
 def test_receipts_land_on_the_sending_accounts_queue(
