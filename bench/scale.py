@@ -376,7 +376,9 @@ def claim_worker(url: str, reps: int, now: str) -> None:
     try:
         at = datetime.fromisoformat(now)  # the parent's: it loaded the data relative to it
         claim_times(engine, 1, at)  # the connection, SQLAlchemy's statement cache
-        gc.freeze()  # as the daemon does once started (daemon.service.freeze_start_up_objects)
+        # What the daemon does once started (daemon.service.freeze_start_up_objects), called
+        # directly: this worker also runs the --against tree, which may not have that function.
+        gc.freeze()
         samples, claimed = claim_times(engine, reps, at)
     finally:
         engine.dispose()
