@@ -52,6 +52,8 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/emulator.py
 	$(PY) bench/consumer.py
+	$(PY) bench/receipt_cost.py
+	$(PY) bench/receipt_cost.py --sends
 	$(PY) bench/push.py
 	$(PY) bench/polling.py
 	$(PY) bench/accounts.py

@@ -143,8 +143,10 @@ def _locked(
     condition stays out of the SQL, where PostgreSQL could take it as the index to scan
     (``status``, …) when its statistics say few sends are open (receiptd.db.lookup)."""
     take_write_lock(conn)
-    rows = conn.execute(statement, params).mappings()
-    return {r["id"]: dict(r) for r in rows if r["status"] in OPEN}
+    result = conn.execute(statement, params)
+    names = list(result.keys())  # once: dict(RowMapping) per row was ~4 µs a receipt
+    rows = (dict(zip(names, row, strict=True)) for row in result)
+    return {r["id"]: r for r in rows if r["status"] in OPEN}
 
 
 def _locking(query: Select[Any]) -> Select[Any]:

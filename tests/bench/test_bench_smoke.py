@@ -55,6 +55,10 @@ SMOKE = {  # by test name
         ("--receipts", "200", "--demo-receipts", "20", "--rate", "200", "--seconds", "1",
          "--latency-ms", "0", "--backends", "postgresql", "--no-baseline", *WAIT),
     ),
+    "test_receipt_cost_bench": Smoke(
+        "decode µs  store µs  driver µs", "receipt_cost.py",
+        ("--receipts", "320", "--rounds", "1", "--sends"),
+    ),
     "test_polling_bench": Smoke(
         "idle req/h", "polling.py",
         ("--idle-seconds", "2", "--capped-seconds", "2", "--warmup", "1", "--settle", "2",
@@ -184,6 +188,13 @@ def test_consumer_bench(done: tuple[str, str]) -> None:
     out, err = done
     assert re.search(r"^postgresql loopback ", out, re.MULTILINE), out
     assert len(CREATED.findall(err)) == 1
+
+
+def test_receipt_cost_bench(done: tuple[str, str]) -> None:
+    out, err = done
+    # A row of figures, and the replay checked against the store (or the script exits 1).
+    assert re.search(r"^1\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+[\d.]+$", out, re.M), out
+    assert len(CREATED.findall(err)) == 3
 
 
 def test_polling_bench(done: tuple[str, str]) -> None:
