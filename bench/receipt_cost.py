@@ -21,8 +21,12 @@ apart in one thread of its own process, on PostgreSQL scratch databases, with CP
 ``store - driver`` is what SQLAlchemy's Core and receiptd's store code cost around them.
 With ``--sends`` every receipt's send is registered first (in all three databases), so each
 batch also locks, settles and counts its sends, as in ``receiptd run``; without it no
-receipt has a send, as in bench/consumer.py. Rounds alternate store and driver on fresh
-receipts, so both meet the same load; the table has each round and the median.
+receipt has a send, as in bench/consumer.py. The three databases get the same sends in the
+same order, so their ids agree (the replayed UPDATEs name the capture database's ids); the run
+ends by checking that the driver's database stored the same receipts and settled the same
+sends as the store's, and exits 1 otherwise. Each round times decode, store and driver one
+after the other on fresh receipts, so all three meet the same load; the table has each round
+and the median.
 
 A smoke run (tests/bench): ``--receipts 320 --rounds 1 --sends``.
 """
