@@ -58,9 +58,13 @@ class KeyLookup:
         self.lists = table.select().where(self.lists_condition())
 
     def rows(self, conn: Connection) -> Select[Any]:
-        """``SELECT`` every column of the matching rows, for :meth:`params` of ``conn``:
-        :attr:`exact` on PostgreSQL, :attr:`lists` (a superset of the keys) elsewhere."""
-        return self.exact if conn.dialect.name == "postgresql" else self.lists
+        """``SELECT`` every column of the matching rows, for :meth:`params` of ``conn``."""
+        return self.rows_for(conn.dialect.name)
+
+    def rows_for(self, dialect: str) -> Select[Any]:
+        """:meth:`rows` on ``dialect``: :attr:`exact` on PostgreSQL, :attr:`lists` (a superset
+        of the keys) elsewhere."""
+        return self.exact if dialect == "postgresql" else self.lists
 
     def lists_condition(self) -> ColumnElement[bool]:
         """The IN-list form's condition (every combination of the keyed columns' values)."""

@@ -84,6 +84,12 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
+# A send's unique key: the scope a batch of receipts shares (provider, account), then what
+# each receipt names (which id, the id, the number).
+SEND_SCOPE = ("provider", "account")
+SEND_KEYED = ("matched_by", "biz_id", "phone_number")
+
+
 class SmsSend(Base):
     """One recipient of one send: the row whose status receiptd keeps."""
 
@@ -91,7 +97,7 @@ class SmsSend(Base):
     __table_args__ = (
         # 0005: the same (biz_id, phone_number) in two accounts are two sends; 0006: so are a
         # BizId and a MessageId of the same text.
-        UniqueConstraint("provider", "account", "matched_by", "biz_id", "phone_number"),
+        UniqueConstraint(*SEND_SCOPE, *SEND_KEYED),
         Index(None, "status", "next_check_at"),
         # 0002, 0005: claim/peek walk one account's pending sends in sent_at order; the status
         # summary counts from it (index-only); prune finds settled sends by settled_at.

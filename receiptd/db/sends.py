@@ -24,12 +24,19 @@ from sqlalchemy import (
 from receiptd import domain, metrics, ports
 from receiptd.compensation import horizon as _horizon
 from receiptd.db import counts, lookup, outbox, settle, subset, upsert
-from receiptd.db.models import DEAD, INBOUND, REPORT, RUN, SEND, claim_released
+from receiptd.db.models import (
+    DEAD,
+    INBOUND,
+    REPORT,
+    RUN,
+    SEND,
+    SEND_KEYED,
+    SEND_SCOPE,
+    claim_released,
+)
 from receiptd.db.store import SqlStore, settle_from_reports
 
 PENDING = domain.SendStatus.PENDING.value
-# its unique key (0005, 0006)
-_SEND_KEY = ("provider", "account", "matched_by", "biz_id", "phone_number")
 # A send's unique key up to the id, for the status API's lookup by id (by_biz_id).
 _SENDS_BY_ID = lookup.KeyLookup(SEND, (), ("provider", "account", "matched_by", "biz_id"))
 # A receipt's unique key, the account first (receiptd.db.lookup: exact on PostgreSQL).
@@ -71,7 +78,7 @@ class SendStore:
         added.clear()  # a retried transaction starts again
         for (provider, account), scoped in sorted(scopes.items()):
             added[provider, account, PENDING, ""] = upsert.insert_ignore(
-                conn, SEND, scoped, _SEND_KEY
+                conn, SEND, scoped, (*SEND_SCOPE, *SEND_KEYED)
             )
         counts.record(conn, added)  # before any of them settles: settling moves them on
         for account in sorted({r["account"] for r in rows}):

@@ -99,10 +99,7 @@ class OpenSends:
     def __init__(self, lookup: KeyLookup) -> None:
         self.lookup = lookup
         self.ids = select(SEND.c.id).where(lookup.lists_condition())  # MariaDB, see lock_open
-        self.rows = {
-            "postgresql": _locking(lookup.exact),
-            "sqlite": _locking(lookup.lists),
-        }
+        self.rows = {name: _locking(lookup.rows_for(name)) for name in ("postgresql", "sqlite")}
 
 
 def lock_open(

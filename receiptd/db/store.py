@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError, StatementError
 
 from receiptd import domain, error_families, errors, metrics, ports
 from receiptd.db import lookup, outbox, settle, upsert
-from receiptd.db.models import DEAD, INBOUND, REPORT, SEND
+from receiptd.db.models import DEAD, INBOUND, REPORT, SEND, SEND_KEYED, SEND_SCOPE
 from receiptd.logs import get_logger
 
 T = TypeVar("T")
@@ -307,11 +307,6 @@ def settle_from_reports(
     return settle.settle_sends(conn, changes, now, events, locked=locked)
 
 
-# A send's unique key: the scope a batch shares, then what each receipt names.
-_SEND_SCOPE = ("provider", "account")
-_SEND_KEYED = ("matched_by", "biz_id", "phone_number")
-
-
 def _key_of(row: Mapping[str, Any]) -> tuple[str, str, str]:
     """A send's matching key: which id, the id, the number (the unique key after account)."""
     return (row["matched_by"], row["biz_id"], row["phone_number"])
@@ -320,7 +315,7 @@ def _key_of(row: Mapping[str, Any]) -> tuple[str, str, str]:
 # The sends of a batch's receipts by their unique key (receiptd.db.lookup: bounded by every
 # column whatever PostgreSQL's statistics say). Built once (``settle.OpenSends``); the values
 # are bound per batch.
-_OPEN_BY_KEY = settle.OpenSends(lookup.KeyLookup(SEND, _SEND_SCOPE, _SEND_KEYED))
+_OPEN_BY_KEY = settle.OpenSends(lookup.KeyLookup(SEND, SEND_SCOPE, SEND_KEYED))
 
 
 # The name the Huawei path had before both providers shared one function.
