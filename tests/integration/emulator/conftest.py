@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from alibabacloud_dybaseapi20170525 import models as base_models
@@ -20,6 +20,11 @@ CST = dt.timezone(dt.timedelta(hours=8))
 
 def today_cst() -> str:
     return dt.datetime.now(CST).strftime("%Y%m%d")
+
+
+def china_day(clock: Callable[[], float], days: int = 0) -> str:
+    """China's date ``days`` from today by ``clock`` (an emulator's), as SendDate spells it."""
+    return (dt.datetime.fromtimestamp(clock(), CST) + dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
 def pop_config(info: EmulatorInfo, **overrides: object) -> openapi_models.Config:

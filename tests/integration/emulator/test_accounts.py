@@ -33,7 +33,7 @@ from receiptd_emulator.koomessage_store import SendDetail
 from receiptd_emulator.push import PushSpec
 from tests.peers import Answer, MisbehavingServer
 
-from .conftest import CST, pop_config, query_token, today_cst
+from .conftest import CST, china_day, pop_config, query_token, today_cst
 from .test_control_and_cli import ROOT, call
 from .test_mns_auth import error_type, sts_queue
 
@@ -137,7 +137,7 @@ def test_the_same_biz_id_asked_by_both_accounts(
     a, b = emu.account(), brand_b
     sms_a, sms_b = sms_client(emu, a), sms_client(emu, b)
     biz_a = send(sms_a, a)
-    today = dt.datetime.fromtimestamp(clock(), CST).strftime("%Y%m%d")  # the emulator's
+    today = china_day(clock)  # the emulator's
     assert query(sms_a, biz_a, today) == ("OK", 1, [1])  # waiting for its receipt
     assert query(sms_b, biz_a, today) == ("OK", 0, [])  # B has no such send: "no record"
     assert [r.biz_id for r in emu.records()] == [biz_a]

@@ -15,7 +15,7 @@ from Tea.exceptions import TeaException
 
 from receiptd_emulator import Emulator, EmulatorInfo, FaultSpec, ManualClock, SeedSend
 
-from .conftest import CST, pop_config, today_cst
+from .conftest import CST, china_day, pop_config, today_cst
 
 PHONE = "13800138000"
 
@@ -115,10 +115,6 @@ def frozen() -> Iterator[tuple[DysmsClient, ManualClock]]:
     clock = ManualClock(time.time())
     with Emulator(profile="default", clock=clock) as emulator:
         yield DysmsClient(pop_config(emulator.info)), clock
-
-
-def china_day(clock: ManualClock, days: int = 0) -> str:
-    return (dt.datetime.fromtimestamp(clock(), CST) + dt.timedelta(days=days)).strftime("%Y%m%d")
 
 
 @pytest.mark.parametrize(
